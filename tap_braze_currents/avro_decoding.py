@@ -1,0 +1,124 @@
+"""Avro object container files -> Currents records, with Braze's quirks straightened out.
+
+- float32 fields come out as the shortest decimal that round-trips (3.14, not 3.140000104904175);
+- JSON-encoded object fields (`properties` of CustomEvent and Purchase) come out as objects;
+  a value that is not a JSON object is kept as it was and counted;
+- a truncated or corrupt file yields the records before the damage and reports the error.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any, BinaryIO
+
+import fastavro
+import msgspec
+
+from tap_braze_currents.event_types import JSON_OBJECT_FIELDS
+
+_FLOAT32 = struct.Struct("<f")
+_json_decode = msgspec.json.decode
+
+
+@lru_cache(maxsize=65536)
+def shortest_float32(value: float) -> float:
+    """The shortest decimal that reads back as the same float32 (3.140000104904175 -> 3.14)."""
+    if not math.isfinite(value):
+        return value
+    for digits in (6, 7, 8, 9):
+        candidate = float(f"{value:.{digits}g}")
+        try:
+            if _FLOAT32.unpack(_FLOAT32.pack(candidate))[0] == value:
+                return candidate
+        except OverflowError:
+            continue
+    return value
+
+
+def _is_float32(avro_type: Any) -> bool:  # noqa: ANN401
+    if isinstance(avro_type, list):
+        return any(_is_float32(branch) for branch in avro_type)
+    if isinstance(avro_type, dict):
+        return avro_type.get("type") == "float"
+    return avro_type == "float"
+
+
+def _is_float32_array(avro_type: Any) -> bool:  # noqa: ANN401
+    branches = avro_type if isinstance(avro_type, list) else [avro_type]
+    return any(isinstance(b, dict) and b.get("type") == "array" and _is_float32(b["items"])
+               for b in branches)
+
+
+class AvroFile:
+    """The records of one Currents Avro file, decoded lazily.
+
+    After `records()` is exhausted, `count` holds the records yielded, `error` the exception
+    that stopped decoding early (None for a complete file) and `invalid_json` the number of
+    JSON-object fields kept as strings.
+    """
+
+    def __init__(self, source: BinaryIO, event_type: str, source_url: str):
+        """Read the header; raises on a file that is not Avro at all."""
+        self.event_type = event_type
+        self.source_url = source_url
+        self.count = 0
+        self.invalid_json = 0
+        self.error: Exception | None = None
+        self._reader = fastavro.reader(source)
+        fields = self.writer_schema.get("fields", [])
+        self._float_fields = [f["name"] for f in fields if _is_float32(f["type"])]
+        self._float_array_fields = [f["name"] for f in fields if _is_float32_array(f["type"])]
+        names = {f["name"] for f in fields}
+        self._json_fields = [n for n in JSON_OBJECT_FIELDS.get(event_type, ()) if n in names]
+
+    @property
+    def writer_schema(self) -> dict[str, Any]:
+        """The Avro schema the file was written with."""
+        return self._reader.writer_schema  # type: ignore[return-value]
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Yield each record with `event_type` and `_sdc_source_file`; stop at damage."""
+        event_type, source_url = self.event_type, self.source_url
+        floats, float_arrays, json_fields = (self._float_fields, self._float_array_fields,
+                                             self._json_fields)
+        needs_fixing = bool(floats or float_arrays or json_fields)
+        iterator = iter(self._reader)
+        while True:
+            try:
+                record = next(iterator)
+            except StopIteration:
+                return
+            except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds on damage
+                self.error = exc
+                return
+            record["event_type"] = event_type
+            record["_sdc_source_file"] = source_url
+            if needs_fixing:
+                self._fix(record, floats, float_arrays, json_fields)
+            self.count += 1
+            yield record
+
+    def _fix(self, record: dict[str, Any], floats: list[str], float_arrays: list[str],
+             json_fields: list[str]) -> None:
+        for name in floats:
+            value = record.get(name)
+            if value is not None:
+                record[name] = shortest_float32(value)
+        for name in float_arrays:
+            values = record.get(name)
+            if values:
+                record[name] = [None if v is None else shortest_float32(v) for v in values]
+        for name in json_fields:
+            text = record.get(name)
+            if isinstance(text, str):
+                try:
+                    parsed = _json_decode(text)
+                except msgspec.DecodeError:
+                    parsed = None
+                if isinstance(parsed, dict):
+                    record[name] = parsed
+                else:
+                    self.invalid_json += 1

@@ -1,0 +1,201 @@
+"""Listing a Currents export through fsspec: which files exist, of which type and hour, at which version.
+
+Works the same on a local folder, S3, Google Cloud Storage and Azure Blob. The walk goes down
+to the `event_type=` folders (across every integration folder), keeps the `date=` hours inside
+the wanted range, and lists each kept hour recursively, whatever layout sits below it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, BinaryIO
+
+import fsspec
+
+from tap_braze_currents.layout import (
+    AVRO_SUFFIX,
+    DATE_PREFIX,
+    EVENT_TYPE_PREFIX,
+    basename,
+    parse_hour,
+    segment_value,
+)
+
+logger = logging.getLogger(__name__)
+
+# How deep below `storage_url` the walk looks for `event_type=` folders
+# (prefix/currents/dataexport...integration.<id>/event_type=...).
+MAX_WALK_DEPTH = 5
+
+# fsspec info keys that change when an object is rewritten, best first, per backend.
+VERSION_KEYS = ("ETag", "etag", "generation", "md5Hash", "mtime", "LastModified",
+                "last_modified", "updated", "created")
+
+SUPPORTED_SCHEMES = "a local path, file://, s3://, gs://, gcs://, az://, abfs:// or abfss://"
+
+
+class StorageSettingError(Exception):
+    """The export cannot be reached or listed; the message names the setting to fix."""
+
+
+@dataclass(frozen=True, order=True)
+class CurrentsFile:
+    """One Avro file of the export."""
+
+    hour: str          # the `date=` hour, YYYY-MM-DD-HH (sorts in time order)
+    path: str          # fsspec path, without protocol
+    event_type: str
+    size: int
+    version: str       # changes when the key is rewritten with other content
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Text with every secret value replaced by ***."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def secret_values(options: Mapping[str, Any]) -> list[str]:
+    """Every string value in storage options, nested ones included (all treated as secret)."""
+    found: list[str] = []
+    for value in options.values():
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, Mapping):
+            found.extend(secret_values(value))
+    return found
+
+
+def _version(info: Mapping[str, Any]) -> str:
+    marker = next((info[k] for k in VERSION_KEYS if info.get(k) not in (None, "")), "")
+    return f"{info.get('size', 0)}:{marker}"
+
+
+class CurrentsStorage:
+    """The export under one `storage_url`, reached with `storage_options`."""
+
+    def __init__(self, storage_url: str, storage_options: Mapping[str, Any] | None = None):
+        """Open the filesystem (no network yet)."""
+        self.url = storage_url
+        self._options = dict(storage_options or {})
+        self._secrets = secret_values(self._options)
+        try:
+            fs, root = fsspec.core.url_to_fs(storage_url, **self._options)
+        except (ValueError, ImportError) as exc:
+            msg = (f"storage_url {storage_url!r} cannot be opened: {self._clean(exc)}. "
+                   f"Use {SUPPORTED_SCHEMES}.")
+            raise StorageSettingError(msg) from None
+        except TypeError as exc:
+            msg = (f"storage_options are not accepted by the {storage_url.split(':')[0]} "
+                   f"filesystem: {self._clean(exc)}")
+            raise StorageSettingError(msg) from None
+        self.fs: fsspec.AbstractFileSystem = fs
+        self.root = root.rstrip("/") or root
+        self.fs.invalidate_cache()
+
+    @property
+    def is_local(self) -> bool:
+        """Whether files are on this machine (read in place, no prefetch)."""
+        protocol = self.fs.protocol
+        return "file" in (protocol if isinstance(protocol, tuple) else (protocol,))
+
+    def _clean(self, exc: BaseException) -> str:
+        return redact(f"{type(exc).__name__}: {exc}", self._secrets)
+
+    def check(self) -> None:
+        """Fail early, naming the setting, when the export cannot be listed."""
+        try:
+            exists = self.fs.exists(self.root)
+            if exists:
+                self.fs.ls(self.root, detail=False)
+        except PermissionError as exc:
+            msg = (f"storage_url {self.url!r}: access denied ({self._clean(exc)}). "
+                   "Check the credentials in storage_options.")
+            raise StorageSettingError(msg) from None
+        except Exception as exc:  # noqa: BLE001 - every backend raises its own kinds
+            msg = (f"storage_url {self.url!r} could not be listed ({self._clean(exc)}). "
+                   "Check the bucket/container name in storage_url and the endpoint and "
+                   "credentials in storage_options.")
+            raise StorageSettingError(msg) from None
+        if not exists:
+            msg = (f"storage_url {self.url!r} does not exist (no bucket, container or folder "
+                   "there). Check storage_url.")
+            raise StorageSettingError(msg)
+
+    def _ls(self, path: str) -> list[dict[str, Any]]:
+        try:
+            return self.fs.ls(path, detail=True)  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            return []
+
+    @cached_property
+    def event_type_folders(self) -> dict[str, list[str]]:
+        """Every `event_type=` folder under the root, by event type (one per integration)."""
+        folders: dict[str, list[str]] = {}
+        own_type = segment_value(self.root, EVENT_TYPE_PREFIX)
+        if own_type is not None:  # storage_url points inside one event type's folder
+            folders[own_type] = [self.root]
+            return folders
+        frontier = [self.root]
+        for _ in range(MAX_WALK_DEPTH):
+            deeper = []
+            for folder in frontier:
+                for entry in self._ls(folder):
+                    name = basename(entry["name"])
+                    if entry.get("type") != "directory":
+                        logger.debug("Ignoring %s: not inside an event_type= folder", entry["name"])
+                    elif name.startswith(EVENT_TYPE_PREFIX):
+                        folders.setdefault(name[len(EVENT_TYPE_PREFIX):], []).append(entry["name"])
+                    elif not name.startswith(DATE_PREFIX):
+                        deeper.append(entry["name"])
+            frontier = deeper
+        return folders
+
+    def files(self, event_type: str, first_hour: str | None, end_hour: str | None) -> list[CurrentsFile]:  # noqa: E501
+        """Avro files of one type with first_hour <= hour < end_hour, oldest hour first."""
+        found: list[CurrentsFile] = []
+        for type_folder in self.event_type_folders.get(event_type, []):
+            for entry in self._ls(type_folder):
+                hour = basename(entry["name"]).removeprefix(DATE_PREFIX)
+                if not basename(entry["name"]).startswith(DATE_PREFIX) or parse_hour(hour) is None:
+                    logger.debug("Ignoring %s: not a date=YYYY-MM-DD-HH folder", entry["name"])
+                    continue
+                if (first_hour and hour < first_hour) or (end_hour and hour >= end_hour):
+                    continue
+                found.extend(self._files_in_hour(entry["name"], event_type, hour))
+        found.sort()
+        return found
+
+    def _files_in_hour(self, folder: str, event_type: str, hour: str) -> list[CurrentsFile]:
+        listing = self.fs.find(folder, detail=True)
+        result = []
+        for path, info in listing.items():
+            if info.get("type") == "directory":
+                continue
+            if not path.endswith(AVRO_SUFFIX):
+                logger.debug("Ignoring %s: not an .avro file", path)
+                continue
+            result.append(CurrentsFile(hour=hour, path=path, event_type=event_type,
+                                       size=int(info.get("size") or 0), version=_version(info)))
+        return result
+
+    def url_of(self, path: str) -> str:
+        """A path as a full URL (what records carry in `_sdc_source_file`)."""
+        return self.fs.unstrip_protocol(path)  # type: ignore[no-any-return]
+
+    def open(self, path: str) -> BinaryIO:
+        """A file opened for reading in place."""
+        return self.fs.open(path, "rb")  # type: ignore[no-any-return]
+
+    def read(self, path: str) -> bytes:
+        """A whole file's bytes."""
+        return self.fs.cat_file(path)  # type: ignore[no-any-return]
+
+    def describe_error(self, exc: BaseException) -> str:
+        """An exception's text with storage secrets removed."""
+        return self._clean(exc)

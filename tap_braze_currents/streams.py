@@ -1,0 +1,217 @@
+"""One Singer stream per Currents event type: list new files, decode them, emit records and state."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import msgspec
+from singer_sdk import Stream
+from singer_sdk.helpers._typing import TypeConformanceLevel
+
+from tap_braze_currents.avro_decoding import AvroFile
+from tap_braze_currents.event_types import EXTRA_FIELDS, JSON_OBJECT_FIELDS, stream_name
+from tap_braze_currents.file_ledger import FileLedger
+from tap_braze_currents.json_schema import merge_json_schemas, record_fields_schema
+from tap_braze_currents.layout import hour_key
+from tap_braze_currents.prefetch import fetch_ahead
+from tap_braze_currents.storage import CurrentsFile
+
+if TYPE_CHECKING:
+    from tap_braze_currents.tap import TapBrazeCurrents
+
+OUTPUT_CHUNK_BYTES = 1 << 20
+
+
+class CorruptFileError(Exception):
+    """A Currents file could not be decoded to its end (raised with on_corrupt_file: fail)."""
+
+
+def stream_schema(avro_record: dict[str, Any], event_type: str) -> dict[str, Any]:
+    """The JSON Schema of a stream from an Avro record schema of its event type."""
+    properties = record_fields_schema(avro_record)
+    for name in JSON_OBJECT_FIELDS.get(event_type, ()):
+        if name in properties:
+            nullable = "null" in properties[name]["type"]
+            properties[name] = {"type": ["object", "string"] + (["null"] if nullable else []),
+                                "additionalProperties": True}
+    properties.update(EXTRA_FIELDS)
+    return {"type": "object", "properties": properties, "additionalProperties": True}
+
+
+class CurrentsStream(Stream):
+    """The events of one Currents event type."""
+
+    primary_keys = ("id",)
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE  # Avro records already match the schema
+
+    def __init__(self, tap: TapBrazeCurrents, event_type: str, avro_record: dict[str, Any]):
+        """A stream for `event_type`, its schema built from an Avro record schema."""
+        self.event_type = event_type
+        self._seen_writer_schemas: set[bytes] = set()
+        super().__init__(tap, schema=stream_schema(avro_record, event_type),
+                         name=stream_name(event_type))
+        self._currents_tap = tap
+        self.files_read = 0
+        self.corrupt_files = 0
+        self.invalid_json = 0
+
+    # -- files ---------------------------------------------------------------------------
+
+    def _hour_setting(self, name: str) -> str | None:
+        value = self.config.get(name)
+        if not value:
+            return None
+        moment = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.timezone.utc)
+        return hour_key(moment)
+
+    def _new_files(self, ledger: FileLedger) -> list[CurrentsFile]:
+        storage = self._currents_tap.storage
+        first = ledger.window_start(self._hour_setting("start_date"))
+        listed = storage.files(self.event_type, first, self._hour_setting("end_date"))
+        new = [f for f in listed if not ledger.is_read(f)]
+        self.logger.info("%s: %d files listed from hour %s on, %d not read yet",
+                         self.name, len(listed), first or "(first)", len(new))
+        return new
+
+    def _sources(self, files: list[CurrentsFile]) -> Iterator[tuple[CurrentsFile, BinaryIO | None]]:
+        """Each file opened for decoding; remote ones fetched ahead in the background."""
+        storage = self._currents_tap.storage
+        if storage.is_local:
+            for file in files:
+                yield file, self._guard(file, lambda f=file: storage.open(f.path))
+            return
+        prefetched = fetch_ahead(files, lambda f: storage.read(f.path), lambda f: f.size,
+                                 max_items=int(self.config.get("prefetch_files", 4)),
+                                 max_bytes=int(self.config.get("prefetch_megabytes", 64)) << 20)
+        for file, future in prefetched:
+            data = self._guard(file, future.result)
+            yield file, None if data is None else io.BytesIO(data)
+
+    def _guard(self, file: CurrentsFile, fetch: Any) -> Any:  # noqa: ANN401
+        try:
+            return fetch()
+        except FileNotFoundError:
+            self.logger.warning("%s: %s vanished after listing; it will be read when it is back",
+                                self.name, self._currents_tap.storage.url_of(file.path))
+            return None
+        except Exception as exc:
+            storage = self._currents_tap.storage
+            msg = (f"{self.name}: could not read {storage.url_of(file.path)}: "
+                   f"{storage.describe_error(exc)}")
+            raise OSError(msg) from None
+
+    def _decoded_files(self) -> Iterator[AvroFile]:
+        """Each new file's decoder, in hour order; state is checkpointed after each file.
+
+        The caller must have emitted every record of a file before asking for the next one.
+        """
+        ledger = FileLedger(self.stream_state, int(self.config.get("lookback_hours", 24)))
+        storage = self._currents_tap.storage
+        for file, source in self._sources(self._new_files(ledger)):
+            if source is None:
+                continue
+            url = storage.url_of(file.path)
+            try:
+                avro: AvroFile | None = AvroFile(source, self.event_type, url)
+            except Exception as exc:  # noqa: BLE001 - not Avro, or a damaged header
+                self._report_damage(url, exc, 0)
+                avro = None
+            if avro is not None:
+                self._adopt_writer_schema(avro.writer_schema)
+                yield avro
+                if avro.error is not None:
+                    self._report_damage(url, avro.error, avro.count)
+                self.invalid_json += avro.invalid_json
+                if avro.invalid_json:
+                    self.logger.warning("%s: %d values in %s are not JSON objects; kept as strings",
+                                        self.name, avro.invalid_json, url)
+            source.close()
+            ledger.mark_read(file)
+            self.files_read += 1
+            self.state_manager.is_flushed = False
+            self._write_state_message()
+
+    def _report_damage(self, url: str, exc: BaseException, count: int) -> None:
+        detail = self._currents_tap.storage.describe_error(exc)
+        if self.config.get("on_corrupt_file", "skip") == "fail":
+            msg = (f"{url} is damaged after {count} records ({detail}). Set on_corrupt_file "
+                   "to 'skip' to read what can be read and go on.")
+            raise CorruptFileError(msg)
+        self.corrupt_files += 1
+        self.logger.warning("%s: %s is damaged (%s); kept the %d records before the damage and "
+                            "skipped the rest", self.name, url, detail, count)
+
+    def _adopt_writer_schema(self, writer_schema: dict[str, Any]) -> None:
+        """Widen the stream schema when a file brings fields or types it lacks (schema drift)."""
+        key = msgspec.json.encode(writer_schema)
+        if key in self._seen_writer_schemas:
+            return
+        self._seen_writer_schemas.add(key)
+        merged = merge_json_schemas(self.schema, stream_schema(writer_schema, self.event_type))
+        if merged == self.schema:
+            return
+        added = sorted(set(merged["properties"]) - set(self.schema["properties"]))
+        self.logger.info("%s: a file's writer schema widens the stream schema (new fields: %s)",
+                         self.name, ", ".join(added) or "none, wider types")
+        self._schema = merged
+        if self._tap.mapper is not None:
+            self._tap.mapper.register_raw_stream_schema(self.name, merged, self.primary_keys)
+            self._stream_maps = []
+        if self.selected:
+            self._write_schema_message()
+
+    # -- records -------------------------------------------------------------------------
+
+    def get_records(self, context: dict | None) -> Iterable[dict[str, Any]]:  # noqa: ARG002
+        """Records of every new file (the SDK's generic path: stream maps, dry runs)."""
+        for avro in self._decoded_files():
+            yield from avro.records()
+        self._log_summary()
+
+    def _can_write_directly(self, write_messages: bool) -> bool:
+        """Whether records can skip the SDK's per-record path (nothing would change them)."""
+        mask = self.mask
+        return (write_messages and self.ABORT_AT_RECORD_COUNT is None
+                and not self.config.get("stream_maps")
+                and not self.config.get("flattening_enabled")
+                and all(mask.values()))
+
+    def _sync_records(self, context: dict | None = None, *,
+                      write_messages: bool = True) -> Iterator[dict]:
+        if not self._can_write_directly(write_messages):
+            yield from super()._sync_records(context, write_messages=write_messages)
+            return
+        encode_into = msgspec.json.Encoder(decimal_format="number").encode_into
+        sys.stdout.flush()
+        out = sys.stdout.buffer
+        buffer = bytearray()
+        with self.get_record_counter() as counter, self.get_sync_timer():
+            for avro in self._decoded_files():
+                extracted = dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+                prefix = (f'{{"type":"RECORD","stream":"{self.name}",'
+                          f'"time_extracted":"{extracted}","record":').encode()
+                for record in avro.records():
+                    buffer += prefix
+                    encode_into(record, buffer, -1)
+                    buffer += b"}\n"
+                    if len(buffer) >= OUTPUT_CHUNK_BYTES:
+                        out.write(buffer)
+                        buffer.clear()
+                out.write(buffer)
+                out.flush()
+                buffer.clear()
+                counter.increment(avro.count)
+        self._log_summary()
+        self._finalize_state(self.stream_state)
+        self._write_state_message()
+        yield from ()
+
+    def _log_summary(self) -> None:
+        self.logger.info("%s: %d files read, %d damaged files, %d non-JSON property values",
+                         self.name, self.files_read, self.corrupt_files, self.invalid_json)

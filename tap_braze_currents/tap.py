@@ -1,0 +1,118 @@
+"""tap-braze-currents: the Singer tap, its settings and its streams."""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from typing import Any
+
+from singer_sdk import Tap
+from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecWriter
+
+from tap_braze_currents.avro_decoding import AvroFile
+from tap_braze_currents.event_types import catalog, catalog_avro_schema
+from tap_braze_currents.storage import CurrentsStorage, StorageSettingError
+from tap_braze_currents.streams import CurrentsStream
+
+logger = logging.getLogger(__name__)
+
+
+class TapBrazeCurrents(Tap):
+    """Braze Currents Avro exports as Singer streams, one per event type."""
+
+    name = "tap-braze-currents"
+    message_writer_class = MsgSpecWriter
+
+    config_jsonschema = th.PropertiesList(
+        th.Property("storage_url", th.StringType, required=True,
+                    description="Where the Currents export lives: a local path, file://, "
+                    "s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or abfs://..."),
+        th.Property("storage_options", th.ObjectType(additional_properties=True), secret=True,
+                    description="Options for the fsspec filesystem (endpoint_url, key, secret, "
+                    "anon, connection_string, account_name, token, ...)."),
+        th.Property("start_date", th.DateTimeType,
+                    description="On a first run, date= hours before this are not read."),
+        th.Property("end_date", th.DateTimeType,
+                    description="Optional: date= hours at or after this are not read."),
+        th.Property("lookback_hours", th.IntegerType, default=24,
+                    description="How many hours behind the newest hour already read are listed "
+                    "again for late files."),
+        th.Property("event_types", th.ArrayType(th.StringType),
+                    description="Optional list of Currents event types (dotted Braze names) to "
+                    "read; default: all."),
+        th.Property("on_corrupt_file", th.StringType, default="skip",
+                    allowed_values=["skip", "fail"],
+                    description="skip: keep the records before the damage, warn and go on; "
+                    "fail: stop with an error naming the file."),
+        th.Property("prefetch_files", th.IntegerType, default=4,
+                    description="Remote files fetched ahead of decoding."),
+        th.Property("prefetch_megabytes", th.IntegerType, default=64,
+                    description="Upper bound on the bytes of files fetched ahead."),
+    ).to_dict()
+
+    @cached_property
+    def storage(self) -> CurrentsStorage:
+        """The export named by storage_url."""
+        return CurrentsStorage(self.config["storage_url"], self.config.get("storage_options"))
+
+    def _wanted_types(self) -> list[str] | None:
+        wanted = self.config.get("event_types")
+        return list(wanted) if wanted else None
+
+    def _types_in_storage(self) -> dict[str, dict[str, Any]]:
+        """Types found in storage that the catalog does not know, with their writer schema."""
+        try:
+            folders = self.storage.event_type_folders
+        except Exception as exc:  # noqa: BLE001 - discovery must work offline
+            detail = exc if isinstance(exc, StorageSettingError) else type(exc).__name__
+            self.logger.warning("Discovery without storage listing (%s): streams come from the "
+                                "built-in event catalog only", detail)
+            return {}
+        unknown = {}
+        for event_type in sorted(set(folders) - set(catalog())):
+            schema = self._schema_from_storage(event_type)
+            if schema is not None:
+                self.logger.info("Found event type %s in storage; not in the catalog",
+                                 event_type)
+                unknown[event_type] = schema
+        return unknown
+
+    def _schema_from_storage(self, event_type: str) -> dict[str, Any] | None:
+        files = self.storage.files(event_type, None, None)
+        if not files:
+            return None
+        newest = files[-1]
+        try:
+            with self.storage.open(newest.path) as handle:
+                return AvroFile(handle, event_type, newest.path).writer_schema
+        except Exception as exc:  # noqa: BLE001
+            self.logger.warning("Cannot read the schema of %s (%s); stream skipped",
+                                newest.path, self.storage.describe_error(exc))
+            return None
+
+    def discover_streams(self) -> list[CurrentsStream]:
+        """A stream per catalog event type, plus any unknown type found in storage."""
+        schemas: dict[str, dict[str, Any]] = {
+            event_type: schema for event_type in catalog()
+            if (schema := catalog_avro_schema(event_type)) is not None}
+        schemas.update(self._types_in_storage())
+        wanted = self._wanted_types()
+        if wanted:
+            unknown = sorted(set(wanted) - set(schemas))
+            for event_type in unknown:
+                self.logger.warning("event_types lists %s, which is neither in the catalog nor "
+                                    "in storage; it will be read if files appear", event_type)
+                schemas[event_type] = {"type": "record", "name": "Unknown",
+                                       "fields": [{"name": "id", "type": "string"}]}
+            schemas = {k: v for k, v in schemas.items() if k in wanted}
+        return [CurrentsStream(self, event_type, schema) for event_type, schema in schemas.items()]
+
+    def sync_all(self) -> None:
+        """Check the export can be listed, then sync every selected stream."""
+        self.storage.check()
+        super().sync_all()
+
+
+if __name__ == "__main__":
+    TapBrazeCurrents.cli()
