@@ -33,7 +33,7 @@ class FileLedger:
         """Use (and update in place) one stream's state dict."""
         self._state = state
         self._lookback = lookback_hours
-        self._read: dict[str, list[str]] = state.setdefault("read", {})
+        self._read: dict[str, list[str]] = state.get("read", {})
         self._sets = {hour: set(digests) for hour, digests in self._read.items()}
 
     @property
@@ -59,6 +59,7 @@ class FileLedger:
         if digest not in seen:
             seen.add(digest)
             self._read.setdefault(file.hour, []).append(digest)
+            self._state["read"] = self._read
         if self.newest_hour is None or file.hour > self.newest_hour:
             self._state["newest_hour"] = file.hour
         cutoff = shift_hour(self._state["newest_hour"], -self._lookback)

@@ -55,8 +55,8 @@ def avro_to_json_schema(avro: Any) -> dict[str, Any]:  # noqa: ANN401
 def merge_json_schemas(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """A schema that accepts everything either schema accepts (types joined, properties united)."""
     merged = copy.deepcopy(old)
-    types = list(old.get("type", []))
-    types += [t for t in new.get("type", []) if t not in types]
+    types = _type_list(old)
+    types += [t for t in _type_list(new) if t not in types]
     merged["type"] = types
     for key, value in new.items():
         if key == "type":
@@ -70,6 +70,11 @@ def merge_json_schemas(old: dict[str, Any], new: dict[str, Any]) -> dict[str, An
         else:
             merged.setdefault(key, copy.deepcopy(value))
     return merged
+
+
+def _type_list(schema: dict[str, Any]) -> list[str]:
+    kind = schema.get("type", [])
+    return [kind] if isinstance(kind, str) else list(kind)
 
 
 def record_fields_schema(avro_record: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 from singer_sdk import Stream
-from singer_sdk.helpers._typing import TypeConformanceLevel
+
+try:
+    from singer_sdk.helpers.conform import TypeConformanceLevel
+except ImportError:  # singer-sdk before it moved
+    from singer_sdk.helpers._typing import TypeConformanceLevel
 
 from tap_braze_currents.avro_decoding import AvroFile
 from tap_braze_currents.event_types import EXTRA_FIELDS, JSON_OBJECT_FIELDS, stream_name
@@ -39,7 +43,7 @@ def stream_schema(avro_record: dict[str, Any], event_type: str) -> dict[str, Any
             properties[name] = {"type": ["object", "string"] + (["null"] if nullable else []),
                                 "additionalProperties": True}
     properties.update(EXTRA_FIELDS)
-    return {"type": "object", "properties": properties, "additionalProperties": True}
+    return {"type": ["object"], "properties": properties, "additionalProperties": True}
 
 
 class CurrentsStream(Stream):

@@ -1,0 +1,82 @@
+"""The same export read from real S3, Azure Blob and GCS servers; storage errors users see."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import fsspec
+import pytest
+
+from tap_braze_currents.demo_export import write_demo_export
+from tests.conftest import SAMPLE_TYPES
+from tests.services import Service
+
+CLOUDS = [("s3_server", "s3://currents-bucket/exports/currents"),
+          ("azure_server", "az://currents-container/exports/currents"),
+          ("gcs_server", "gs://currents-bucket/exports/currents")]
+
+
+def _make_bucket(service: Service, url: str) -> None:
+    fs, path = fsspec.core.url_to_fs(url, **service.storage_options)
+    bucket = path.split("/")[0]
+    if not fs.exists(bucket):
+        fs.mkdir(bucket)
+
+
+@pytest.mark.parametrize(("server", "url"), CLOUDS)
+def test_every_event_read_exactly_once_from_cloud_storage(server: str, url: str, run_tap,
+                                                          request: pytest.FixtureRequest) -> None:
+    service: Service = request.getfixturevalue(server)
+    _make_bucket(service, url)
+    export = write_demo_export(url, storage_options=service.storage_options,
+                               event_types=SAMPLE_TYPES, hours=2, events_per_file=15)
+    config = {"storage_url": url, "storage_options": service.storage_options,
+              "prefetch_files": 3}
+    run = run_tap(config)
+    assert run.returncode == 0, run.stderr
+    expected = [i for ids in export.ids.values() for i in ids]
+    assert Counter(run.ids) == Counter(expected)
+    assert all(m["record"]["_sdc_source_file"].split("://")[0] in {"s3", "az", "abfs", "gs", "gcs"}
+               for m in run.records)
+    again = run_tap(config, run.last_state)
+    assert again.returncode == 0, again.stderr
+    assert again.records == []
+
+
+def test_missing_bucket_fails_naming_the_setting(s3_server: Service, run_tap) -> None:
+    run = run_tap({"storage_url": "s3://no-such-bucket/currents",
+                   "storage_options": s3_server.storage_options})
+    assert run.returncode != 0
+    assert "storage_url" in run.stderr and "no-such-bucket" in run.stderr
+    assert s3_server.storage_options["secret"] not in run.stderr + run.stdout
+
+
+def test_wrong_credentials_fail_naming_the_setting_without_the_secret(
+        azure_server: Service, run_tap) -> None:
+    url = "az://currents-container/exports"
+    _make_bucket(azure_server, url)
+    bad = azure_server.storage_options["connection_string"].replace(
+        "AccountKey=Eby8", "AccountKey=Wrong")
+    run = run_tap({"storage_url": url, "storage_options": {"connection_string": bad}})
+    assert run.returncode != 0
+    assert "storage_options" in run.stderr or "storage_url" in run.stderr
+    assert "AccountKey=Wrong" not in run.stderr
+    assert bad not in run.stderr
+
+
+def test_unreachable_endpoint_fails_naming_the_setting(run_tap) -> None:
+    secret = "unreachable-secret-value-123"
+    run = run_tap({"storage_url": "s3://bucket/currents",
+                   "storage_options": {"key": "k", "secret": secret,
+                                       "endpoint_url": "http://127.0.0.1:9",
+                                       "config_kwargs": {"connect_timeout": 1,
+                                                         "retries": {"max_attempts": 1}}}})
+    assert run.returncode != 0
+    assert "storage_url" in run.stderr
+    assert secret not in run.stderr + run.stdout
+
+
+def test_unknown_scheme_is_named(run_tap) -> None:
+    run = run_tap({"storage_url": "ftpx://somewhere/currents"})
+    assert run.returncode != 0
+    assert "storage_url" in run.stderr and "ftpx" in run.stderr and "s3://" in run.stderr
