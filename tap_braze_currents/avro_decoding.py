@@ -38,7 +38,7 @@ def shortest_float32(value: float) -> float:
     return value
 
 
-def _is_float32(avro_type: Any) -> bool:  # noqa: ANN401
+def _is_float32(avro_type: Any) -> bool:
     if isinstance(avro_type, list):
         return any(_is_float32(branch) for branch in avro_type)
     if isinstance(avro_type, dict):
@@ -46,7 +46,7 @@ def _is_float32(avro_type: Any) -> bool:  # noqa: ANN401
     return avro_type == "float"
 
 
-def _is_float32_array(avro_type: Any) -> bool:  # noqa: ANN401
+def _is_float32_array(avro_type: Any) -> bool:
     branches = avro_type if isinstance(avro_type, list) else [avro_type]
     return any(isinstance(b, dict) and b.get("type") == "array" and _is_float32(b["items"])
                for b in branches)
@@ -79,26 +79,27 @@ class AvroFile:
         """The Avro schema the file was written with."""
         return self._reader.writer_schema  # type: ignore[return-value]
 
-    def records(self) -> Iterator[dict[str, Any]]:
-        """Yield each record with `event_type` and `_sdc_source_file`; stop at damage."""
-        event_type, source_url = self.event_type, self.source_url
+    def decoded(self) -> Iterator[dict[str, Any]]:
+        """Yield each record as decoded (Avro fields only, quirks fixed); stop at damage."""
         floats, float_arrays, json_fields = (self._float_fields, self._float_array_fields,
                                              self._json_fields)
-        needs_fixing = bool(floats or float_arrays or json_fields)
-        iterator = iter(self._reader)
-        while True:
-            try:
-                record = next(iterator)
-            except StopIteration:
-                return
-            except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds on damage
-                self.error = exc
-                return
+        fix = self._fix if (floats or float_arrays or json_fields) else None
+        try:
+            for record in self._reader:
+                assert isinstance(record, dict)
+                if fix is not None:
+                    fix(record, floats, float_arrays, json_fields)
+                self.count += 1
+                yield record
+        except Exception as exc:
+            self.error = exc
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Yield each record with `event_type` and `_sdc_source_file` added; stop at damage."""
+        event_type, source_url = self.event_type, self.source_url
+        for record in self.decoded():
             record["event_type"] = event_type
             record["_sdc_source_file"] = source_url
-            if needs_fixing:
-                self._fix(record, floats, float_arrays, json_fields)
-            self.count += 1
             yield record
 
     def _fix(self, record: dict[str, Any], floats: list[str], float_arrays: list[str],

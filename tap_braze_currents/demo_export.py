@@ -62,7 +62,7 @@ def _properties_json(rng: random.Random, index: int) -> str:
     return json.dumps(props, ensure_ascii=False)
 
 
-def _value_for_type(avro_type: Any, name: str, rng: random.Random, index: int) -> Any:  # noqa: ANN401, PLR0911
+def _value_for_type(avro_type: Any, name: str, rng: random.Random, index: int) -> Any:
     if isinstance(avro_type, list):
         branches = [b for b in avro_type if b != "null"]
         if "null" in avro_type and rng.random() < 0.15:

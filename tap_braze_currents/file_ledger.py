@@ -39,7 +39,8 @@ class FileLedger:
     @property
     def newest_hour(self) -> str | None:
         """The newest `date=` hour a file was read from."""
-        return self._state.get("newest_hour")  # type: ignore[no-any-return]
+        newest: str | None = self._state.get("newest_hour")
+        return newest
 
     def window_start(self, start_hour: str | None) -> str | None:
         """The oldest hour to list: the lookback window once anything was read, else start_hour."""

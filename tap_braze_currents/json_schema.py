@@ -27,7 +27,7 @@ _LOGICAL: dict[str, dict[str, Any]] = {
 }
 
 
-def avro_to_json_schema(avro: Any) -> dict[str, Any]:  # noqa: ANN401
+def avro_to_json_schema(avro: Any) -> dict[str, Any]:
     """JSON Schema of one Avro type (primitive, union, array, map, record, enum, fixed)."""
     if isinstance(avro, list):
         merged: dict[str, Any] = {"type": []}
@@ -79,4 +79,4 @@ def _type_list(schema: dict[str, Any]) -> list[str]:
 
 def record_fields_schema(avro_record: dict[str, Any]) -> dict[str, Any]:
     """JSON Schema properties of an Avro record's top-level fields."""
-    return avro_to_json_schema(avro_record)["properties"]  # type: ignore[no-any-return]
+    return avro_to_json_schema(avro_record)["properties"]

@@ -11,9 +11,9 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-def fetch_ahead(items: Iterable[Item], fetch: Callable[[Item], Result], size_of: Callable[[Item], int],
-                max_items: int = 4, max_bytes: int = 64 * 1024 * 1024,
-                ) -> Iterator[tuple[Item, Future[Result]]]:
+def fetch_ahead(items: Iterable[Item], fetch: Callable[[Item], Result],
+                size_of: Callable[[Item], int], max_items: int = 4,
+                max_bytes: int = 64 * 1024 * 1024) -> Iterator[tuple[Item, Future[Result]]]:
     """Yield (item, future of fetch(item)) in order, with later fetches already running.
 
     At most `max_items` fetches run or wait at once, and their sizes add up to at most

@@ -1,4 +1,4 @@
-"""Listing a Currents export through fsspec: which files exist, of which type and hour, at which version.
+"""Listing a Currents export through fsspec: which files exist, of which type, hour and version.
 
 Works the same on a local folder, S3, Google Cloud Storage and Azure Blob. The walk goes down
 to the `event_type=` folders (across every integration folder), keeps the `date=` hours inside
@@ -91,8 +91,9 @@ class CurrentsStorage:
                    f"Use {SUPPORTED_SCHEMES}.")
             raise StorageSettingError(msg) from None
         except TypeError as exc:
-            msg = (f"storage_options are not accepted by the {storage_url.split(':')[0]} "
-                   f"filesystem: {self._clean(exc)}")
+            scheme = storage_url.split(":", maxsplit=1)[0]
+            msg = (f"storage_options are not accepted by the {scheme} filesystem: "
+                   f"{self._clean(exc)}")
             raise StorageSettingError(msg) from None
         self.fs: fsspec.AbstractFileSystem = fs
         self.root = root.rstrip("/") or root
@@ -117,7 +118,7 @@ class CurrentsStorage:
             msg = (f"storage_url {self.url!r}: access denied ({self._clean(exc)}). "
                    "Check the credentials in storage_options.")
             raise StorageSettingError(msg) from None
-        except Exception as exc:  # noqa: BLE001 - every backend raises its own kinds
+        except Exception as exc:
             msg = (f"storage_url {self.url!r} could not be listed ({self._clean(exc)}). "
                    "Check the bucket/container name in storage_url and the endpoint and "
                    "credentials in storage_options.")
@@ -129,7 +130,7 @@ class CurrentsStorage:
 
     def _ls(self, path: str) -> list[dict[str, Any]]:
         try:
-            return self.fs.ls(path, detail=True)  # type: ignore[no-any-return]
+            return self.fs.ls(path, detail=True)
         except FileNotFoundError:
             return []
 
@@ -156,7 +157,8 @@ class CurrentsStorage:
             frontier = deeper
         return folders
 
-    def files(self, event_type: str, first_hour: str | None, end_hour: str | None) -> list[CurrentsFile]:  # noqa: E501
+    def files(self, event_type: str, first_hour: str | None,
+              end_hour: str | None) -> list[CurrentsFile]:
         """Avro files of one type with first_hour <= hour < end_hour, oldest hour first."""
         found: list[CurrentsFile] = []
         for type_folder in self.event_type_folders.get(event_type, []):
@@ -186,15 +188,16 @@ class CurrentsStorage:
 
     def url_of(self, path: str) -> str:
         """A path as a full URL (what records carry in `_sdc_source_file`)."""
-        return self.fs.unstrip_protocol(path)  # type: ignore[no-any-return]
+        return str(self.fs.unstrip_protocol(path))
 
     def open(self, path: str) -> BinaryIO:
         """A file opened for reading in place."""
-        return self.fs.open(path, "rb")  # type: ignore[no-any-return]
+        handle: BinaryIO = self.fs.open(path, "rb")
+        return handle
 
     def read(self, path: str) -> bytes:
         """A whole file's bytes."""
-        return self.fs.cat_file(path)  # type: ignore[no-any-return]
+        return bytes(self.fs.cat_file(path))
 
     def describe_error(self, exc: BaseException) -> str:
         """An exception's text with storage secrets removed."""

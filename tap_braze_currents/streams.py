@@ -1,11 +1,11 @@
-"""One Singer stream per Currents event type: list new files, decode them, emit records and state."""
+"""One Singer stream per Currents event type: list new files, decode them, emit records, state."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
@@ -97,7 +97,7 @@ class CurrentsStream(Stream):
             data = self._guard(file, future.result)
             yield file, None if data is None else io.BytesIO(data)
 
-    def _guard(self, file: CurrentsFile, fetch: Any) -> Any:  # noqa: ANN401
+    def _guard(self, file: CurrentsFile, fetch: Any) -> Any:
         try:
             return fetch()
         except FileNotFoundError:
@@ -115,6 +115,7 @@ class CurrentsStream(Stream):
 
         The caller must have emitted every record of a file before asking for the next one.
         """
+        self._currents_tap.check_storage()
         ledger = FileLedger(self.stream_state, int(self.config.get("lookback_hours", 24)))
         storage = self._currents_tap.storage
         for file, source in self._sources(self._new_files(ledger)):
@@ -123,7 +124,7 @@ class CurrentsStream(Stream):
             url = storage.url_of(file.path)
             try:
                 avro: AvroFile | None = AvroFile(source, self.event_type, url)
-            except Exception as exc:  # noqa: BLE001 - not Avro, or a damaged header
+            except Exception as exc:
                 self._report_damage(url, exc, 0)
                 avro = None
             if avro is not None:
@@ -172,7 +173,7 @@ class CurrentsStream(Stream):
 
     # -- records -------------------------------------------------------------------------
 
-    def get_records(self, context: dict | None) -> Iterable[dict[str, Any]]:  # noqa: ARG002
+    def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
         """Records of every new file (the SDK's generic path: stream maps, dry runs)."""
         for avro in self._decoded_files():
             yield from avro.records()
@@ -186,8 +187,8 @@ class CurrentsStream(Stream):
                 and not self.config.get("flattening_enabled")
                 and all(mask.values()))
 
-    def _sync_records(self, context: dict | None = None, *,
-                      write_messages: bool = True) -> Iterator[dict]:
+    def _sync_records(self, context: Mapping[str, Any] | None = None, *,
+                      write_messages: bool = True) -> Generator[dict, Any, Any]:
         if not self._can_write_directly(write_messages):
             yield from super()._sync_records(context, write_messages=write_messages)
             return
@@ -197,12 +198,18 @@ class CurrentsStream(Stream):
         buffer = bytearray()
         with self.get_record_counter() as counter, self.get_sync_timer():
             for avro in self._decoded_files():
+                # The two fields every record gets go into the line prefix; the encoded
+                # record's opening brace is then overwritten by a comma.
                 extracted = dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
-                prefix = (f'{{"type":"RECORD","stream":"{self.name}",'
-                          f'"time_extracted":"{extracted}","record":').encode()
-                for record in avro.records():
+                prefix = msgspec.json.encode(
+                    {"type": "RECORD", "stream": self.name, "time_extracted": extracted,
+                     "record": {"event_type": avro.event_type,
+                                "_sdc_source_file": avro.source_url}})[:-2]
+                for record in avro.decoded():
                     buffer += prefix
-                    encode_into(record, buffer, -1)
+                    start = len(buffer)
+                    encode_into(record, buffer, start)
+                    buffer[start] = 44  # ","
                     buffer += b"}\n"
                     if len(buffer) >= OUTPUT_CHUNK_BYTES:
                         out.write(buffer)

@@ -51,6 +51,8 @@ class TapBrazeCurrents(Tap):
                     description="Upper bound on the bytes of files fetched ahead."),
     ).to_dict()
 
+    _storage_checked = False
+
     @cached_property
     def storage(self) -> CurrentsStorage:
         """The export named by storage_url."""
@@ -64,7 +66,7 @@ class TapBrazeCurrents(Tap):
         """Types found in storage that the catalog does not know, with their writer schema."""
         try:
             folders = self.storage.event_type_folders
-        except Exception as exc:  # noqa: BLE001 - discovery must work offline
+        except Exception as exc:
             detail = exc if isinstance(exc, StorageSettingError) else type(exc).__name__
             self.logger.warning("Discovery without storage listing (%s): streams come from the "
                                 "built-in event catalog only", detail)
@@ -86,7 +88,7 @@ class TapBrazeCurrents(Tap):
         try:
             with self.storage.open(newest.path) as handle:
                 return AvroFile(handle, event_type, newest.path).writer_schema
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.logger.warning("Cannot read the schema of %s (%s); stream skipped",
                                 newest.path, self.storage.describe_error(exc))
             return None
@@ -108,10 +110,11 @@ class TapBrazeCurrents(Tap):
             schemas = {k: v for k, v in schemas.items() if k in wanted}
         return [CurrentsStream(self, event_type, schema) for event_type, schema in schemas.items()]
 
-    def sync_all(self) -> None:
-        """Check the export can be listed, then sync every selected stream."""
-        self.storage.check()
-        super().sync_all()
+    def check_storage(self) -> None:
+        """Fail early, naming the setting, when the export cannot be listed (checked once)."""
+        if not self._storage_checked:
+            self.storage.check()
+            self._storage_checked = True
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import pytest
 # gcsfs asks a gRPC control plane for the bucket layout; emulators have none (60 s timeouts).
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
-from tests.services import Service, start_azurite, start_gcs, start_s3  # noqa: E402
+from tests.services import Service, start_azurite, start_gcs, start_s3
 
 # A small set covering every quirk: JSON properties, float32, arrays, long time, time_ms.
 SAMPLE_TYPES = [
@@ -65,7 +65,7 @@ def tap_command(config_path: Path, state_path: Path | None = None) -> list[str]:
     return command
 
 
-def write_json(path: Path, value: Any) -> Path:  # noqa: ANN401
+def write_json(path: Path, value: Any) -> Path:
     path.write_text(json.dumps(value))
     return path
 
@@ -75,7 +75,7 @@ def parse_messages(stdout: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def run_tap(tmp_path: Path):  # noqa: ANN201
+def run_tap(tmp_path: Path):
     """Run the tap as its own process with a config (and state); return what it printed."""
     counter = iter(range(1000))
 

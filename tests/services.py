@@ -74,8 +74,8 @@ def _start(name: str, command: list[str], port: int, env: dict | None = None) ->
 
 def start_s3() -> Service:
     port = free_port()
-    process = _start("moto S3 server",
-                     [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port)
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    process = _start("moto S3 server", command, port)
     options = {"key": "testing-key-id", "secret": "testing-secret-key-do-not-log",
                "endpoint_url": f"http://127.0.0.1:{port}",
                "client_kwargs": {"region_name": "eu-west-1"}}

@@ -47,7 +47,8 @@ def test_missing_bucket_fails_naming_the_setting(s3_server: Service, run_tap) ->
     run = run_tap({"storage_url": "s3://no-such-bucket/currents",
                    "storage_options": s3_server.storage_options})
     assert run.returncode != 0
-    assert "storage_url" in run.stderr and "no-such-bucket" in run.stderr
+    assert "storage_url" in run.stderr
+    assert "no-such-bucket" in run.stderr
     assert s3_server.storage_options["secret"] not in run.stderr + run.stdout
 
 
@@ -79,4 +80,6 @@ def test_unreachable_endpoint_fails_naming_the_setting(run_tap) -> None:
 def test_unknown_scheme_is_named(run_tap) -> None:
     run = run_tap({"storage_url": "ftpx://somewhere/currents"})
     assert run.returncode != 0
-    assert "storage_url" in run.stderr and "ftpx" in run.stderr and "s3://" in run.stderr
+    assert "storage_url" in run.stderr
+    assert "ftpx" in run.stderr
+    assert "s3://" in run.stderr

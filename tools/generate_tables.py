@@ -38,7 +38,7 @@ TABLES = {
 }
 
 
-def render(build) -> str:  # noqa: ANN001
+def render(build) -> str:
     return json.dumps(build(), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
