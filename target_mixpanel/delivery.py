@@ -1,0 +1,253 @@
+"""The delivery pipeline: records in, batches out, every record accounted for, state released
+only when everything before it is imported, skipped by rule or dead-lettered.
+
+The reading thread maps, checks and encodes events and fills a batch; full batches go to a
+pool of sending threads (at most `max_concurrency` requests in flight). Results are collected
+in batch order, so a STATE is emitted exactly when every batch before it has its outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+
+from target_mixpanel.dead_letter import DeadLetterFile
+from target_mixpanel.event_mapping import SkippedByRule
+from target_mixpanel.import_client import BatchResult, Counters
+from target_mixpanel.mixpanel_rules import MAX_EVENT_BYTES, Refused, check_event
+from target_mixpanel.pii import PiiPolicy
+
+logger = logging.getLogger("target-mixpanel")
+
+
+class Mapping(Protocol):
+    """Turns a record into a Mixpanel event (see event_mapping)."""
+
+    def map(self, stream: str, record: dict[str, Any]) -> dict[str, Any]: ...  # noqa: D102
+
+
+class Sender(Protocol):
+    """Delivers one batch (see import_client)."""
+
+    def send(self, events: list[bytes], insert_ids: list[str]) -> BatchResult: ...  # noqa: D102
+
+
+@dataclass
+class Batch:
+    """Events on their way, with what is needed to dead-letter any of them."""
+
+    number: int
+    events: list[bytes] = field(default_factory=list)
+    insert_ids: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    sources: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    size: int = 2  # the brackets of the JSON array
+
+
+@dataclass
+class Tally:
+    """Where every record went."""
+
+    received: int = 0
+    imported: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    dead_lettered: Counter[str] = field(default_factory=Counter)
+    imported_by_event: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def accounted(self) -> int:
+        """Records with a final outcome."""
+        return self.imported + sum(self.skipped.values()) + sum(self.dead_lettered.values())
+
+
+class Delivery:
+    """Maps, batches and sends records; releases STATE messages once they are safe."""
+
+    def __init__(self, *, mapping: Mapping, sender: Sender, dead_letters: DeadLetterFile,
+                 pii: PiiPolicy, emit_state: Callable[[dict], None], counters: Counters,
+                 batch_size: int, max_batch_bytes: int, max_concurrency: int,
+                 progress_seconds: float = 10.0):
+        """Wire the pipeline; nothing is sent until records arrive."""
+        self._mapping = mapping
+        self._sender = sender
+        self._dead_letters = dead_letters
+        self._pii = pii
+        self._emit_state = emit_state
+        self.counters = counters
+        self._batch_size = batch_size
+        self._max_batch_bytes = max_batch_bytes
+        self._max_in_flight = max_concurrency
+        self._pool = ThreadPoolExecutor(max_workers=max_concurrency,
+                                        thread_name_prefix="mixpanel-import")
+        self._in_flight: deque[tuple[Batch, Future[BatchResult]]] = deque()
+        self._batch = Batch(1)
+        self._completed_through = 0        # every batch numbered <= this has its outcome
+        self._pending_states: deque[tuple[int, dict]] = deque()
+        self.tally = Tally()
+        self._encode = msgspec.json.Encoder(decimal_format="number").encode
+        self._progress_seconds = progress_seconds
+        self._started = time.monotonic()
+        self._last_progress = self._started
+        self._failed: BaseException | None = None
+
+    # -- records -------------------------------------------------------------------------
+
+    def add(self, stream: str, record: dict[str, Any]) -> None:
+        """Take one record: skip it, dead-letter it, or put it in the open batch."""
+        tally = self.tally
+        tally.received += 1
+        if self._pii.active:
+            record = self._pii.apply(record)
+        try:
+            event = self._mapping.map(stream, record)
+            properties = event["properties"]
+            check_event(event["event"], properties)
+            encoded = self._encode(event)
+            if len(encoded) >= MAX_EVENT_BYTES:
+                raise Refused("event", f"event is {len(encoded):,} bytes encoded; Mixpanel "
+                              "takes events under 1 MB")
+        except SkippedByRule as skip:
+            tally.skipped[skip.rule] += 1
+            return
+        except Refused as refused:
+            self._dead_letter(stream, record, f"refused before sending: {refused.field}",
+                              refused.field, refused.message)
+            return
+        batch = self._batch
+        if batch.events and (len(batch.events) >= self._batch_size
+                             or batch.size + len(encoded) + 1 > self._max_batch_bytes):
+            self._submit()
+            batch = self._batch
+        batch.events.append(encoded)
+        batch.insert_ids.append(properties["$insert_id"])
+        batch.names.append(event["event"])
+        batch.sources.append((stream, record))
+        batch.size += len(encoded) + 1
+        if len(batch.events) >= self._batch_size:
+            self._submit()
+        if tally.received % 1024 == 0:
+            self._collect(block=False)
+
+    def _dead_letter(self, stream: str, record: dict[str, Any], reason: str,
+                     field_name: str | None, message: str | None) -> None:
+        self._dead_letters.write(stream, record, reason, field_name, message)
+        self.tally.dead_lettered[reason] += 1
+
+    # -- batches -------------------------------------------------------------------------
+
+    def _submit(self) -> None:
+        batch = self._batch
+        if not batch.events:
+            return
+        self._batch = Batch(batch.number + 1)
+        while len(self._in_flight) >= self._max_in_flight:
+            self._collect(block=True)
+        future = self._pool.submit(self._sender.send, batch.events, batch.insert_ids)
+        self._in_flight.append((batch, future))
+
+    def _collect(self, *, block: bool) -> None:
+        """Take the outcomes of finished batches, oldest first; release states they cover."""
+        while self._in_flight:
+            batch, future = self._in_flight[0]
+            if not future.done():
+                if not block:
+                    break
+                wait([future], timeout=self._progress_seconds, return_when=FIRST_COMPLETED)
+                self._maybe_progress()
+                continue
+            self._in_flight.popleft()
+            self._account(batch, future.result())  # re-raises a fatal send error
+            self._completed_through = batch.number
+            block = False
+        if not self._in_flight and not self._batch.events:
+            self._completed_through = self._batch.number - 1
+        self._release_states()
+        self._maybe_progress()
+
+    def _account(self, batch: Batch, result: BatchResult) -> None:
+        failed = set()
+        for failure in result.failures:
+            failed.add(failure.index)
+            stream, record = batch.sources[failure.index]
+            self._dead_letter(stream, record, failure.reason, failure.field, failure.message)
+        self.tally.imported += result.imported
+        for index, name in enumerate(batch.names):
+            if index not in failed:
+                self.tally.imported_by_event[name] += 1
+
+    # -- state ---------------------------------------------------------------------------
+
+    def add_state(self, state: dict) -> None:
+        """Hold a STATE until every record before it is accounted for."""
+        needed = self._batch.number if self._batch.events else self._batch.number - 1
+        self._pending_states.append((needed, state))
+        self._collect(block=False)
+
+    def _release_states(self) -> None:
+        ready = None
+        while self._pending_states and self._pending_states[0][0] <= self._completed_through:
+            ready = self._pending_states.popleft()[1]
+        if ready is not None:
+            self._dead_letters.flush()
+            self._emit_state(ready)
+
+    # -- end -----------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Send what is left, wait for every outcome, release the last state."""
+        self._submit()
+        while self._in_flight:
+            self._collect(block=True)
+        self._collect(block=False)
+        self._pool.shutdown(wait=True)
+        self._dead_letters.close()
+
+    def abandon(self) -> None:
+        """Stop after a fatal error: wait for requests in flight, release nothing more."""
+        self._pending_states.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._dead_letters.close()
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def _maybe_progress(self) -> None:
+        now = time.monotonic()
+        if now - self._last_progress >= self._progress_seconds:
+            self._last_progress = now
+            logger.info("progress: %s", self.progress_line(now))
+
+    def progress_line(self, now: float | None = None) -> str:
+        """One line: rate and where the records went so far."""
+        elapsed = max(1e-9, (now or time.monotonic()) - self._started)
+        tally, counters = self.tally, self.counters
+        return (f"{tally.received / elapsed:,.0f} events/s, {tally.received:,} received, "
+                f"{tally.imported:,} imported, {sum(tally.skipped.values()):,} skipped, "
+                f"{sum(tally.dead_lettered.values()):,} dead-lettered, "
+                f"{counters.requests:,} requests, {counters.retries:,} retries, "
+                f"{counters.throttled:,} 429s")
+
+    def summary(self) -> dict[str, Any]:
+        """The closing summary (also logged as one JSON line)."""
+        tally, counters = self.tally, self.counters
+        return {
+            "received": tally.received,
+            "imported": tally.imported,
+            "skipped": dict(tally.skipped),
+            "dead_lettered": dict(tally.dead_lettered),
+            "dead_letter_file": str(self._dead_letters.path) if self._dead_letters.count else None,
+            "requests": counters.requests,
+            "retries": counters.retries,
+            "throttled_429": counters.throttled,
+            "server_errors": counters.server_errors,
+            "network_errors": counters.network_errors,
+            "batch_splits_413": counters.splits,
+            "imported_by_event": dict(tally.imported_by_event.most_common()),
+            "seconds": round(time.monotonic() - self._started, 3),
+        }
