@@ -11,7 +11,7 @@ import msgspec
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 
 
-def _fallback(value: Any) -> str:  # noqa: ANN401
+def _fallback(value: Any) -> str:
     return str(value)
 
 

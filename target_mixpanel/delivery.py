@@ -1,5 +1,7 @@
-"""The delivery pipeline: records in, batches out, every record accounted for, state released
-only when everything before it is imported, skipped by rule or dead-lettered.
+"""The delivery pipeline: records in, batches out, every record accounted for.
+
+A STATE is released only when everything before it is imported, skipped by rule or
+dead-lettered.
 
 The reading thread maps, checks and encodes events and fills a batch; full batches go to a
 pool of sending threads (at most `max_concurrency` requests in flight). Results are collected
@@ -146,9 +148,9 @@ class Delivery:
         batch = self._batch
         if not batch.events:
             return
-        self._batch = Batch(batch.number + 1)
         while len(self._in_flight) >= self._max_in_flight:
             self._collect(block=True)
+        self._batch = Batch(batch.number + 1)
         future = self._pool.submit(self._sender.send, batch.events, batch.insert_ids)
         self._in_flight.append((batch, future))
 

@@ -112,12 +112,11 @@ class BrazeCurrentsMapping:
             name = property_name(field)
             if name is None:
                 continue
-            if prefix is not None and field == "properties":
-                if isinstance(value, dict):
-                    for key, custom in value.items():
-                        if custom is not None:
-                            properties[prefix + key] = custom
-                    continue
+            if prefix is not None and field == "properties" and isinstance(value, dict):
+                for key, custom in value.items():
+                    if custom is not None:
+                        properties[prefix + key] = custom
+                continue
             properties[name] = value
         return {"event": self.event_name(event_type, record), "properties": properties}
 

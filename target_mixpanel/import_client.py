@@ -1,5 +1,7 @@
-"""Mixpanel's Import API over HTTP: gzip, retries with Mixpanel's backoff recipe, 413 splitting,
-strict-mode partial success, and a hard stop on bad credentials.
+"""Mixpanel's Import API over HTTP.
+
+Gzip, retries with Mixpanel's backoff recipe, 413 splitting, strict-mode partial success,
+and a hard stop on bad credentials.
 
 `ImportClient.send` is blocking and thread-safe; the delivery pipeline calls it from several
 threads at once (gzip and sockets release the GIL).
@@ -62,10 +64,10 @@ class RetryPolicy:
     jitter_max: float = 5.0
     budget_seconds: float = 900.0
 
-    def delays(self) -> Any:  # noqa: ANN401 - a generator of seconds
+    def delays(self) -> Any:
         """Successive waits before each retry."""
         for delay in backoff.expo(base=2, factor=self.first_delay, max_value=self.max_delay):
-            yield float(delay or 0) + random.uniform(self.jitter_min, self.jitter_max)  # noqa: S311
+            yield float(delay or 0) + random.uniform(self.jitter_min, self.jitter_max)
 
 
 @dataclass
@@ -92,7 +94,7 @@ def json_array(events: Sequence[bytes]) -> bytes:
     return b"[" + b",".join(events) + b"]"
 
 
-def _failed_records(body: Any, insert_ids: Sequence[str]) -> list[Failure]:  # noqa: ANN401
+def _failed_records(body: Any, insert_ids: Sequence[str]) -> list[Failure]:
     """Failures of a strict-mode 400, whichever of the three shapes Mixpanel used."""
     position = {insert_id: i for i, insert_id in enumerate(insert_ids)}
     failures = []
@@ -212,7 +214,7 @@ class ImportClient:
             delay = next(delays) if retry_after is None else retry_after
             if time.monotonic() + delay > deadline:
                 msg = (f"Mixpanel still failing after the retry budget of "
-                       f"{self._retry.budget_seconds:.0f} s (last: {problem}); raise "
+                       f"{self._retry.budget_seconds:g} s (last: {problem}); raise "
                        "max_retry_seconds or try again later")
                 raise RetriesExhausted(msg)
             self.counters.add(retries=1)
@@ -220,12 +222,12 @@ class ImportClient:
             time.sleep(delay)
 
 
-def result_count(body: Any) -> int:  # noqa: ANN401
+def result_count(body: Any) -> int:
     """num_records_imported of a response body, 0 when absent."""
     return int((body or {}).get("num_records_imported") or 0)
 
 
-def _json_or_none(response: requests.Response) -> Any:  # noqa: ANN401
+def _json_or_none(response: requests.Response) -> Any:
     try:
         return msgspec.json.decode(response.content)
     except msgspec.DecodeError:
@@ -257,7 +259,7 @@ class DryRunClient:
         self._lock = threading.Lock()
         (self.folder / "endpoint.txt").write_text(self.url + "\n")
 
-    def send(self, events: Sequence[bytes], insert_ids: Sequence[str]) -> BatchResult:  # noqa: ARG002
+    def send(self, events: Sequence[bytes], insert_ids: Sequence[str]) -> BatchResult:
         """Write the body; count every event as would-be imported."""
         with self._lock:
             self._next += 1

@@ -23,7 +23,7 @@ class PiiPolicy:
     """How email addresses and phone numbers are treated before anything is sent or written."""
 
     def __init__(self, mode: str, salt: str = ""):
-        """mode is keep, hash or drop."""
+        """Mode is keep, hash or drop."""
         self.mode = mode
         self._salt = salt.encode()
 
@@ -32,12 +32,12 @@ class PiiPolicy:
         """Whether records are changed at all."""
         return self.mode != "keep"
 
-    def _treat(self, value: str) -> Any:  # noqa: ANN401
+    def _treat(self, value: str) -> Any:
         if self.mode == "drop":
             return _DROP
         return hashlib.sha256(self._salt + value.encode()).hexdigest()
 
-    def _scrub_text(self, text: str) -> Any:  # noqa: ANN401
+    def _scrub_text(self, text: str) -> Any:
         if "@" not in text and "+" not in text:
             return text
         if EMAIL.fullmatch(text) or PHONE.fullmatch(text):
@@ -47,7 +47,7 @@ class PiiPolicy:
             text = pattern.sub(lambda m: replace or self._treat(m.group(0)), text)
         return text
 
-    def _scrub(self, value: Any) -> Any:  # noqa: ANN401
+    def _scrub(self, value: Any) -> Any:
         if isinstance(value, str):
             return self._scrub_text(value)
         if isinstance(value, dict):

@@ -1,4 +1,4 @@
-"""target-mixpanel: the Singer target, its settings, and the glue from Singer messages to delivery."""
+"""target-mixpanel: the Singer target, its settings, and the glue from messages to delivery."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import msgspec
 from singer_sdk import Target
 from singer_sdk import typing as th
 from singer_sdk.exceptions import (
-    ConfigValidationError,
     MissingKeyPropertiesError,
     RecordsWithoutSchemaException,
 )
@@ -36,6 +35,10 @@ AUTH_SETTINGS = ("project_id + service_account_username + service_account_secret
                  "or project_token, or api_secret")
 
 
+class SettingError(ValueError):
+    """A setting is missing, out of range or inconsistent; the message names it."""
+
+
 class FastReader(GenericSingerReader[Any]):
     """Singer lines parsed with msgspec (floats stay floats), RECORD lines on a short path."""
 
@@ -44,7 +47,7 @@ class FastReader(GenericSingerReader[Any]):
         """Standard input, as bytes."""
         return sys.stdin.buffer
 
-    def deserialize_json(self, line: Any) -> dict:  # noqa: ANN401
+    def deserialize_json(self, line: Any) -> dict:
         """One line as a dict, or an error naming the line."""
         try:
             message = _decode_line(line)
@@ -168,7 +171,7 @@ class TargetMixpanel(Target):
                                    "service_account_secret") if not config.get(k)]
             if missing:
                 msg = f"Service account auth needs {', '.join(missing)} as well."
-                raise ConfigValidationError(msg)
+                raise SettingError(msg)
             return ((config["service_account_username"], config["service_account_secret"]),
                     {"project_id": str(config["project_id"])},
                     "project_id, service_account_username and service_account_secret")
@@ -180,7 +183,7 @@ class TargetMixpanel(Target):
                            "service account (service_account_username/secret + project_id)")
             return (config["api_secret"], ""), params, "api_secret"
         msg = f"No Mixpanel credentials: set {AUTH_SETTINGS}."
-        raise ConfigValidationError(msg)
+        raise SettingError(msg)
 
     def _api_url(self) -> str:
         return str(self.config.get("api_url") or REGION_HOSTS[self.config.get("region", "US")])
@@ -200,10 +203,10 @@ class TargetMixpanel(Target):
         max_bytes = int(config.get("max_batch_bytes", 8 * 1024 * 1024))
         if not 1 <= batch_size <= MAX_EVENTS_PER_REQUEST:
             msg = f"batch_size must be 1 to {MAX_EVENTS_PER_REQUEST}, got {batch_size}"
-            raise ConfigValidationError(msg)
+            raise SettingError(msg)
         if not 1024 <= max_bytes <= MAX_REQUEST_BYTES:
             msg = f"max_batch_bytes must be 1024 to {MAX_REQUEST_BYTES}, got {max_bytes}"
-            raise ConfigValidationError(msg)
+            raise SettingError(msg)
         counters = Counters()
         sender: DryRunClient | ImportClient
         if config.get("dry_run"):
@@ -214,7 +217,7 @@ class TargetMixpanel(Target):
             params["ip"] = "0"
             if config.get("strict", True):
                 params["strict"] = "1"
-            jitter = list(config.get("retry_jitter_seconds") or [1.0, 5.0]) + [0.0, 0.0]
+            jitter = [*list(config.get("retry_jitter_seconds") or [1.0, 5.0]), 0.0, 0.0]
             retry = RetryPolicy(first_delay=float(config.get("retry_first_delay_seconds", 2)),
                                 max_delay=float(config.get("retry_max_delay_seconds", 60)),
                                 jitter_min=float(jitter[0]), jitter_max=float(jitter[1]),

@@ -110,3 +110,81 @@ def gcs_server() -> Iterator[Service]:
     service = start_gcs()
     yield service
     service.stop()
+
+
+# -- target side -------------------------------------------------------------------------
+
+from tests.mixpanel_server import MixpanelServer  # noqa: E402
+
+
+@dataclass
+class TargetRun:
+    """What one target process printed and wrote."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    dead_letters: list[dict[str, Any]]
+
+    @property
+    def states(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        line = next(x for x in self.stderr.splitlines() if "| summary: " in x)
+        return json.loads(line.split("| summary: ", 1)[1])
+
+
+@pytest.fixture
+def mixpanel() -> Iterator[MixpanelServer]:
+    server = MixpanelServer().start()
+    yield server
+    server.stop()
+
+
+FAST_RETRIES = {"retry_first_delay_seconds": 0.01, "retry_max_delay_seconds": 0.05,
+                "retry_jitter_seconds": [0, 0.01], "max_retry_seconds": 30}
+
+
+def target_config(server: MixpanelServer, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    creds = server.state.credentials
+    config = {"api_url": server.url, "project_id": creds.project_id,
+              "service_account_username": creds.service_account[0],
+              "service_account_secret": creds.service_account[1],
+              "dead_letter_path": str(tmp_path / "dead-letters.jsonl"),
+              "progress_interval_seconds": 1, **FAST_RETRIES}
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def run_target(tmp_path: Path):
+    """Run the target as its own process on Singer lines; return what it printed and wrote."""
+    counter = iter(range(1000))
+
+    def run(config: dict[str, Any], lines: str, timeout: float = 600) -> TargetRun:
+        n = next(counter)
+        config_path = write_json(tmp_path / f"target-config-{n}.json", config)
+        done = subprocess.run([sys.executable, "-m", "target_mixpanel.target", "--config",
+                               str(config_path)], input=lines, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        dead_path = Path(config.get("dead_letter_path", "mixpanel-dead-letters.jsonl"))
+        dead = [json.loads(x) for x in dead_path.read_text().splitlines()] \
+            if dead_path.exists() else []
+        return TargetRun(done.returncode, done.stdout, done.stderr, dead)
+
+    return run
+
+
+def singer_lines(stream: str, records: list[dict[str, Any]], schema: dict | None = None,
+                 states: dict[int, dict] | None = None) -> str:
+    """A Singer stream: SCHEMA, RECORDs, and STATE messages after the given record counts."""
+    schema = schema or {"type": "object", "properties": {}, "additionalProperties": True}
+    out = [json.dumps({"type": "SCHEMA", "stream": stream, "schema": schema,
+                       "key_properties": []})]
+    for i, record in enumerate(records, start=1):
+        out.append(json.dumps({"type": "RECORD", "stream": stream, "record": record}))
+        if states and i in states:
+            out.append(json.dumps({"type": "STATE", "value": states[i]}))
+    return "\n".join(out) + "\n"

@@ -1,0 +1,273 @@
+"""A Mixpanel-compatible Import API server for tests and benchmarks, on loopback.
+
+It enforces what ../shared/docs/mixpanel-import.md documents: the three auth modes (service
+account + project_id, project token, API secret), gzip, JSON array and NDJSON bodies, the
+count and byte limits (413), strict validation with partial success (400 + failed_records),
+and deduplication on (event, time, distinct_id, $insert_id). Faults can be scripted or drawn
+at random: 429, 5xx, connections dropped before or after the batch is stored, slow answers.
+
+The rules here are written independently of target_mixpanel's, so the tests can catch a
+wrong rule in the target.
+
+    python -m tests.mixpanel_server --port 8999 --fast   # benchmarks: accept and count only
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import gzip
+import random
+import re
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import msgspec
+
+REFUSED_IDS = {"00000000-0000-0000-0000-000000000000", "anon", "anonymous", "nil", "none",
+               "null", "n/a", "na", "undefined", "unknown", "<nil>", "0", "-1", "true", "false",
+               "[]", "{}"}
+INSERT_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,36}$")
+
+
+@dataclass
+class Credentials:
+    project_id: str = "4242"
+    service_account: tuple[str, str] = ("sa.loader", "sa-secret-3f9d2a7c41")
+    project_token: str = "token-8b1e6c0d93aa"
+    api_secret: str = "apisecret-77d2e91b05"
+
+    def secrets(self) -> list[str]:
+        return [self.service_account[1], self.project_token, self.api_secret]
+
+
+@dataclass
+class MixpanelState:
+    """What the server stored and saw; tests read and steer it."""
+
+    credentials: Credentials = field(default_factory=Credentials)
+    max_events: int = 2000
+    max_bytes: int = 10 * 1024 * 1024
+    failed_records_shape: str = "index"        # index | insert_id | $insert_id | string
+    fast: bool = False                         # accept and count only (benchmarks)
+    script: list[str] = field(default_factory=list)  # faults for the next requests, in order
+    fault_rates: dict[str, float] = field(default_factory=dict)  # fault -> probability
+    seed: int = 1
+    retry_after: str | None = None             # Retry-After header sent with 429s
+    refused_distinct_ids: set[str] = field(default_factory=set)  # extra strict-mode refusals
+    events: dict[tuple, dict] = field(default_factory=dict)  # unique, by the 4 dedup fields
+    raw_events: int = 0                        # events stored, duplicates included
+    statuses: Counter = field(default_factory=Counter)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def next_fault(self) -> str | None:
+        with self.lock:
+            if self.script:
+                return self.script.pop(0)
+            for fault, rate in self.fault_rates.items():
+                if self.rng.random() < rate:
+                    return fault
+        return None
+
+    @property
+    def unique_events(self) -> list[dict]:
+        return list(self.events.values())
+
+    @property
+    def duplicates(self) -> int:
+        return self.raw_events - len(self.events)
+
+
+def check(event: Any, now: float) -> tuple[str, str] | None:
+    """(field, message) when Mixpanel would refuse the event, else None."""
+    if not isinstance(event, dict) or not isinstance(event.get("event"), str) \
+            or not event["event"]:
+        return "event", "'event' must be a non-empty string"
+    props = event.get("properties")
+    if not isinstance(props, dict):
+        return "properties", "'properties' must be an object"
+    t = props.get("time")
+    if isinstance(t, bool) or not isinstance(t, (int, float)):
+        return "properties.time", "'properties.time' is required and must be a number"
+    seconds = t / 1000 if t > 1e11 else t
+    if seconds < 31_536_000 or seconds > now + 3600:
+        return "properties.time", "'properties.time' is out of range"
+    did = props.get("distinct_id")
+    if not isinstance(did, str) or did.strip().lower() in REFUSED_IDS:
+        return "properties.distinct_id", "'properties.distinct_id' is invalid"
+    iid = props.get("$insert_id")
+    if not isinstance(iid, str) or not INSERT_ID_RE.match(iid):
+        return "properties.$insert_id", "'properties.$insert_id' is invalid"
+    if len(props) > 255:
+        return "properties", "too many properties"
+    return None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: MixpanelServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _reply(self, status: int, body: dict[str, Any], headers: dict | None = None) -> None:
+        data = msgspec.json.encode(body)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+        self.server.state.statuses[status] += 1
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _authorized(self, params: dict[str, list[str]]) -> bool:
+        creds = self.server.state.credentials
+        header = self.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except ValueError:
+            return False
+        if (user, password) == creds.service_account:
+            return params.get("project_id", [""])[0] == creds.project_id
+        return password == "" and user in (creds.project_token, creds.api_secret)
+
+    def do_POST(self) -> None:  # noqa: PLR0912
+        state = self.server.state
+        url = urlparse(self.path)
+        params = parse_qs(url.query)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        if url.path != "/import":
+            self._reply(404, {"error": "not found"})
+            return
+        if not self._authorized(params):
+            self._reply(401, {"code": 401, "error": "Invalid credentials", "status": 0})
+            return
+        fault = state.next_fault()
+        if fault == "drop_before":
+            self._drop()
+            return
+        if fault and fault.startswith("slow"):
+            time.sleep(float(fault.partition(":")[2] or 1))
+        if fault in ("429", "500", "502", "503"):
+            body = {"code": int(fault), "status": 0,
+                    "error": "Project exceeded rate limits. Please retry the request with "
+                    "exponential backoff." if fault == "429" else "server error"}
+            headers = {"Retry-After": state.retry_after} if state.retry_after else None
+            self._reply(int(fault), body, headers)
+            return
+        if self.headers.get("Content-Encoding") == "gzip":
+            raw = gzip.decompress(raw)
+        if len(raw) > state.max_bytes:
+            self._reply(413, {"code": 413, "error": "request too large", "status": 0})
+            return
+        if self.headers.get("Content-Type", "").startswith("application/x-ndjson"):
+            events = [msgspec.json.decode(line) for line in raw.splitlines() if line.strip()]
+        else:
+            events = msgspec.json.decode(raw)
+        if not isinstance(events, list):
+            self._reply(400, {"code": 400, "error": "body must be a JSON array", "status": 0})
+            return
+        if len(events) > state.max_events:
+            self._reply(413, {"code": 413, "error": f"{len(events)} events; at most "
+                              f"{state.max_events}", "status": 0})
+            return
+        strict = params.get("strict", ["0"])[0] == "1"
+        now = time.time()
+        good, failed = [], []
+        for index, event in enumerate(events):
+            problem = None if state.fast else check(event, now)
+            if problem is None and not state.fast and \
+                    event["properties"]["distinct_id"] in state.refused_distinct_ids:
+                problem = ("properties.distinct_id", "distinct_id is blocked for this project")
+            if problem is None:
+                good.append(event)
+            else:
+                iid = (event.get("properties") or {}).get("$insert_id") \
+                    if isinstance(event, dict) else None
+                failed.append((index, iid, *problem))
+        with state.lock:
+            state.requests.append({"events": len(events), "params": params,
+                                   "gzip": self.headers.get("Content-Encoding") == "gzip"})
+            state.raw_events += len(good)
+            if not state.fast:
+                for event in good:
+                    p = event["properties"]
+                    key = (event["event"], p["time"], p["distinct_id"], p["$insert_id"])
+                    state.events.setdefault(key, event)
+        if fault == "drop_after":
+            self._drop()
+            return
+        if failed and strict:
+            self._reply(400, {"code": 400, "num_records_imported": len(good), "status": 0,
+                              "error": "some data points in the request failed validation",
+                              "failed_records": [self._failure(*f) for f in failed]})
+            return
+        self._reply(200, {"code": 200, "num_records_imported": len(good), "status": "OK"})
+
+    def _failure(self, index: int, insert_id: str | None, field_name: str,
+                 message: str) -> Any:
+        shape = self.server.state.failed_records_shape
+        if shape == "string":
+            return insert_id
+        item: dict[str, Any] = {"field": field_name, "message": message}
+        if shape == "index":
+            item.update(index=index, insert_id=insert_id)
+        else:
+            item[shape] = insert_id
+        return item
+
+
+class MixpanelServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int = 0, state: MixpanelState | None = None):
+        super().__init__(("127.0.0.1", port), Handler)
+        self.state = state or MixpanelState()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def start(self) -> MixpanelServer:
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8999)
+    parser.add_argument("--fast", action="store_true", help="accept and count only")
+    args = parser.parse_args()
+    server = MixpanelServer(args.port, MixpanelState(fast=args.fast))
+    print(f"listening on {server.url}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

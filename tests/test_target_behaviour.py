@@ -1,0 +1,242 @@
+"""target-mixpanel against the Mixpanel-compatible server: refusals, 400/413/401, state, dry run,
+auth modes and regions, personal data, generic mapping."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import singer_lines, target_config
+
+NOW = int(time.time())
+STREAM = "users_behaviors_customevent"
+
+
+def custom_event(i: int, **overrides) -> dict:
+    record = {"id": f"evt-{i:05d}", "user_id": f"braze-{i}", "external_user_id": f"user-{i}",
+              "time": NOW - 3600, "name": "Added to Cart", "platform": "ios",
+              "properties": {"plan": "pro", "n": i}, "event_type": "users.behaviors.CustomEvent"}
+    record.update(overrides)
+    return record
+
+
+def test_events_mixpanel_would_refuse_are_dead_lettered_without_a_request(
+        mixpanel, run_target, tmp_path: Path) -> None:
+    bad = [
+        custom_event(1, time=-300_000_000),                      # 1960
+        custom_event(2, time=NOW + 86_400 * 365),                # next year
+        custom_event(3, external_user_id="undefined"),           # refused distinct_id
+        custom_event(4, external_user_id=12345),                 # not a string
+        custom_event(5, properties={f"p{i}": i for i in range(300)}),   # 300 properties
+        custom_event(6, properties={"blob": "x" * (2 * 1024 * 1024)}),  # 2 MB
+        custom_event(7, time=None),                              # missing time
+    ]
+    good = [custom_event(i) for i in range(10, 15)]
+    lines = singer_lines(STREAM, [*bad, *good], states={7: {"after": 7}, 12: {"after": 12}})
+    run = run_target(target_config(mixpanel, tmp_path), lines)
+    assert run.returncode == 0, run.stderr
+    assert len(mixpanel.state.unique_events) == 5
+    assert sum(r["events"] for r in mixpanel.state.requests) == 5
+    by_id = {d["record"]["id"]: d for d in run.dead_letters}
+    assert sorted(by_id) == [f"evt-{i:05d}" for i in range(1, 8)]
+    assert by_id["evt-00001"]["field"] == "time"
+    assert "1971" in by_id["evt-00001"]["message"]
+    assert by_id["evt-00002"]["field"] == "time"
+    assert "future" in by_id["evt-00002"]["message"]
+    assert by_id["evt-00003"]["field"] == "distinct_id"
+    assert by_id["evt-00004"]["field"] == "distinct_id"
+    assert by_id["evt-00005"]["field"] == "properties"
+    assert by_id["evt-00006"]["field"] == "event"
+    assert "1 MB" in by_id["evt-00006"]["message"]
+    assert by_id["evt-00007"]["field"] == "time"
+    assert all(d["stream"] == STREAM and d["reason"] for d in run.dead_letters)
+    assert run.summary["imported"] == 5
+    assert sum(run.summary["dead_lettered"].values()) == 7
+    assert run.states == [{"after": 7}, {"after": 12}]  # 1-7 were all dead-lettered at once
+
+
+@pytest.mark.parametrize("shape", ["index", "insert_id", "$insert_id", "string"])
+def test_strict_400_imports_the_valid_and_dead_letters_the_named(
+        shape: str, mixpanel, run_target, tmp_path: Path) -> None:
+    mixpanel.state.failed_records_shape = shape
+    mixpanel.state.refused_distinct_ids = {"user-3", "user-7"}
+    records = [custom_event(i) for i in range(10)]
+    run = run_target(target_config(mixpanel, tmp_path), singer_lines(STREAM, records))
+    assert run.returncode == 0, run.stderr
+    assert len(mixpanel.state.requests) == 1          # a 400 is never resent
+    assert len(mixpanel.state.unique_events) == 8
+    assert sorted(d["record"]["id"] for d in run.dead_letters) == ["evt-00003", "evt-00007"]
+    assert all("400" in d["reason"] for d in run.dead_letters)
+    if shape == "index":
+        assert run.dead_letters[0]["field"] == "properties.distinct_id"
+    assert run.summary["imported"] == 8
+
+
+def test_413_splits_batches_and_dead_letters_a_single_oversized_event(
+        mixpanel, run_target, tmp_path: Path) -> None:
+    mixpanel.state.max_events = 300
+    mixpanel.state.max_bytes = 200_000
+    records = [custom_event(i) for i in range(1000)]
+    records.append(custom_event(5000, properties={"blob": "y" * 300_000}))
+    run = run_target(target_config(mixpanel, tmp_path), singer_lines(STREAM, records))
+    assert run.returncode == 0, run.stderr
+    assert len(mixpanel.state.unique_events) == 1000
+    assert run.summary["batch_splits_413"] > 0
+    assert [d["record"]["id"] for d in run.dead_letters] == ["evt-05000"]
+    assert "413" in run.dead_letters[0]["reason"]
+
+
+def test_failed_run_emits_no_state_past_the_last_accounted_record(
+        mixpanel, run_target, tmp_path: Path) -> None:
+    records = [custom_event(i) for i in range(60)]
+    lines = singer_lines(STREAM, records, states={20: {"n": 20}, 40: {"n": 40}, 60: {"n": 60}})
+    mixpanel.state.script = ["200", "503", "503", "503", "503", "503", "503", "503", "503"] * 3
+    config = target_config(mixpanel, tmp_path, batch_size=20, max_concurrency=1,
+                           max_retry_seconds=0.3)
+    mixpanel.state.fault_rates = {}
+    # the first batch goes through; every later request answers 503 until the budget is spent
+    mixpanel.state.script = ["ok"] + ["503"] * 200
+    run = run_target(config, lines)
+    assert run.returncode != 0
+    assert "retry budget" in run.stderr
+    assert run.states == [{"n": 20}]
+    assert len(mixpanel.state.unique_events) == 20
+
+
+def test_state_waits_for_its_records(mixpanel, run_target, tmp_path: Path) -> None:
+    records = [custom_event(i) for i in range(30)]
+    lines = singer_lines(STREAM, records, states={10: {"n": 10}, 25: {"n": 25}})
+    mixpanel.state.script = ["slow:0.5"]
+    run = run_target(target_config(mixpanel, tmp_path, batch_size=1000), lines)
+    assert run.returncode == 0, run.stderr
+    # both states were only safe once the single batch came back: the last one is emitted
+    assert run.states == [{"n": 25}]
+    assert len(mixpanel.state.unique_events) == 30
+
+
+def test_dry_run_writes_the_bodies_and_sends_nothing(mixpanel, run_target, tmp_path: Path) -> None:
+    records = [custom_event(i) for i in range(25)] + [custom_event(99, external_user_id=None)]
+    config = target_config(mixpanel, tmp_path, dry_run=True,
+                           dry_run_path=str(tmp_path / "dry"), batch_size=10)
+    run = run_target(config, singer_lines(STREAM, records))
+    assert run.returncode == 0, run.stderr
+    assert mixpanel.state.requests == []
+    bodies = sorted((tmp_path / "dry").glob("batch-*.json"))
+    assert len(bodies) == 3
+    events = [e for body in bodies for e in json.loads(body.read_text())]
+    assert len(events) == 25
+    assert events[0]["event"] == "[Braze Custom Event] Added to Cart"
+    assert events[0]["properties"]["[Custom event property] plan"] == "pro"
+    assert (tmp_path / "dry" / "endpoint.txt").read_text().strip() == f"{mixpanel.url}/import"
+    assert run.summary["skipped"] == {
+        "no external_user_id (Braze sends only identified users' events)": 1}
+
+
+@pytest.mark.parametrize(("region", "host"), [("US", "https://api.mixpanel.com"),
+                                              ("EU", "https://api-eu.mixpanel.com"),
+                                              ("IN", "https://api-in.mixpanel.com")])
+def test_region_chooses_the_host(region: str, host: str, run_target, tmp_path: Path) -> None:
+    config = {"region": region, "dry_run": True, "dry_run_path": str(tmp_path / region),
+              "project_token": "t", "dead_letter_path": str(tmp_path / "dl.jsonl")}
+    run = run_target(config, singer_lines(STREAM, [custom_event(1)]))
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / region / "endpoint.txt").read_text().strip() == f"{host}/import"
+
+
+def test_unknown_region_is_named(run_target, tmp_path: Path) -> None:
+    run = run_target({"region": "MARS", "project_token": "t"},
+                     singer_lines(STREAM, [custom_event(1)]))
+    assert run.returncode != 0
+    assert "region" in run.stderr
+    assert "MARS" in run.stderr
+
+
+@pytest.mark.parametrize("mode", ["service_account", "project_token", "api_secret"])
+def test_each_auth_mode_imports(mode: str, mixpanel, run_target, tmp_path: Path) -> None:
+    creds = mixpanel.state.credentials
+    config = target_config(mixpanel, tmp_path)
+    if mode != "service_account":
+        for key in ("service_account_username", "service_account_secret", "project_id"):
+            del config[key]
+        config[mode] = creds.project_token if mode == "project_token" else creds.api_secret
+    run = run_target(config, singer_lines(STREAM, [custom_event(i) for i in range(5)]))
+    assert run.returncode == 0, run.stderr
+    assert len(mixpanel.state.unique_events) == 5
+    assert ("deprecated" in run.stderr) == (mode == "api_secret")
+
+
+def test_wrong_secret_stops_with_the_auth_settings_named(mixpanel, run_target,
+                                                         tmp_path: Path) -> None:
+    wrong = "this-is-the-wrong-secret-9911"
+    config = target_config(mixpanel, tmp_path, service_account_secret=wrong)
+    lines = singer_lines(STREAM, [custom_event(i) for i in range(30)], states={10: {"n": 10}})
+    run = run_target(config, lines)
+    assert run.returncode != 0
+    assert "service_account_secret" in run.stderr
+    assert wrong not in run.stderr
+    assert wrong not in run.stdout
+    assert run.states == []
+    assert mixpanel.state.unique_events == []
+
+
+def test_missing_credentials_are_named(run_target, tmp_path: Path) -> None:
+    run = run_target({"api_url": "http://127.0.0.1:9"}, singer_lines(STREAM, [custom_event(1)]))
+    assert run.returncode != 0
+    assert "project_token" in run.stderr
+    assert "service_account_username" in run.stderr
+
+
+@pytest.mark.parametrize("mode", ["hash", "drop"])
+def test_personal_data_never_reaches_mixpanel_or_the_dead_letters(
+        mode: str, mixpanel, run_target, tmp_path: Path) -> None:
+    email, phone = "jane.doe@example.com", "+15551234567"
+    records = [custom_event(i, email_address=email, to_phone_number=phone,
+                            properties={"contact": f"write to {email}", "tel": phone})
+               for i in range(5)]
+    records.append(custom_event(9, email_address=email, time=5))   # dead-lettered
+    run = run_target(target_config(mixpanel, tmp_path, pii=mode, pii_salt="s4lt"),
+                     singer_lines(STREAM, records))
+    assert run.returncode == 0, run.stderr
+    sent = json.dumps(mixpanel.state.unique_events)
+    written = (tmp_path / "dead-letters.jsonl").read_text()
+    for text in (sent, written):
+        assert email not in text
+        assert phone not in text
+    assert len(mixpanel.state.unique_events) == 5
+    props = mixpanel.state.unique_events[0]["properties"]
+    if mode == "hash":
+        assert len(props["email_address"]) == 64
+    else:
+        assert "email_address" not in props
+
+
+def test_generic_mapping_feeds_any_tap(mixpanel, run_target, tmp_path: Path) -> None:
+    records = [{"order_id": 100 + i, "customer": f"c-{i}", "created_at": "2025-05-01T10:00:00Z",
+                "total": 9.5, "status": "paid"} for i in range(4)]
+    config = target_config(mixpanel, tmp_path, mapping="generic", event_name="Order {status}",
+                           distinct_id_field="customer", time_field="created_at",
+                           insert_id_field="order_id")
+    run = run_target(config, singer_lines("orders", records))
+    assert run.returncode == 0, run.stderr
+    events = sorted(mixpanel.state.unique_events, key=lambda e: e["properties"]["$insert_id"])
+    assert [e["event"] for e in events] == ["Order paid"] * 4
+    assert events[0]["properties"] == {"time": 1746093600000, "distinct_id": "c-0",
+                                       "$insert_id": "100", "total": 9.5, "status": "paid"}
+
+
+def test_record_before_schema_and_bad_lines_name_the_problem(run_target, mixpanel,
+                                                             tmp_path: Path) -> None:
+    config = target_config(mixpanel, tmp_path)
+    orphan = json.dumps({"type": "RECORD", "stream": "nowhere", "record": {"id": 1}}) + "\n"
+    run = run_target(config, orphan)
+    assert run.returncode != 0
+    assert "nowhere" in run.stderr
+    assert "SCHEMA" in run.stderr
+    good = singer_lines(STREAM, [custom_event(1)], states={1: {"n": 1}})
+    run = run_target(config, good + "{this is not json\n")
+    assert run.returncode != 0
+    assert "not valid JSON" in run.stderr
+    assert "{this is not json" in run.stderr
