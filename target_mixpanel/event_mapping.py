@@ -22,7 +22,12 @@ from target_mixpanel.mixpanel_rules import INSERT_ID, Refused
 # Braze field -> Mixpanel property name, where they differ.
 BRAZE_RENAMED_FIELDS = {"platform": "$os", "os_version": "$os_version", "device_model": "$device"}
 # Braze fields that become the event's identity instead of properties.
-BRAZE_IDENTITY_FIELDS = frozenset({"id", "time", "time_ms", "external_user_id", "event_type"})
+BRAZE_IDENTITY_FIELDS = ("id", "time", "time_ms", "external_user_id", "event_type")
+# Singer metadata the tap or the SDK may add; never sent as properties.
+SINGER_METADATA_FIELDS = ("_sdc_source_file", "_sdc_extracted_at", "_sdc_received_at",
+                          "_sdc_batched_at", "_sdc_deleted_at", "_sdc_sequence",
+                          "_sdc_table_version", "_sdc_sync_started_at")
+NOT_PROPERTIES = BRAZE_IDENTITY_FIELDS + SINGER_METADATA_FIELDS
 # Event types whose JSON `properties` are spread into prefixed properties.
 BRAZE_PROPERTY_PREFIXES = {
     "users.behaviors.CustomEvent": "[Custom event property] ",
@@ -69,17 +74,6 @@ class BrazeCurrentsMapping:
         """Load the event name table."""
         self._names = {t: v["mixpanel_event"] for t, v in braze_event_names().items()}
         self._type_of_stream = {stream_of(t): t for t in self._names}
-        self._property_names: dict[str, str | None] = {}
-
-    def _property_name(self, field: str) -> str | None:
-        name = self._property_names.get(field, "")
-        if name == "":
-            if field in BRAZE_IDENTITY_FIELDS or field.startswith("_sdc_"):
-                name = None
-            else:
-                name = BRAZE_RENAMED_FIELDS.get(field, field)
-            self._property_names[field] = name
-        return name
 
     def event_name(self, event_type: str, record: dict[str, Any]) -> str:
         """The Mixpanel event name of a record of a Currents type."""
@@ -97,27 +91,26 @@ class BrazeCurrentsMapping:
         distinct_id = record.get("external_user_id")
         if distinct_id is None or distinct_id == "":
             raise SkippedByRule(SKIP_NO_EXTERNAL_ID)
+        if "id" not in record:
+            raise Refused("id", "record has no Braze event id")
         moment = record.get("time_ms")
         if moment is None:
             moment = record.get("time")
-        if "id" not in record:
-            raise Refused("id", "record has no Braze event id")
-        properties: dict[str, Any] = {"time": moment, "distinct_id": distinct_id,
-                                      "$insert_id": insert_id_for(record["id"])}
+        properties = {k: v for k, v in record.items() if v is not None}
+        for name in NOT_PROPERTIES:
+            properties.pop(name, None)
+        for source, target in BRAZE_RENAMED_FIELDS.items():
+            if source in properties:
+                properties[target] = properties.pop(source)
         prefix = BRAZE_PROPERTY_PREFIXES.get(event_type)
-        property_name = self._property_name
-        for field, value in record.items():
-            if value is None:
-                continue
-            name = property_name(field)
-            if name is None:
-                continue
-            if prefix is not None and field == "properties" and isinstance(value, dict):
-                for key, custom in value.items():
-                    if custom is not None:
-                        properties[prefix + key] = custom
-                continue
-            properties[name] = value
+        if prefix is not None:
+            custom = properties.get("properties")
+            if isinstance(custom, dict):
+                del properties["properties"]
+                properties.update({prefix + k: v for k, v in custom.items() if v is not None})
+        properties["time"] = moment
+        properties["distinct_id"] = distinct_id
+        properties["$insert_id"] = insert_id_for(record["id"])
         return {"event": self.event_name(event_type, record), "properties": properties}
 
 
@@ -170,6 +163,7 @@ class GenericMapping:
         properties: dict[str, Any] = {"time": moment, "distinct_id": distinct_id,
                                       "$insert_id": insert_id}
         for field, value in record.items():
-            if value is not None and field not in self._used and not field.startswith("_sdc_"):
+            if value is not None and field not in self._used \
+                    and field not in SINGER_METADATA_FIELDS:
                 properties[field] = value
         return {"event": name, "properties": properties}

@@ -161,6 +161,7 @@ class TargetMixpanel(Target):
     ).to_dict()
 
     _delivery: Delivery | None = None
+    _has_maps: bool | None = None  # inline stream maps or flattening configured
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -266,6 +267,9 @@ class TargetMixpanel(Target):
                    "Check that the tap emits a SCHEMA message first.")
             raise RecordsWithoutSchemaException(msg)
         delivery = self.delivery
+        if self._has_maps is None:
+            self._has_maps = bool(self.config.get("stream_maps")
+                                  or self.config.get("flattening_enabled"))
         for stream_map in stream_maps:
             mapped = record if len(stream_maps) == 1 and not self._has_maps else \
                 stream_map.transform(dict(record))
@@ -277,10 +281,6 @@ class TargetMixpanel(Target):
                        f"properties {list(keys)}: {list(mapped)[:20]}")
                 raise MissingKeyPropertiesError(msg)
             delivery.add(stream_map.stream_alias, mapped)
-
-    @property
-    def _has_maps(self) -> bool:
-        return bool(self.config.get("stream_maps")) or bool(self.config.get("flattening_enabled"))
 
     def _process_state_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"value"})
