@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import OUT_DIR, measure  # noqa: E402
-from bench.tap_throughput import make_export  # noqa: E402
-from tests.mixpanel_server import Credentials  # noqa: E402
-from tests.services import free_port, wait_for_port  # noqa: E402
+from bench.common import OUT_DIR, measure
+from bench.tap_throughput import make_export
+from tests.mixpanel_server import Credentials
+from tests.services import free_port, wait_for_port
 
 
 def singer_input(work: Path, events: int) -> tuple[Path, int]:
@@ -47,7 +47,7 @@ def start_server() -> tuple[subprocess.Popen, str]:
     return process, f"http://127.0.0.1:{port}"
 
 
-def run_target(module: str, config: dict, source: Path, work: Path):  # noqa: ANN201
+def run_target(module: str, config: dict, source: Path, work: Path):
     config_path = work / f"{module.replace('.', '_')}.json"
     config_path.write_text(json.dumps(config))
     with source.open("rb") as stdin:
