@@ -10,6 +10,7 @@ in batch order, so a STATE is emitted exactly when every batch before it has its
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections import Counter, deque
@@ -43,13 +44,12 @@ class Sender(Protocol):
 
 @dataclass
 class Batch:
-    """Events on their way, with what is needed to dead-letter any of them."""
+    """Events on their way, with what is needed to account for (or dead-letter) each one."""
 
     number: int
     events: list[bytes] = field(default_factory=list)
-    insert_ids: list[str] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    sources: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # per event: (stream, record, event name, $insert_id)
+    sources: list[tuple[str, dict[str, Any], str, str]] = field(default_factory=list)
     size: int = 2  # the brackets of the JSON array
 
 
@@ -57,7 +57,6 @@ class Batch:
 class Tally:
     """Where every record went."""
 
-    received: int = 0
     imported: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     dead_lettered: Counter[str] = field(default_factory=Counter)
@@ -77,10 +76,12 @@ class Delivery:
                  batch_size: int, max_batch_bytes: int, max_concurrency: int,
                  progress_seconds: float = 10.0):
         """Wire the pipeline; nothing is sent until records arrive."""
-        self._mapping = mapping
+        self._map = mapping.map
         self._sender = sender
         self._dead_letters = dead_letters
         self._pii = pii
+        self._pii_active = pii.active
+        self.received = 0
         self._emit_state = emit_state
         self.counters = counters
         self._batch_size = batch_size
@@ -98,44 +99,49 @@ class Delivery:
         self._started = time.monotonic()
         self._last_progress = self._started
         self._failed: BaseException | None = None
+        # Records are acyclic and short-lived, but thousands wait in batches in flight: with
+        # the default thresholds the collector rescans them constantly (~10% of the time).
+        gc.freeze()
+        gc.set_threshold(100_000, 50, 100)
 
     # -- records -------------------------------------------------------------------------
 
     def add(self, stream: str, record: dict[str, Any]) -> None:
         """Take one record: skip it, dead-letter it, or put it in the open batch."""
-        tally = self.tally
-        tally.received += 1
-        if self._pii.active:
+        self.received += 1
+        if self._pii_active:
             record = self._pii.apply(record)
         try:
-            event = self._mapping.map(stream, record)
+            event = self._map(stream, record)
             properties = event["properties"]
             check_event(event["event"], properties)
             encoded = self._encode(event)
-            if len(encoded) >= MAX_EVENT_BYTES:
-                raise Refused("event", f"event is {len(encoded):,} bytes encoded; Mixpanel "
-                              "takes events under 1 MB")
         except SkippedByRule as skip:
-            tally.skipped[skip.rule] += 1
+            self.tally.skipped[skip.rule] += 1
             return
         except Refused as refused:
-            self._dead_letter(stream, record, f"refused before sending: {refused.field}",
-                              refused.field, refused.message)
+            self._refuse(stream, record, refused)
+            return
+        size = len(encoded)
+        if size >= MAX_EVENT_BYTES:
+            self._refuse(stream, record, Refused(
+                "event", f"event is {size:,} bytes encoded; Mixpanel takes events under 1 MB"))
             return
         batch = self._batch
-        if batch.events and (len(batch.events) >= self._batch_size
-                             or batch.size + len(encoded) + 1 > self._max_batch_bytes):
+        if batch.size + size >= self._max_batch_bytes and batch.events:
             self._submit()
             batch = self._batch
         batch.events.append(encoded)
-        batch.insert_ids.append(properties["$insert_id"])
-        batch.names.append(event["event"])
-        batch.sources.append((stream, record))
-        batch.size += len(encoded) + 1
+        batch.sources.append((stream, record, event["event"], properties["$insert_id"]))
+        batch.size += size + 1
         if len(batch.events) >= self._batch_size:
             self._submit()
-        if tally.received % 1024 == 0:
+        if not self.received & 1023:
             self._collect(block=False)
+
+    def _refuse(self, stream: str, record: dict[str, Any], refused: Refused) -> None:
+        self._dead_letter(stream, record, f"refused before sending: {refused.field}",
+                          refused.field, refused.message)
 
     def _dead_letter(self, stream: str, record: dict[str, Any], reason: str,
                      field_name: str | None, message: str | None) -> None:
@@ -151,7 +157,8 @@ class Delivery:
         while len(self._in_flight) >= self._max_in_flight:
             self._collect(block=True)
         self._batch = Batch(batch.number + 1)
-        future = self._pool.submit(self._sender.send, batch.events, batch.insert_ids)
+        insert_ids = [source[3] for source in batch.sources]
+        future = self._pool.submit(self._sender.send, batch.events, insert_ids)
         self._in_flight.append((batch, future))
 
     def _collect(self, *, block: bool) -> None:
@@ -177,12 +184,13 @@ class Delivery:
         failed = set()
         for failure in result.failures:
             failed.add(failure.index)
-            stream, record = batch.sources[failure.index]
+            stream, record, _, _ = batch.sources[failure.index]
             self._dead_letter(stream, record, failure.reason, failure.field, failure.message)
         self.tally.imported += result.imported
-        for index, name in enumerate(batch.names):
+        by_event = self.tally.imported_by_event
+        for index, (_, _, name, _) in enumerate(batch.sources):
             if index not in failed:
-                self.tally.imported_by_event[name] += 1
+                by_event[name] += 1
 
     # -- state ---------------------------------------------------------------------------
 
@@ -229,7 +237,7 @@ class Delivery:
         """One line: rate and where the records went so far."""
         elapsed = max(1e-9, (now or time.monotonic()) - self._started)
         tally, counters = self.tally, self.counters
-        return (f"{tally.received / elapsed:,.0f} events/s, {tally.received:,} received, "
+        return (f"{self.received / elapsed:,.0f} events/s, {self.received:,} received, "
                 f"{tally.imported:,} imported, {sum(tally.skipped.values()):,} skipped, "
                 f"{sum(tally.dead_lettered.values()):,} dead-lettered, "
                 f"{counters.requests:,} requests, {counters.retries:,} retries, "
@@ -239,7 +247,7 @@ class Delivery:
         """The closing summary (also logged as one JSON line)."""
         tally, counters = self.tally, self.counters
         return {
-            "received": tally.received,
+            "received": self.received,
             "imported": tally.imported,
             "skipped": dict(tally.skipped),
             "dead_lettered": dict(tally.dead_lettered),

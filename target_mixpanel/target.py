@@ -64,12 +64,17 @@ class FastReader(GenericSingerReader[Any]):
         """Dispatch every line to its callback; count lines by message type."""
         stats: Counter[str] = Counter()
         on_record = callbacks["RECORD"]
+        decode = _decode_line
         records = 0
         for line in file_input or self.default_input:
-            if not line.strip():
-                continue
-            message = self.deserialize_json(line)
-            kind = message["type"]
+            try:
+                message = decode(line)
+                kind = message["type"]
+            except (msgspec.DecodeError, TypeError, KeyError):
+                if not line.strip():
+                    continue
+                message = self.deserialize_json(line)  # raises, naming the line
+                kind = message["type"]
             if kind == "RECORD":
                 on_record(message)
                 records += 1
@@ -161,7 +166,12 @@ class TargetMixpanel(Target):
     ).to_dict()
 
     _delivery: Delivery | None = None
-    _has_maps: bool | None = None  # inline stream maps or flattening configured
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+        """The SDK target, plus a route per stream for records needing no stream map."""
+        super().__init__(*args, **kwargs)
+        # stream -> (stream alias, key properties, delivery.add)
+        self._routes: dict[str, tuple[str, tuple[str, ...], Any]] = {}
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -258,29 +268,50 @@ class TargetMixpanel(Target):
     def _process_record_message(self, message_dict: dict) -> None:
         stream = message_dict.get("stream")
         record = message_dict.get("record")
+        route = self._routes.get(stream)  # type: ignore[arg-type]
+        if route is None or not isinstance(record, dict):
+            self._process_mapped_record(stream, record)
+            return
+        for key in route[1]:
+            if key not in record:
+                self._missing_keys(route[0], route[1], record)
+        route[2](route[0], record)
+
+    def _process_mapped_record(self, stream: object, record: object) -> None:
+        """Records of streams with inline stream maps (or of unknown/bad shape)."""
         if not isinstance(stream, str) or not isinstance(record, dict):
-            msg = f"RECORD message without a stream name or a record object: {message_dict!r}"
-            raise ValueError(msg[:300])
+            msg = f"RECORD message without a stream name or a record object: {stream!r}"
+            raise ValueError(msg)
         stream_maps = self.mapper.stream_maps.get(stream)
         if stream_maps is None:
             msg = (f"A record for stream {stream!r} arrived before its SCHEMA message. "
                    "Check that the tap emits a SCHEMA message first.")
             raise RecordsWithoutSchemaException(msg)
-        delivery = self.delivery
-        if self._has_maps is None:
-            self._has_maps = bool(self.config.get("stream_maps")
-                                  or self.config.get("flattening_enabled"))
+        add = self.delivery.add
+        has_maps = bool(self.config.get("stream_maps") or self.config.get("flattening_enabled"))
+        if len(stream_maps) == 1 and not has_maps:
+            keys = tuple(stream_maps[0].transformed_key_properties or ())
+            self._routes[stream] = (stream_maps[0].stream_alias, keys, add)
+            self._process_record_message({"stream": stream, "record": record})
+            return
         for stream_map in stream_maps:
-            mapped = record if len(stream_maps) == 1 and not self._has_maps else \
-                stream_map.transform(dict(record))
+            mapped = stream_map.transform(dict(record))
             if mapped is None:
                 continue
-            keys = stream_map.transformed_key_properties or ()
-            if keys and any(k not in mapped for k in keys):
-                msg = (f"A record of stream {stream_map.stream_alias!r} lacks its key "
-                       f"properties {list(keys)}: {list(mapped)[:20]}")
-                raise MissingKeyPropertiesError(msg)
-            delivery.add(stream_map.stream_alias, mapped)
+            keys = tuple(stream_map.transformed_key_properties or ())
+            if any(k not in mapped for k in keys):
+                self._missing_keys(stream_map.stream_alias, keys, mapped)
+            add(stream_map.stream_alias, mapped)
+
+    @staticmethod
+    def _missing_keys(stream: str, keys: tuple[str, ...], record: dict) -> None:
+        msg = (f"A record of stream {stream!r} lacks its key properties {list(keys)}: "
+               f"it has {list(record)[:20]}")
+        raise MissingKeyPropertiesError(msg)
+
+    def _process_schema_message(self, message_dict: dict) -> None:
+        self._routes.pop(message_dict.get("stream"), None)  # type: ignore[arg-type]
+        super()._process_schema_message(message_dict)
 
     def _process_state_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"value"})
