@@ -8,9 +8,6 @@ from typing import IO, Any
 
 import msgspec
 
-_encode = msgspec.json.Encoder(decimal_format="number").encode
-
-
 def _fallback(value: Any) -> str:
     return str(value)
 
@@ -35,7 +32,8 @@ class DeadLetterFile:
         with self._lock:
             if self._handle is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._handle = self.path.open("ab")
+                # unbuffered: one write per line, so worker processes can share the file
+                self._handle = self.path.open("ab", buffering=0)
             self._handle.write(data)
             self.count += 1
 

@@ -51,6 +51,7 @@ class Batch:
     # per event: (stream, record, event name, $insert_id)
     sources: list[tuple[str, dict[str, Any], str, str]] = field(default_factory=list)
     size: int = 2  # the brackets of the JSON array
+    opened: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -74,7 +75,7 @@ class Delivery:
     def __init__(self, *, mapping: Mapping, sender: Sender, dead_letters: DeadLetterFile,
                  pii: PiiPolicy, emit_state: Callable[[dict], None], counters: Counters,
                  batch_size: int, max_batch_bytes: int, max_concurrency: int,
-                 progress_seconds: float = 10.0):
+                 progress_seconds: float = 10.0, max_batch_age: float = 5.0):
         """Wire the pipeline; nothing is sent until records arrive."""
         self._map = mapping.map
         self._sender = sender
@@ -96,6 +97,7 @@ class Delivery:
         self.tally = Tally()
         self._encode = msgspec.json.Encoder(decimal_format="number").encode
         self._progress_seconds = progress_seconds
+        self._max_batch_age = max_batch_age
         self._started = time.monotonic()
         self._last_progress = self._started
         self._failed: BaseException | None = None
@@ -139,6 +141,13 @@ class Delivery:
         if not self.received & 1023:
             self._collect(block=False)
 
+    def poll(self) -> None:
+        """Take finished outcomes and release states; send a batch that waited too long."""
+        batch = self._batch
+        if batch.events and time.monotonic() - batch.opened > self._max_batch_age:
+            self._submit()
+        self._collect(block=False)
+
     def _refuse(self, stream: str, record: dict[str, Any], refused: Refused) -> None:
         self._dead_letter(stream, record, f"refused before sending: {refused.field}",
                           refused.field, refused.message)
@@ -168,7 +177,8 @@ class Delivery:
             if not future.done():
                 if not block:
                     break
-                wait([future], timeout=self._progress_seconds, return_when=FIRST_COMPLETED)
+                wait([future], timeout=min(self._progress_seconds, 1.0),
+                     return_when=FIRST_COMPLETED)
                 self._maybe_progress()
                 continue
             self._in_flight.popleft()

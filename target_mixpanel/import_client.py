@@ -22,6 +22,7 @@ from typing import Any
 import backoff
 import msgspec
 import requests
+import requests.adapters
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,9 @@ class ImportClient:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
             session.auth = self._auth
             session.verify = self._verify
             self._local.session = session
@@ -249,14 +253,15 @@ def _retry_after(response: requests.Response) -> float | None:
 class DryRunClient:
     """Sends nothing: writes each request body it would send to a folder, numbered."""
 
-    def __init__(self, folder: str, api_url: str, counters: Counters):
-        """Bodies go to `folder`/batch-000001.json, ... (uncompressed JSON arrays)."""
+    def __init__(self, folder: str, api_url: str, counters: Counters, prefix: str = ""):
+        """Bodies go to `folder`/batch-<prefix>000001.json, ... (uncompressed JSON arrays)."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.url = api_url.rstrip("/") + "/import"
         self.counters = counters
         self._next = 0
         self._lock = threading.Lock()
+        self._prefix = prefix
         (self.folder / "endpoint.txt").write_text(self.url + "\n")
 
     def send(self, events: Sequence[bytes], insert_ids: Sequence[str]) -> BatchResult:
@@ -264,7 +269,7 @@ class DryRunClient:
         with self._lock:
             self._next += 1
             number = self._next
-        (self.folder / f"batch-{number:06d}.json").write_bytes(json_array(events))
+        (self.folder / f"batch-{self._prefix}{number:06d}.json").write_bytes(json_array(events))
         self.counters.add(requests=1)
         return BatchResult(imported=len(events))
 

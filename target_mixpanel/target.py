@@ -3,51 +3,45 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections import Counter
+from collections.abc import Callable
 from typing import IO, Any
 
 import msgspec
 from singer_sdk import Target
 from singer_sdk import typing as th
-from singer_sdk.exceptions import (
-    MissingKeyPropertiesError,
-    RecordsWithoutSchemaException,
-)
+from singer_sdk.exceptions import MissingKeyPropertiesError, RecordsWithoutSchemaException
 from singer_sdk.singerlib.encoding.base import GenericSingerReader
 
-from target_mixpanel.dead_letter import DeadLetterFile
-from target_mixpanel.delivery import Delivery
-from target_mixpanel.event_mapping import BrazeCurrentsMapping, GenericMapping
-from target_mixpanel.import_client import (
-    Counters,
-    DryRunClient,
-    ImportClient,
-    RetryPolicy,
-)
-from target_mixpanel.mixpanel_rules import MAX_EVENTS_PER_REQUEST, MAX_REQUEST_BYTES, REGION_HOSTS
-from target_mixpanel.pii import PiiPolicy
+from target_mixpanel.mixpanel_rules import MAX_EVENTS_PER_REQUEST, REGION_HOSTS
 from target_mixpanel.sinks import MixpanelSink
+from target_mixpanel.wiring import DEFAULT_MAX_BATCH_BYTES, SettingError, check_settings
+from target_mixpanel.workers import WorkerPool
 
 logger = logging.getLogger("target-mixpanel")
 _decode_line = msgspec.json.Decoder().decode
-AUTH_SETTINGS = ("project_id + service_account_username + service_account_secret, "
-                 "or project_token, or api_secret")
+_encode = msgspec.json.Encoder(decimal_format="number").encode
+# How RECORD lines start when a tap writes compact or default-spaced JSON: such lines are
+# handed to the workers without being parsed here.
+RECORD_PREFIXES = (b'{"type":"RECORD","stream":"', b'{"type": "RECORD", "stream": "')
 
-
-class SettingError(ValueError):
-    """A setting is missing, out of range or inconsistent; the message names it."""
+__all__ = ["SettingError", "TargetMixpanel"]
 
 
 class FastReader(GenericSingerReader[Any]):
-    """Singer lines parsed with msgspec (floats stay floats), RECORD lines on a short path."""
+    """Singer lines; RECORD lines of known streams go to the workers unparsed."""
+
+    take_record_line: Callable[[bytes], bool] | None = None  # set by the target
+    on_failure: Callable[[], None] | None = None
 
     @property
     def default_input(self) -> IO[bytes]:
         """Standard input, as bytes."""
         return sys.stdin.buffer
 
-    def deserialize_json(self, line: Any) -> dict:
+    def deserialize_json(self, line: Any) -> dict:  # noqa: ANN401
         """One line as a dict, or an error naming the line."""
         try:
             message = _decode_line(line)
@@ -61,31 +55,33 @@ class FastReader(GenericSingerReader[Any]):
         return message
 
     def process_lines(self, file_input: IO[Any] | None, callbacks: dict) -> Counter[str]:
-        """Dispatch every line to its callback; count lines by message type."""
+        """Dispatch every line; count lines by message type."""
+        try:
+            return self._process_lines(file_input, callbacks)
+        except BaseException:
+            if self.on_failure is not None:
+                self.on_failure()
+            raise
+
+    def _process_lines(self, file_input: IO[Any] | None, callbacks: dict) -> Counter[str]:
         stats: Counter[str] = Counter()
-        on_record = callbacks["RECORD"]
-        decode = _decode_line
-        records = 0
+        take = self.take_record_line
+        fast_records = 0
         for line in file_input or self.default_input:
-            try:
-                message = decode(line)
-                kind = message["type"]
-            except (msgspec.DecodeError, TypeError, KeyError):
-                if not line.strip():
-                    continue
-                message = self.deserialize_json(line)  # raises, naming the line
-                kind = message["type"]
-            if kind == "RECORD":
-                on_record(message)
-                records += 1
+            if take is not None and take(line):
+                fast_records += 1
                 continue
+            if not line.strip():
+                continue
+            message = self.deserialize_json(line)
+            kind = message["type"]
             callback = callbacks.get(kind)
             if callback is None:
                 self._process_unknown_message(message)
             else:
                 callback(message)
             stats[kind] += 1
-        stats["RECORD"] += records
+        stats["RECORD"] += fast_records
         return stats
 
 
@@ -127,10 +123,13 @@ class TargetMixpanel(Target):
                     "(absent: a hash of the record)."),
         th.Property("batch_size", th.IntegerType, default=MAX_EVENTS_PER_REQUEST,
                     description="Events per request (at most 2000)."),
-        th.Property("max_batch_bytes", th.IntegerType, default=8 * 1024 * 1024,
+        th.Property("max_batch_bytes", th.IntegerType, default=DEFAULT_MAX_BATCH_BYTES,
                     description="Uncompressed bytes per request (at most 10 MB)."),
         th.Property("max_concurrency", th.IntegerType, default=10,
-                    description="Requests in flight at once."),
+                    description="Requests in flight at once (split across worker processes)."),
+        th.Property("worker_processes", th.IntegerType,
+                    description="Processes that map and send events; default: the CPU count, "
+                    "at most 4."),
         th.Property("gzip", th.BooleanType, default=True, description="Gzip request bodies."),
         th.Property("gzip_level", th.IntegerType, default=1,
                     description="Gzip level 1 (fastest) to 9 (smallest)."),
@@ -165,120 +164,55 @@ class TargetMixpanel(Target):
                     description="How often a progress line is logged."),
     ).to_dict()
 
-    _delivery: Delivery | None = None
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
-        """The SDK target, plus a route per stream for records needing no stream map."""
+        """The SDK target, plus the fast path for RECORD lines of streams without maps."""
         super().__init__(*args, **kwargs)
-        # stream -> (stream alias, key properties, delivery.add)
-        self._routes: dict[str, tuple[str, tuple[str, ...], Any]] = {}
+        self._pool: WorkerPool | None = None
+        self._fast_streams: set[bytes] = set()
+        reader = self.message_reader
+        if isinstance(reader, FastReader):
+            reader.take_record_line = self._take_record_line
+            reader.on_failure = self._abandon
 
-    # -- wiring --------------------------------------------------------------------------
-
-    def _auth(self) -> tuple[tuple[str, str], dict[str, str], str]:
-        config = self.config
-        if config.get("service_account_username") or config.get("service_account_secret"):
-            missing = [k for k in ("project_id", "service_account_username",
-                                   "service_account_secret") if not config.get(k)]
-            if missing:
-                msg = f"Service account auth needs {', '.join(missing)} as well."
-                raise SettingError(msg)
-            return ((config["service_account_username"], config["service_account_secret"]),
-                    {"project_id": str(config["project_id"])},
-                    "project_id, service_account_username and service_account_secret")
-        params = {"project_id": str(config["project_id"])} if config.get("project_id") else {}
-        if config.get("project_token"):
-            return (config["project_token"], ""), params, "project_token"
-        if config.get("api_secret"):
-            logger.warning("api_secret is deprecated by Mixpanel (retired 2027-03-03); use a "
-                           "service account (service_account_username/secret + project_id)")
-            return (config["api_secret"], ""), params, "api_secret"
-        msg = f"No Mixpanel credentials: set {AUTH_SETTINGS}."
-        raise SettingError(msg)
-
-    def _api_url(self) -> str:
-        return str(self.config.get("api_url") or REGION_HOSTS[self.config.get("region", "US")])
-
-    def _mapping(self) -> BrazeCurrentsMapping | GenericMapping:
-        config = self.config
-        if config.get("mapping", "braze_currents") == "generic":
-            return GenericMapping(config.get("event_name", "{stream}"),
-                                  config.get("distinct_id_field", "distinct_id"),
-                                  config.get("time_field", "time"),
-                                  config.get("insert_id_field", "id"))
-        return BrazeCurrentsMapping()
-
-    def _build_delivery(self) -> Delivery:
-        config = self.config
-        batch_size = int(config.get("batch_size", MAX_EVENTS_PER_REQUEST))
-        max_bytes = int(config.get("max_batch_bytes", 8 * 1024 * 1024))
-        if not 1 <= batch_size <= MAX_EVENTS_PER_REQUEST:
-            msg = f"batch_size must be 1 to {MAX_EVENTS_PER_REQUEST}, got {batch_size}"
-            raise SettingError(msg)
-        if not 1024 <= max_bytes <= MAX_REQUEST_BYTES:
-            msg = f"max_batch_bytes must be 1024 to {MAX_REQUEST_BYTES}, got {max_bytes}"
-            raise SettingError(msg)
-        counters = Counters()
-        sender: DryRunClient | ImportClient
-        if config.get("dry_run"):
-            sender = DryRunClient(config.get("dry_run_path", "mixpanel-dry-run"),
-                                  self._api_url(), counters)
-        else:
-            auth, params, describe = self._auth()
-            params["ip"] = "0"
-            if config.get("strict", True):
-                params["strict"] = "1"
-            jitter = [*list(config.get("retry_jitter_seconds") or [1.0, 5.0]), 0.0, 0.0]
-            retry = RetryPolicy(first_delay=float(config.get("retry_first_delay_seconds", 2)),
-                                max_delay=float(config.get("retry_max_delay_seconds", 60)),
-                                jitter_min=float(jitter[0]), jitter_max=float(jitter[1]),
-                                budget_seconds=float(config.get("max_retry_seconds", 900)))
-            verify = bool(config.get("verify_tls", True))
-            if not verify:
-                logger.warning("verify_tls is off: TLS certificates of %s are not checked",
-                               self._api_url())
-            sender = ImportClient(self._api_url(), auth, params,
-                                  gzip_level=(int(config.get("gzip_level", 1))
-                                              if config.get("gzip", True) else None),
-                                  timeout=float(config.get("request_timeout_seconds", 120)),
-                                  retry=retry, verify=verify, counters=counters,
-                                  describe_auth=describe)
-        pii_mode = config.get("pii", "keep")
-        if pii_mode == "hash" and not config.get("pii_salt"):
-            logger.warning("pii is 'hash' without pii_salt: hashes of common values can be "
-                           "guessed; set pii_salt")
-        return Delivery(mapping=self._mapping(), sender=sender,
-                        dead_letters=DeadLetterFile(config.get("dead_letter_path",
-                                                               "mixpanel-dead-letters.jsonl")),
-                        pii=PiiPolicy(pii_mode, config.get("pii_salt") or ""),
-                        emit_state=self._write_state_message, counters=counters,
-                        batch_size=batch_size, max_batch_bytes=max_bytes,
-                        max_concurrency=max(1, int(config.get("max_concurrency", 10))),
-                        progress_seconds=float(config.get("progress_interval_seconds", 10)))
+    # -- the pipeline --------------------------------------------------------------------
 
     @property
-    def delivery(self) -> Delivery:
-        """The pipeline, built on first use (so config errors surface at the first message)."""
-        if self._delivery is None:
-            self._delivery = self._build_delivery()
-        return self._delivery
+    def pool(self) -> WorkerPool:
+        """The worker processes, started on first use after the settings are checked."""
+        if self._pool is None:
+            config = dict(self.config)
+            check_settings(config)
+            processes = config.get("worker_processes") or min(4, os.cpu_count() or 1)
+            if int(processes) < 1:
+                msg = f"worker_processes must be at least 1, got {processes}"
+                raise SettingError(msg)
+            self._pool = WorkerPool(config, int(processes), self._write_state_message,
+                                    float(config.get("progress_interval_seconds", 10)))
+        return self._pool
+
+    def _abandon(self) -> None:
+        if self._pool is not None:
+            self._log_summary(failed=True)
+            self._pool.abandon()
 
     # -- Singer messages -----------------------------------------------------------------
+
+    def _take_record_line(self, line: Any) -> bool:  # noqa: ANN401
+        """Hand a RECORD line of a known stream to the workers unparsed; False if not one."""
+        if type(line) is not bytes:
+            return False
+        for prefix in RECORD_PREFIXES:
+            if line.startswith(prefix):
+                start = len(prefix)
+                if line[start:line.find(b'"', start)] in self._fast_streams:
+                    self.pool.add_line(line)
+                    return True
+                return False
+        return False
 
     def _process_record_message(self, message_dict: dict) -> None:
         stream = message_dict.get("stream")
         record = message_dict.get("record")
-        route = self._routes.get(stream)  # type: ignore[arg-type]
-        if route is None or not isinstance(record, dict):
-            self._process_mapped_record(stream, record)
-            return
-        for key in route[1]:
-            if key not in record:
-                self._missing_keys(route[0], route[1], record)
-        route[2](route[0], record)
-
-    def _process_mapped_record(self, stream: object, record: object) -> None:
-        """Records of streams with inline stream maps (or of unknown/bad shape)."""
         if not isinstance(stream, str) or not isinstance(record, dict):
             msg = f"RECORD message without a stream name or a record object: {stream!r}"
             raise ValueError(msg)
@@ -287,35 +221,36 @@ class TargetMixpanel(Target):
             msg = (f"A record for stream {stream!r} arrived before its SCHEMA message. "
                    "Check that the tap emits a SCHEMA message first.")
             raise RecordsWithoutSchemaException(msg)
-        add = self.delivery.add
-        has_maps = bool(self.config.get("stream_maps") or self.config.get("flattening_enabled"))
-        if len(stream_maps) == 1 and not has_maps:
-            keys = tuple(stream_maps[0].transformed_key_properties or ())
-            self._routes[stream] = (stream_maps[0].stream_alias, keys, add)
-            self._process_record_message({"stream": stream, "record": record})
-            return
         for stream_map in stream_maps:
             mapped = stream_map.transform(dict(record))
             if mapped is None:
                 continue
-            keys = tuple(stream_map.transformed_key_properties or ())
-            if any(k not in mapped for k in keys):
-                self._missing_keys(stream_map.stream_alias, keys, mapped)
-            add(stream_map.stream_alias, mapped)
-
-    @staticmethod
-    def _missing_keys(stream: str, keys: tuple[str, ...], record: dict) -> None:
-        msg = (f"A record of stream {stream!r} lacks its key properties {list(keys)}: "
-               f"it has {list(record)[:20]}")
-        raise MissingKeyPropertiesError(msg)
+            keys = stream_map.transformed_key_properties or ()
+            missing = [k for k in keys if k not in mapped]
+            if missing:
+                msg = (f"A record of stream {stream_map.stream_alias!r} lacks its key "
+                       f"properties {missing}: it has {list(mapped)[:20]}")
+                raise MissingKeyPropertiesError(msg)
+            self.pool.add_line(_encode({"type": "RECORD", "stream": stream_map.stream_alias,
+                                        "record": mapped}))
 
     def _process_schema_message(self, message_dict: dict) -> None:
-        self._routes.pop(message_dict.get("stream"), None)  # type: ignore[arg-type]
         super()._process_schema_message(message_dict)
+        stream = message_dict["stream"]
+        stream_maps = self.mapper.stream_maps[stream]
+        plain = (len(stream_maps) == 1 and stream_maps[0].stream_alias == stream
+                 and not self.config.get("stream_maps")
+                 and not self.config.get("flattening_enabled"))
+        name = stream.encode()
+        if plain and b'"' not in name and b"\\" not in name:
+            self._fast_streams.add(name)
+            self.pool.set_key_properties(stream, list(message_dict.get("key_properties") or []))
+        else:
+            self._fast_streams.discard(name)
 
     def _process_state_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"value"})
-        self.delivery.add_state(message_dict["value"])
+        self.pool.add_state(message_dict["value"])
 
     def _process_batch_message(self, message_dict: dict) -> None:
         msg = "BATCH messages are not supported by target-mixpanel; send RECORD messages"
@@ -327,22 +262,24 @@ class TargetMixpanel(Target):
 
     def process_endofpipe(self) -> None:
         """Deliver what is left, emit the last state, log the summary."""
-        delivery = self.delivery
-        try:
-            delivery.finish()
-        except BaseException:
-            delivery.abandon()
-            self._log_summary(delivery, failed=True)
-            raise
-        self._log_summary(delivery, failed=False)
+        if self._pool is not None:
+            try:
+                self._pool.finish()
+            except BaseException:
+                self._abandon()
+                raise
+            self._log_summary(failed=False)
         super().process_endofpipe()
 
-    def _log_summary(self, delivery: Delivery, *, failed: bool) -> None:
-        summary = delivery.summary()
+    def _log_summary(self, *, failed: bool) -> None:
+        if self._pool is None:
+            return
+        summary = self._pool.summary()
         logger.info("summary: %s", msgspec.json.encode(summary).decode())
-        if summary["dead_letter_file"]:
-            logger.warning("%d records were not imported; see %s",
-                           sum(summary["dead_lettered"].values()), summary["dead_letter_file"])
+        dead = sum((summary.get("dead_lettered") or {}).values())
+        if dead:
+            logger.warning("%d records were not imported; see %s", dead,
+                           summary.get("dead_letter_file"))
         if failed:
             logger.error("The run failed; no state was emitted past the last fully accounted "
                          "record. Rerun to resume.")

@@ -1,0 +1,299 @@
+"""Parallel delivery across worker processes.
+
+The main process reads Singer lines and hands RECORD lines out, untouched, in numbered chunks;
+each worker process decodes, maps, checks, encodes and sends them with its own delivery
+pipeline (target_mixpanel.delivery) and reports each chunk done once every record in it is
+imported, skipped or dead-lettered. The main process releases a STATE only when every chunk
+before it is done, so the at-least-once promise is the same as with one process, and a fatal
+error (bad credentials, retry budget spent) stops the run with no state past it.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import queue
+import signal
+import threading
+import time
+import traceback
+from collections import Counter, deque
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import msgspec
+from singer_sdk.exceptions import MissingKeyPropertiesError
+
+from target_mixpanel.import_client import AuthError, RetriesExhausted
+
+logger = logging.getLogger("target-mixpanel")
+
+CHUNK_LINES = 2000
+CHUNKS_AHEAD_PER_WORKER = 4
+IDLE_POLL_SECONDS = 0.02
+
+
+class WorkerFailed(Exception):
+    """A worker stopped on an unexpected error; the message is the worker's."""
+
+
+# A worker's error (by class name) -> the error the main process raises with its message.
+FAILURES: dict[str, type[Exception]] = {
+    "AuthError": AuthError,
+    "RetriesExhausted": RetriesExhausted,
+    "KeyError": MissingKeyPropertiesError,
+    "Refused": ValueError,
+}
+
+
+def _worker_main(config: dict[str, Any], name: str, concurrency: int, inbox: Connection,
+                 outbox: Connection) -> None:
+    """A worker process: chunks in, "done" markers (with running totals) out."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the main process decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s | %(levelname)-8s | %(name)-30s | %(message)s")
+    from target_mixpanel.wiring import build_delivery  # noqa: PLC0415 - in the child only
+
+    # Results go out from a thread of their own, so that this process never blocks on a full
+    # outbox while the main process blocks on a full inbox.
+    results: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+
+    def forward() -> None:
+        while (item := results.get()) is not None:
+            outbox.send(item)
+
+    sender = threading.Thread(target=forward, name="results", daemon=True)
+    sender.start()
+    delivery = None
+    try:
+        delivery = build_delivery(
+            config, lambda marker: results.put(("done", marker["chunk"], delivery.summary())),
+            name=name, concurrency=concurrency)
+        decode = msgspec.json.Decoder().decode
+        add = delivery.add
+        keys: dict[str, tuple[str, ...]] = {}
+        while True:
+            while not inbox.poll(IDLE_POLL_SECONDS):
+                delivery.poll()  # outcomes arrive while no input does
+            message = inbox.recv()
+            kind = message[0]
+            if kind == "chunk":
+                _, number, data = message
+                for line in data.splitlines():
+                    singer = decode(line)
+                    stream, record = singer["stream"], singer["record"]
+                    for key in keys.get(stream, ()):
+                        if key not in record:
+                            msg = (f"A record of stream {stream!r} lacks its key property "
+                                   f"{key!r}: it has {list(record)[:20]}")
+                            raise KeyError(msg)
+                    add(stream, record)
+                delivery.add_state({"chunk": number})
+            elif kind == "keys":
+                keys[message[1]] = tuple(message[2])
+            else:  # finish
+                delivery.finish()
+                results.put(("finished", delivery.summary()))
+                return
+    except BaseException as exc:  # noqa: BLE001 - every failure is reported to the main process
+        summary = None
+        if delivery is not None:
+            delivery.abandon()
+            summary = delivery.summary()
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        if type(exc).__name__ not in FAILURES:  # unexpected: keep where it happened
+            text = f"{type(exc).__name__}: {text}\n{traceback.format_exc(limit=-4)}"
+        results.put(("failed", type(exc).__name__, text, summary))
+    finally:
+        results.put(None)
+        sender.join()
+
+
+def merge_summaries(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals of several workers' summaries."""
+    merged: dict[str, Any] = {}
+    for summary in summaries:
+        for key, value in summary.items():
+            if isinstance(value, dict):
+                merged[key] = Counter(merged.get(key, {})) + Counter(value)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                merged[key] = merged.get(key, 0) + value
+            elif value is not None:
+                merged[key] = value
+            else:
+                merged.setdefault(key, None)
+    for key, value in merged.items():
+        if isinstance(value, Counter):
+            merged[key] = dict(value.most_common())
+    return merged
+
+
+class WorkerPool:
+    """The main process's side: chunks out, outcomes in, STATE messages released in order."""
+
+    def __init__(self, config: dict[str, Any], processes: int,
+                 emit_state: Callable[[dict], None], progress_seconds: float):
+        """Start the worker processes (they take the settings, and split max_concurrency)."""
+        context = multiprocessing.get_context("spawn")
+        concurrency = max(1, int(config.get("max_concurrency", 10)) // processes)
+        self._inboxes: list[Connection] = []
+        self._outboxes: list[Connection] = []
+        self._processes = []
+        for index in range(processes):
+            inbox_read, inbox_write = context.Pipe(duplex=False)
+            outbox_read, outbox_write = context.Pipe(duplex=False)
+            process = context.Process(target=_worker_main, name=f"mixpanel-worker-{index}",
+                                      args=(config, f"w{index}-", concurrency, inbox_read,
+                                            outbox_write), daemon=True)
+            process.start()
+            inbox_read.close()
+            outbox_write.close()
+            self._inboxes.append(inbox_write)
+            self._outboxes.append(outbox_read)
+            self._processes.append(process)
+        self._open: list[deque[int]] = [deque() for _ in range(processes)]
+        self._summaries: list[dict[str, Any]] = [{} for _ in range(processes)]
+        self._finished = [False] * processes
+        self._lines: list[bytes] = []
+        self._chunk = 0
+        self._pending_states: deque[tuple[int, dict]] = deque()
+        self._emit_state = emit_state
+        self._progress_seconds = progress_seconds
+        self.received = 0
+        self._started = time.monotonic()
+        self._last_progress = self._started
+
+    # -- input ---------------------------------------------------------------------------
+
+    def add_line(self, line: bytes) -> None:
+        """Take one RECORD line (raw Singer JSON)."""
+        self.received += 1
+        self._lines.append(line if line.endswith(b"\n") else line + b"\n")
+        if len(self._lines) >= CHUNK_LINES:
+            self._dispatch()
+
+    def set_key_properties(self, stream: str, keys: list[str]) -> None:
+        """Tell every worker a stream's key properties (before any of its records)."""
+        self._dispatch()
+        for inbox in self._inboxes:
+            inbox.send(("keys", stream, list(keys)))
+
+    def add_state(self, state: dict) -> None:
+        """Hold a STATE until every record before it is accounted for."""
+        self._dispatch()
+        self._pending_states.append((self._chunk, state))
+        self._poll(timeout=0)
+
+    def _dispatch(self) -> None:
+        if not self._lines:
+            return
+        worker = min(range(len(self._open)), key=lambda i: len(self._open[i]))
+        while len(self._open[worker]) >= CHUNKS_AHEAD_PER_WORKER:
+            self._poll(timeout=self._progress_seconds)
+            worker = min(range(len(self._open)), key=lambda i: len(self._open[i]))
+        self._chunk += 1
+        self._inboxes[worker].send(("chunk", self._chunk, b"".join(self._lines)))
+        self._open[worker].append(self._chunk)
+        self._lines = []
+        self._poll(timeout=0)
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def _poll(self, timeout: float) -> None:
+        ready = wait(self._outboxes, timeout=timeout)
+        for connection in ready:
+            index = self._outboxes.index(connection)
+            try:
+                message = connection.recv()
+            except EOFError:
+                self._check_alive(index, expected=self._finished[index])
+                continue
+            self._handle(index, message)
+        if not ready:
+            for index in range(len(self._processes)):
+                self._check_alive(index, expected=self._finished[index])
+        self._release_states()
+        self._maybe_progress()
+
+    def _handle(self, index: int, message: tuple) -> None:
+        kind = message[0]
+        if kind == "done":
+            _, number, summary = message
+            open_chunks = self._open[index]
+            while open_chunks and open_chunks[0] <= number:
+                open_chunks.popleft()
+            self._summaries[index] = summary
+        elif kind == "finished":
+            self._summaries[index] = message[1]
+            self._open[index].clear()
+            self._finished[index] = True
+        else:
+            _, error_kind, text, summary = message
+            if summary:
+                self._summaries[index] = summary
+            raise FAILURES.get(error_kind, WorkerFailed)(text)
+
+    def _check_alive(self, index: int, *, expected: bool) -> None:
+        process = self._processes[index]
+        if not expected and process.exitcode is not None:
+            msg = (f"worker process {index} exited unexpectedly (exit code "
+                   f"{process.exitcode}); records it held are not accounted for, and no "
+                   "state past them was emitted")
+            raise WorkerFailed(msg)
+
+    def _release_states(self) -> None:
+        oldest_open = min((chunks[0] for chunks in self._open if chunks), default=None)
+        ready = None
+        while self._pending_states and (oldest_open is None
+                                        or self._pending_states[0][0] < oldest_open):
+            ready = self._pending_states.popleft()[1]
+        if ready is not None:
+            self._emit_state(ready)
+
+    # -- end -----------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Send what is left, let every worker deliver, release the last state."""
+        self._dispatch()
+        for inbox in self._inboxes:
+            inbox.send(("finish",))
+        while not all(self._finished):
+            self._poll(timeout=self._progress_seconds)
+        self._release_states()
+        for process in self._processes:
+            process.join(timeout=30)
+
+    def abandon(self) -> None:
+        """Stop every worker at once; nothing more is released."""
+        self._pending_states.clear()
+        for process in self._processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self._processes:
+            process.join(timeout=10)
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """Totals across workers, with what the main process read."""
+        merged = merge_summaries([s for s in self._summaries if s])
+        merged["received"] = self.received
+        merged["seconds"] = round(time.monotonic() - self._started, 3)
+        return merged
+
+    def _maybe_progress(self) -> None:
+        now = time.monotonic()
+        if now - self._last_progress < self._progress_seconds:
+            return
+        self._last_progress = now
+        s = self.summary()
+        elapsed = max(1e-9, now - self._started)
+        logger.info("progress: %s events/s, %s received, %s imported, %s skipped, "
+                    "%s dead-lettered, %s requests, %s retries, %s 429s",
+                    f"{self.received / elapsed:,.0f}", f"{self.received:,}",
+                    f"{s.get('imported', 0):,}", f"{sum(s.get('skipped', {}).values()):,}",
+                    f"{sum(s.get('dead_lettered', {}).values()):,}",
+                    f"{s.get('requests', 0):,}", f"{s.get('retries', 0):,}",
+                    f"{s.get('throttled_429', 0):,}")
