@@ -8,6 +8,7 @@ from typing import IO, Any
 
 import msgspec
 
+
 def _fallback(value: Any) -> str:
     return str(value)
 

@@ -48,8 +48,8 @@ class Batch:
 
     number: int
     events: list[bytes] = field(default_factory=list)
-    # per event: (stream, record, event name, $insert_id)
-    sources: list[tuple[str, dict[str, Any], str, str]] = field(default_factory=list)
+    # per event: (stream, record or its raw Singer line, event name, $insert_id)
+    sources: list[tuple[str, dict[str, Any] | bytes, str, str]] = field(default_factory=list)
     size: int = 2  # the brackets of the JSON array
     opened: float = field(default_factory=time.monotonic)
 
@@ -108,8 +108,12 @@ class Delivery:
 
     # -- records -------------------------------------------------------------------------
 
-    def add(self, stream: str, record: dict[str, Any]) -> None:
-        """Take one record: skip it, dead-letter it, or put it in the open batch."""
+    def add(self, stream: str, record: dict[str, Any], raw: bytes | None = None) -> None:
+        """Take one record: skip it, dead-letter it, or put it in the open batch.
+
+        With `raw` (the record's Singer line), the batch keeps those bytes instead of the
+        record (a third of the memory), and decodes them again only to dead-letter.
+        """
         self.received += 1
         if self._pii_active:
             record = self._pii.apply(record)
@@ -134,7 +138,8 @@ class Delivery:
             self._submit()
             batch = self._batch
         batch.events.append(encoded)
-        batch.sources.append((stream, record, event["event"], properties["$insert_id"]))
+        batch.sources.append((stream, record if raw is None else raw, event["event"],
+                              properties["$insert_id"]))
         batch.size += size + 1
         if len(batch.events) >= self._batch_size:
             self._submit()
@@ -151,6 +156,12 @@ class Delivery:
     def _refuse(self, stream: str, record: dict[str, Any], refused: Refused) -> None:
         self._dead_letter(stream, record, f"refused before sending: {refused.field}",
                           refused.field, refused.message)
+
+    def _record_of(self, source: dict[str, Any] | bytes) -> dict[str, Any]:
+        if isinstance(source, dict):
+            return source
+        record: dict[str, Any] = msgspec.json.decode(source)["record"]
+        return self._pii.apply(record) if self._pii_active else record
 
     def _dead_letter(self, stream: str, record: dict[str, Any], reason: str,
                      field_name: str | None, message: str | None) -> None:
@@ -194,13 +205,14 @@ class Delivery:
         failed = set()
         for failure in result.failures:
             failed.add(failure.index)
-            stream, record, _, _ = batch.sources[failure.index]
+            stream, source, _, _ = batch.sources[failure.index]
+            record = self._record_of(source)
             self._dead_letter(stream, record, failure.reason, failure.field, failure.message)
         self.tally.imported += result.imported
-        by_event = self.tally.imported_by_event
-        for index, (_, _, name, _) in enumerate(batch.sources):
-            if index not in failed:
-                by_event[name] += 1
+        names = [source[2] for source in batch.sources]
+        if failed:
+            names = [name for index, name in enumerate(names) if index not in failed]
+        self.tally.imported_by_event.update(names)
 
     # -- state ---------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ import logging
 import random
 import threading
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import backoff
 import msgspec
 import requests
 import requests.adapters
+from isal import igzip  # ISA-L gzip: 4x zlib's speed at level 1, same format
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +146,7 @@ class ImportClient:
         body = json_array(events)
         headers = {"Content-Type": "application/json"}
         if self._gzip_level is not None:
-            compressor = zlib.compressobj(self._gzip_level, zlib.DEFLATED, 31)
-            body = compressor.compress(body) + compressor.flush()
+            body = igzip.compress(body, compresslevel=self._gzip_level)
             headers["Content-Encoding"] = "gzip"
         return body, headers
 

@@ -26,14 +26,21 @@ _encode = msgspec.json.Encoder(decimal_format="number").encode
 # How RECORD lines start when a tap writes compact or default-spaced JSON: such lines are
 # handed to the workers without being parsed here.
 RECORD_PREFIXES = (b'{"type":"RECORD","stream":"', b'{"type": "RECORD", "stream": "')
+BLOCK_BYTES = 4 * 1024 * 1024
 
 __all__ = ["SettingError", "TargetMixpanel"]
+
+
+def default_worker_processes() -> int:
+    """CPUs + 1 (a worker waiting on Mixpanel leaves its CPU to another), at most 8."""
+    return min(8, (os.cpu_count() or 1) + 1)
 
 
 class FastReader(GenericSingerReader[Any]):
     """Singer lines; RECORD lines of known streams go to the workers unparsed."""
 
-    take_record_line: Callable[[bytes], bool] | None = None  # set by the target
+    # Set by the target: takes a run of RECORD lines for the workers, returns how many.
+    take_record_lines: Callable[[list[bytes]], int] | None = None
     on_failure: Callable[[], None] | None = None
 
     @property
@@ -41,7 +48,7 @@ class FastReader(GenericSingerReader[Any]):
         """Standard input, as bytes."""
         return sys.stdin.buffer
 
-    def deserialize_json(self, line: Any) -> dict:  # noqa: ANN401
+    def deserialize_json(self, line: Any) -> dict:
         """One line as a dict, or an error naming the line."""
         try:
             message = _decode_line(line)
@@ -64,24 +71,56 @@ class FastReader(GenericSingerReader[Any]):
             raise
 
     def _process_lines(self, file_input: IO[Any] | None, callbacks: dict) -> Counter[str]:
+        source = file_input or self.default_input
+        if self.take_record_lines is not None and isinstance(source.read(0), bytes):
+            return self._process_blocks(source, callbacks)
         stats: Counter[str] = Counter()
-        take = self.take_record_line
-        fast_records = 0
-        for line in file_input or self.default_input:
-            if take is not None and take(line):
-                fast_records += 1
-                continue
-            if not line.strip():
-                continue
-            message = self.deserialize_json(line)
-            kind = message["type"]
-            callback = callbacks.get(kind)
-            if callback is None:
-                self._process_unknown_message(message)
+        for line in source:
+            if line.strip():
+                stats[self._dispatch(line, callbacks)] += 1
+        return stats
+
+    def _dispatch(self, line: Any, callbacks: dict) -> str:
+        message = self.deserialize_json(line)
+        kind = message["type"]
+        callback = callbacks.get(kind)
+        if callback is None:
+            self._process_unknown_message(message)
+        else:
+            callback(message)
+        return str(kind)
+
+    def _process_blocks(self, source: IO[bytes], callbacks: dict) -> Counter[str]:
+        """Read big blocks; pass runs of RECORD lines to the workers unparsed.
+
+        Every other line is parsed and dispatched here, in order.
+        """
+        stats: Counter[str] = Counter()
+        take = self.take_record_lines
+        assert take is not None
+        carry = b""
+        read = getattr(source, "read1", source.read)  # what is there now, up to a block
+        while True:
+            block = read(BLOCK_BYTES)
+            if not block:
+                break
+            lines = (carry + block).split(b"\n")
+            carry = lines.pop()
+            start = 0
+            for index in [i for i, line in enumerate(lines)
+                          if not line.startswith(RECORD_PREFIXES)]:
+                if index > start:
+                    stats["RECORD"] += take(lines[start:index])
+                if lines[index].strip():
+                    stats[self._dispatch(lines[index], callbacks)] += 1
+                start = index + 1
+            if start < len(lines):
+                stats["RECORD"] += take(lines[start:])
+        if carry.strip():
+            if carry.startswith(RECORD_PREFIXES):
+                stats["RECORD"] += take([carry])
             else:
-                callback(message)
-            stats[kind] += 1
-        stats["RECORD"] += fast_records
+                stats[self._dispatch(carry, callbacks)] += 1
         return stats
 
 
@@ -128,11 +167,11 @@ class TargetMixpanel(Target):
         th.Property("max_concurrency", th.IntegerType, default=10,
                     description="Requests in flight at once (split across worker processes)."),
         th.Property("worker_processes", th.IntegerType,
-                    description="Processes that map and send events; default: the CPU count, "
-                    "at most 4."),
+                    description="Processes that map and send events; default: CPUs + 1, "
+                    "at most 8."),
         th.Property("gzip", th.BooleanType, default=True, description="Gzip request bodies."),
-        th.Property("gzip_level", th.IntegerType, default=1,
-                    description="Gzip level 1 (fastest) to 9 (smallest)."),
+        th.Property("gzip_level", th.IntegerType, default=1, allowed_values=[0, 1, 2, 3],
+                    description="Gzip level (ISA-L): 0 fastest to 3 smallest."),
         th.Property("strict", th.BooleanType, default=True,
                     description="Ask Mixpanel to validate every event (strict=1)."),
         th.Property("dead_letter_path", th.StringType, default="mixpanel-dead-letters.jsonl",
@@ -164,15 +203,15 @@ class TargetMixpanel(Target):
                     description="How often a progress line is logged."),
     ).to_dict()
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         """The SDK target, plus the fast path for RECORD lines of streams without maps."""
         super().__init__(*args, **kwargs)
         self._pool: WorkerPool | None = None
-        self._fast_streams: set[bytes] = set()
         reader = self.message_reader
         if isinstance(reader, FastReader):
-            reader.take_record_line = self._take_record_line
             reader.on_failure = self._abandon
+            if not (self.config.get("stream_maps") or self.config.get("flattening_enabled")):
+                reader.take_record_lines = self._take_record_lines
 
     # -- the pipeline --------------------------------------------------------------------
 
@@ -182,7 +221,7 @@ class TargetMixpanel(Target):
         if self._pool is None:
             config = dict(self.config)
             check_settings(config)
-            processes = config.get("worker_processes") or min(4, os.cpu_count() or 1)
+            processes = config.get("worker_processes") or default_worker_processes()
             if int(processes) < 1:
                 msg = f"worker_processes must be at least 1, got {processes}"
                 raise SettingError(msg)
@@ -197,18 +236,10 @@ class TargetMixpanel(Target):
 
     # -- Singer messages -----------------------------------------------------------------
 
-    def _take_record_line(self, line: Any) -> bool:  # noqa: ANN401
-        """Hand a RECORD line of a known stream to the workers unparsed; False if not one."""
-        if type(line) is not bytes:
-            return False
-        for prefix in RECORD_PREFIXES:
-            if line.startswith(prefix):
-                start = len(prefix)
-                if line[start:line.find(b'"', start)] in self._fast_streams:
-                    self.pool.add_line(line)
-                    return True
-                return False
-        return False
+    def _take_record_lines(self, lines: list[bytes]) -> int:
+        """Hand RECORD lines to the workers unparsed (they check stream and keys)."""
+        self.pool.add_lines(lines)
+        return len(lines)
 
     def _process_record_message(self, message_dict: dict) -> None:
         stream = message_dict.get("stream")
@@ -236,17 +267,9 @@ class TargetMixpanel(Target):
 
     def _process_schema_message(self, message_dict: dict) -> None:
         super()._process_schema_message(message_dict)
-        stream = message_dict["stream"]
-        stream_maps = self.mapper.stream_maps[stream]
-        plain = (len(stream_maps) == 1 and stream_maps[0].stream_alias == stream
-                 and not self.config.get("stream_maps")
-                 and not self.config.get("flattening_enabled"))
-        name = stream.encode()
-        if plain and b'"' not in name and b"\\" not in name:
-            self._fast_streams.add(name)
-            self.pool.set_key_properties(stream, list(message_dict.get("key_properties") or []))
-        else:
-            self._fast_streams.discard(name)
+        for stream_map in self.mapper.stream_maps[message_dict["stream"]]:
+            self.pool.set_key_properties(stream_map.stream_alias,
+                                         list(stream_map.transformed_key_properties or []))
 
     def _process_state_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"value"})

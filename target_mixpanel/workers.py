@@ -14,18 +14,17 @@ import logging
 import multiprocessing
 import queue
 import signal
+import sys
 import threading
 import time
 import traceback
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import msgspec
-from singer_sdk.exceptions import MissingKeyPropertiesError
-
-from target_mixpanel.import_client import AuthError, RetriesExhausted
 
 logger = logging.getLogger("target-mixpanel")
 
@@ -34,17 +33,55 @@ CHUNKS_AHEAD_PER_WORKER = 4
 IDLE_POLL_SECONDS = 0.02
 
 
-class WorkerFailed(Exception):
+class WorkerError(Exception):
     """A worker stopped on an unexpected error; the message is the worker's."""
 
 
-# A worker's error (by class name) -> the error the main process raises with its message.
-FAILURES: dict[str, type[Exception]] = {
-    "AuthError": AuthError,
-    "RetriesExhausted": RetriesExhausted,
-    "KeyError": MissingKeyPropertiesError,
-    "Refused": ValueError,
-}
+class _RecordError(Exception):
+    """A record the Singer spec forbids; `kind` names the SDK error the main process raises."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def _failure_class(kind: str) -> type[Exception]:
+    """The error the main process raises for a worker's error of `kind`."""
+    from singer_sdk import exceptions  # noqa: PLC0415 - the workers never import the SDK
+
+    from target_mixpanel.import_client import AuthError, RetriesExhausted  # noqa: PLC0415
+
+    known: dict[str, type[Exception]] = {
+        "AuthError": AuthError,
+        "RetriesExhausted": RetriesExhausted,
+        "MissingKeyPropertiesError": exceptions.MissingKeyPropertiesError,
+        "RecordsWithoutSchemaException": exceptions.RecordsWithoutSchemaException,
+    }
+    return known.get(kind, WorkerError)
+
+
+EXPECTED_FAILURES = frozenset({"AuthError", "RetriesExhausted", "MissingKeyPropertiesError",
+                               "RecordsWithoutSchemaException"})
+
+
+def _deliver_chunk(delivery: Any, keys: dict[str, tuple[str, ...]], data: bytes,
+                   decode: Callable[[bytes], Any]) -> None:
+    """Check and deliver each RECORD line of a chunk."""
+    add = delivery.add
+    for line in data.split(b"\n"):
+        singer = decode(line)
+        stream, record = singer["stream"], singer["record"]
+        stream_keys = keys.get(stream)
+        if stream_keys is None:
+            msg = (f"A record for stream {stream!r} arrived before its SCHEMA message. "
+                   "Check that the tap emits a SCHEMA message first.")
+            raise _RecordError("RecordsWithoutSchemaException", msg)
+        for key in stream_keys:
+            if key not in record:
+                msg = (f"A record of stream {stream!r} lacks its key property {key!r}: "
+                       f"it has {list(record)[:20]}")
+                raise _RecordError("MissingKeyPropertiesError", msg)
+        add(stream, record, line)
 
 
 def _worker_main(config: dict[str, Any], name: str, concurrency: int, inbox: Connection,
@@ -66,13 +103,14 @@ def _worker_main(config: dict[str, Any], name: str, concurrency: int, inbox: Con
 
     sender = threading.Thread(target=forward, name="results", daemon=True)
     sender.start()
-    delivery = None
+    delivery: Any = None
+
+    def report(marker: dict) -> None:
+        results.put(("done", marker["chunk"], delivery.summary()))
+
     try:
-        delivery = build_delivery(
-            config, lambda marker: results.put(("done", marker["chunk"], delivery.summary())),
-            name=name, concurrency=concurrency)
+        delivery = build_delivery(config, report, name=name, concurrency=concurrency)
         decode = msgspec.json.Decoder().decode
-        add = delivery.add
         keys: dict[str, tuple[str, ...]] = {}
         while True:
             while not inbox.poll(IDLE_POLL_SECONDS):
@@ -80,35 +118,47 @@ def _worker_main(config: dict[str, Any], name: str, concurrency: int, inbox: Con
             message = inbox.recv()
             kind = message[0]
             if kind == "chunk":
-                _, number, data = message
-                for line in data.splitlines():
-                    singer = decode(line)
-                    stream, record = singer["stream"], singer["record"]
-                    for key in keys.get(stream, ()):
-                        if key not in record:
-                            msg = (f"A record of stream {stream!r} lacks its key property "
-                                   f"{key!r}: it has {list(record)[:20]}")
-                            raise KeyError(msg)
-                    add(stream, record)
-                delivery.add_state({"chunk": number})
+                _deliver_chunk(delivery, keys, message[2], decode)
+                delivery.add_state({"chunk": message[1]})
             elif kind == "keys":
                 keys[message[1]] = tuple(message[2])
             else:  # finish
                 delivery.finish()
                 results.put(("finished", delivery.summary()))
                 return
-    except BaseException as exc:  # noqa: BLE001 - every failure is reported to the main process
+    except BaseException as exc:
         summary = None
         if delivery is not None:
             delivery.abandon()
             summary = delivery.summary()
-        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        if type(exc).__name__ not in FAILURES:  # unexpected: keep where it happened
-            text = f"{type(exc).__name__}: {text}\n{traceback.format_exc(limit=-4)}"
-        results.put(("failed", type(exc).__name__, text, summary))
+        kind = getattr(exc, "kind", type(exc).__name__)
+        text = str(exc)
+        if kind not in EXPECTED_FAILURES:  # unexpected: keep where it happened
+            text = f"{kind}: {text}\n{traceback.format_exc(limit=-4)}"
+        results.put(("failed", kind, text, summary))
     finally:
         results.put(None)
         sender.join()
+
+
+@contextmanager
+def _light_children() -> Iterator[None]:
+    """Start spawned workers without re-importing the main module (the CLI and the SDK).
+
+    multiprocessing's spawn re-runs `__main__` in each child when it has a file or a module
+    spec; the workers need only this module, so both are hidden while a worker starts.
+    """
+    main = sys.modules["__main__"]
+    saved: dict[str, Any] = {key: main.__dict__[key] for key in ("__file__", "__spec__")
+                             if key in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
+        if "__spec__" not in saved:
+            main.__dict__.pop("__spec__", None)
 
 
 def merge_summaries(summaries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -147,7 +197,8 @@ class WorkerPool:
             process = context.Process(target=_worker_main, name=f"mixpanel-worker-{index}",
                                       args=(config, f"w{index}-", concurrency, inbox_read,
                                             outbox_write), daemon=True)
-            process.start()
+            with _light_children():
+                process.start()
             inbox_read.close()
             outbox_write.close()
             self._inboxes.append(inbox_write)
@@ -169,10 +220,19 @@ class WorkerPool:
 
     def add_line(self, line: bytes) -> None:
         """Take one RECORD line (raw Singer JSON)."""
-        self.received += 1
-        self._lines.append(line if line.endswith(b"\n") else line + b"\n")
-        if len(self._lines) >= CHUNK_LINES:
-            self._dispatch()
+        self.add_lines([line.rstrip(b"\n")])
+
+    def add_lines(self, lines: list[bytes]) -> None:
+        """Take RECORD lines (raw Singer JSON, without their newlines)."""
+        self.received += len(lines)
+        pending = self._lines
+        while lines:
+            room = CHUNK_LINES - len(pending)
+            pending.extend(lines[:room])
+            lines = lines[room:]
+            if len(pending) >= CHUNK_LINES:
+                self._dispatch()
+                pending = self._lines
 
     def set_key_properties(self, stream: str, keys: list[str]) -> None:
         """Tell every worker a stream's key properties (before any of its records)."""
@@ -194,7 +254,7 @@ class WorkerPool:
             self._poll(timeout=self._progress_seconds)
             worker = min(range(len(self._open)), key=lambda i: len(self._open[i]))
         self._chunk += 1
-        self._inboxes[worker].send(("chunk", self._chunk, b"".join(self._lines)))
+        self._inboxes[worker].send(("chunk", self._chunk, b"\n".join(self._lines)))
         self._open[worker].append(self._chunk)
         self._lines = []
         self._poll(timeout=0)
@@ -204,6 +264,7 @@ class WorkerPool:
     def _poll(self, timeout: float) -> None:
         ready = wait(self._outboxes, timeout=timeout)
         for connection in ready:
+            assert isinstance(connection, Connection)
             index = self._outboxes.index(connection)
             try:
                 message = connection.recv()
@@ -233,7 +294,7 @@ class WorkerPool:
             _, error_kind, text, summary = message
             if summary:
                 self._summaries[index] = summary
-            raise FAILURES.get(error_kind, WorkerFailed)(text)
+            raise _failure_class(error_kind)(text)
 
     def _check_alive(self, index: int, *, expected: bool) -> None:
         process = self._processes[index]
@@ -241,7 +302,7 @@ class WorkerPool:
             msg = (f"worker process {index} exited unexpectedly (exit code "
                    f"{process.exitcode}); records it held are not accounted for, and no "
                    "state past them was emitted")
-            raise WorkerFailed(msg)
+            raise WorkerError(msg)
 
     def _release_states(self) -> None:
         oldest_open = min((chunks[0] for chunks in self._open if chunks), default=None)

@@ -89,21 +89,24 @@ def test_413_splits_batches_and_dead_letters_a_single_oversized_event(
     assert "413" in run.dead_letters[0]["reason"]
 
 
+@pytest.mark.parametrize("workers", [1, 3])
 def test_failed_run_emits_no_state_past_the_last_accounted_record(
-        mixpanel, run_target, tmp_path: Path) -> None:
+        workers: int, mixpanel, run_target, tmp_path: Path) -> None:
     records = [custom_event(i) for i in range(60)]
     lines = singer_lines(STREAM, records, states={20: {"n": 20}, 40: {"n": 40}, 60: {"n": 60}})
-    mixpanel.state.script = ["200", "503", "503", "503", "503", "503", "503", "503", "503"] * 3
-    config = target_config(mixpanel, tmp_path, batch_size=20, max_concurrency=1,
-                           max_retry_seconds=0.3)
-    mixpanel.state.fault_rates = {}
-    # the first batch goes through; every later request answers 503 until the budget is spent
+    config = target_config(mixpanel, tmp_path, batch_size=20, max_concurrency=workers,
+                           worker_processes=workers, max_retry_seconds=0.3)
+    # the first request goes through; every later one answers 503 until the budget is spent
     mixpanel.state.script = ["ok"] + ["503"] * 200
     run = run_target(config, lines)
     assert run.returncode != 0
     assert "retry budget" in run.stderr
-    assert run.states == [{"n": 20}]
     assert len(mixpanel.state.unique_events) == 20
+    imported = {e["properties"]["$insert_id"] for e in mixpanel.state.unique_events}
+    for state in run.states:  # every state emitted covers only records that arrived
+        assert {f"evt-{i:05d}" for i in range(state["n"])} <= imported
+    if workers == 1:
+        assert run.states == [{"n": 20}]
 
 
 def test_state_waits_for_its_records(mixpanel, run_target, tmp_path: Path) -> None:
