@@ -36,12 +36,18 @@ def default_worker_processes() -> int:
     return min(8, (os.cpu_count() or 1) + 1)
 
 
+class StopReading(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by the termination handler to leave a blocking read."""
+
+
 class FastReader(GenericSingerReader[Any]):
     """Singer lines; RECORD lines of known streams go to the workers unparsed."""
 
     # Set by the target: takes a run of RECORD lines for the workers, returns how many.
     take_record_lines: Callable[[list[bytes]], int] | None = None
     on_failure: Callable[[], None] | None = None
+    stop_requested = False   # set on SIGTERM/SIGINT: stop reading, deliver what was read
+    reading = False          # True while blocked reading input (a stop may interrupt it)
 
     @property
     def default_input(self) -> IO[bytes]:
@@ -75,7 +81,15 @@ class FastReader(GenericSingerReader[Any]):
         if self.take_record_lines is not None and isinstance(source.read(0), bytes):
             return self._process_blocks(source, callbacks)
         stats: Counter[str] = Counter()
-        for line in source:
+        lines = iter(source)
+        while not self.stop_requested:
+            try:
+                self.reading = True
+                line = next(lines)
+            except (StopIteration, StopReading):
+                break
+            finally:
+                self.reading = False
             if line.strip():
                 stats[self._dispatch(line, callbacks)] += 1
         return stats
@@ -100,8 +114,14 @@ class FastReader(GenericSingerReader[Any]):
         assert take is not None
         carry = b""
         read = getattr(source, "read1", source.read)  # what is there now, up to a block
-        while True:
-            block = read(BLOCK_BYTES)
+        while not self.stop_requested:
+            try:
+                self.reading = True
+                block = read(BLOCK_BYTES)
+            except StopReading:
+                break
+            finally:
+                self.reading = False
             if not block:
                 break
             lines = (carry + block).split(b"\n")
@@ -293,6 +313,20 @@ class TargetMixpanel(Target):
                 raise
             self._log_summary(failed=False)
         super().process_endofpipe()
+
+    def _handle_termination(self, signum: int, frame: Any) -> None:
+        """SIGTERM/SIGINT: stop reading, deliver what was read, emit its state, exit 0.
+
+        A second signal stops at once (no state past what was delivered is emitted).
+        """
+        reader = self.message_reader
+        if not isinstance(reader, FastReader) or reader.stop_requested:
+            super()._handle_termination(signum, frame)
+            return
+        logger.info("Received signal %d: delivering what was read, then stopping", signum)
+        reader.stop_requested = True
+        if reader.reading:
+            raise StopReading
 
     def _log_summary(self, *, failed: bool) -> None:
         if self._pool is None:

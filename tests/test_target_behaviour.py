@@ -4,12 +4,15 @@ auth modes and regions, personal data, generic mapping."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import singer_lines, target_config
+from tests.conftest import singer_lines, target_config, write_json
 
 NOW = int(time.time())
 STREAM = "users_behaviors_customevent"
@@ -243,3 +246,21 @@ def test_record_before_schema_and_bad_lines_name_the_problem(run_target, mixpane
     assert run.returncode != 0
     assert "not valid JSON" in run.stderr
     assert "{this is not json" in run.stderr
+
+
+def test_sigterm_delivers_what_was_read_and_emits_its_state(mixpanel, tmp_path: Path) -> None:
+    config = write_json(tmp_path / "config.json", target_config(mixpanel, tmp_path))
+    process = subprocess.Popen([sys.executable, "-m", "target_mixpanel.target", "--config",
+                                str(config)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdin is not None
+    process.stdin.write(singer_lines(STREAM, [custom_event(i) for i in range(500)],
+                                     states={250: {"n": 250}, 500: {"n": 500}}).encode())
+    process.stdin.flush()
+    time.sleep(3)  # the target is now blocked reading, with records in open batches
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    assert [json.loads(line) for line in stdout.splitlines()][-1] == {"n": 500}
+    assert len(mixpanel.state.unique_events) == 500
+    assert mixpanel.state.raw_events == 500  # a SIGTERM costs no duplicates
