@@ -18,7 +18,7 @@ OUT_DIR = BENCH_DIR / "out"
 class Measured:
     seconds: float
     cpu_seconds: float
-    peak_mb: float        # largest total PSS of the whole process tree, sampled every 50 ms
+    peak_mb: float        # largest total PSS of the whole process tree, sampled every 250 ms
     returncode: int
 
 
@@ -61,7 +61,7 @@ def measure(command: list[str] | str, *, stdin=None, stdout=subprocess.DEVNULL,
     done = threading.Event()
 
     def sample() -> None:
-        while not done.wait(0.05):
+        while not done.wait(0.25):
             peak[0] = max(peak[0], sum(_pss_kb(p) for p in _tree(process.pid)))
 
     sampler = threading.Thread(target=sample, daemon=True)

@@ -27,7 +27,7 @@ BRAZE_IDENTITY_FIELDS = ("id", "time", "time_ms", "external_user_id", "event_typ
 SINGER_METADATA_FIELDS = ("_sdc_source_file", "_sdc_extracted_at", "_sdc_received_at",
                           "_sdc_batched_at", "_sdc_deleted_at", "_sdc_sequence",
                           "_sdc_table_version", "_sdc_sync_started_at")
-NOT_PROPERTIES = BRAZE_IDENTITY_FIELDS + SINGER_METADATA_FIELDS
+NOT_PROPERTIES = frozenset(BRAZE_IDENTITY_FIELDS + SINGER_METADATA_FIELDS)
 # Event types whose JSON `properties` are spread into prefixed properties.
 BRAZE_PROPERTY_PREFIXES = {
     "users.behaviors.CustomEvent": "[Custom event property] ",
@@ -96,9 +96,8 @@ class BrazeCurrentsMapping:
         moment = record.get("time_ms")
         if moment is None:
             moment = record.get("time")
-        properties = {k: v for k, v in record.items() if v is not None}
-        for name in NOT_PROPERTIES:
-            properties.pop(name, None)
+        properties = {k: v for k, v in record.items()
+                      if v is not None and k not in NOT_PROPERTIES}
         for source, target in BRAZE_RENAMED_FIELDS.items():
             if source in properties:
                 properties[target] = properties.pop(source)

@@ -29,7 +29,7 @@ import msgspec
 logger = logging.getLogger("target-mixpanel")
 
 CHUNK_LINES = 2000
-CHUNKS_AHEAD_PER_WORKER = 4
+CHUNKS_AHEAD_PER_WORKER = 3
 IDLE_POLL_SECONDS = 0.02
 
 
@@ -69,6 +69,8 @@ def _deliver_chunk(delivery: Any, keys: dict[str, tuple[str, ...]], data: bytes,
     """Check and deliver each RECORD line of a chunk."""
     add = delivery.add
     for line in data.split(b"\n"):
+        if not line:
+            continue
         singer = decode(line)
         stream, record = singer["stream"], singer["record"]
         stream_keys = keys.get(stream)
@@ -82,6 +84,28 @@ def _deliver_chunk(delivery: Any, keys: dict[str, tuple[str, ...]], data: bytes,
                        f"it has {list(record)[:20]}")
                 raise _RecordError("MissingKeyPropertiesError", msg)
         add(stream, record, line)
+
+
+def _receive_in_background(inbox: Connection) -> queue.SimpleQueue[tuple]:
+    """Messages from the main process, taken off the pipe by a thread of their own.
+
+    The main process then never waits for a worker to finish a chunk before it can hand over
+    the next one.
+    """
+    inbound: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+
+    def receive() -> None:
+        while True:
+            try:
+                item = inbox.recv()
+            except EOFError:  # the main process is gone
+                item = ("finish",)
+            inbound.put(item)
+            if item[0] == "finish":
+                return
+
+    threading.Thread(target=receive, name="chunks", daemon=True).start()
+    return inbound
 
 
 def _worker_main(config: dict[str, Any], name: str, concurrency: int, inbox: Connection,
@@ -112,10 +136,13 @@ def _worker_main(config: dict[str, Any], name: str, concurrency: int, inbox: Con
         delivery = build_delivery(config, report, name=name, concurrency=concurrency)
         decode = msgspec.json.Decoder().decode
         keys: dict[str, tuple[str, ...]] = {}
+        inbound = _receive_in_background(inbox)
         while True:
-            while not inbox.poll(IDLE_POLL_SECONDS):
+            try:
+                message = inbound.get(timeout=IDLE_POLL_SECONDS)
+            except queue.Empty:
                 delivery.poll()  # outcomes arrive while no input does
-            message = inbox.recv()
+                continue
             kind = message[0]
             if kind == "chunk":
                 _deliver_chunk(delivery, keys, message[2], decode)
@@ -207,7 +234,7 @@ class WorkerPool:
         self._open: list[deque[int]] = [deque() for _ in range(processes)]
         self._summaries: list[dict[str, Any]] = [{} for _ in range(processes)]
         self._finished = [False] * processes
-        self._lines: list[bytes] = []
+        self._lines: list[bytes] = []  # RECORD lines not yet handed out
         self._chunk = 0
         self._pending_states: deque[tuple[int, dict]] = deque()
         self._emit_state = emit_state
