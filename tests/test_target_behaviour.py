@@ -58,7 +58,8 @@ def test_events_mixpanel_would_refuse_are_dead_lettered_without_a_request(
     assert all(d["stream"] == STREAM and d["reason"] for d in run.dead_letters)
     assert run.summary["imported"] == 5
     assert sum(run.summary["dead_lettered"].values()) == 7
-    assert run.states == [{"after": 7}, {"after": 12}]  # 1-7 were all dead-lettered at once
+    # states that become safe together may be coalesced: the last one always comes out
+    assert run.states in ([{"after": 7}, {"after": 12}], [{"after": 12}])
 
 
 @pytest.mark.parametrize("shape", ["index", "insert_id", "$insert_id", "string"])
