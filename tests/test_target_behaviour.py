@@ -117,7 +117,8 @@ def test_state_waits_for_its_records(mixpanel, run_target, tmp_path: Path) -> No
     records = [custom_event(i) for i in range(30)]
     lines = singer_lines(STREAM, records, states={10: {"n": 10}, 25: {"n": 25}})
     mixpanel.state.script = ["slow:0.5"]
-    run = run_target(target_config(mixpanel, tmp_path, batch_size=1000), lines)
+    run = run_target(target_config(mixpanel, tmp_path, batch_size=1000, worker_processes=1),
+                     lines)
     assert run.returncode == 0, run.stderr
     # both states were only safe once the single batch came back: the last one is emitted
     assert run.states == [{"n": 25}]
