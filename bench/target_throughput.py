@@ -1,6 +1,6 @@
 """Benchmark: Singer messages on stdin -> target -> a local Mixpanel-compatible server.
 
-    python bench/target_throughput.py                # 500,000 events
+    python bench/target_throughput.py                # 1,000,000 events
     python bench/target_throughput.py --events 200000
 
 The server (tests/mixpanel_server.py --fast) answers at once and only counts. Prints events/s,
@@ -60,7 +60,7 @@ def run_target(module: str, config: dict, source: Path, work: Path):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args()
