@@ -29,7 +29,9 @@ import msgspec
 logger = logging.getLogger("target-mixpanel")
 
 CHUNK_LINES = 2000
-CHUNKS_AHEAD_PER_WORKER = 3
+# Records a worker may hold that are not yet accounted for. Above a batch plus a chunk, so that
+# a worker's open batch can always fill up (its in-flight batches free the rest when they end).
+RECORDS_AHEAD_PER_WORKER = 3 * CHUNK_LINES
 IDLE_POLL_SECONDS = 0.02
 
 
@@ -231,7 +233,8 @@ class WorkerPool:
             self._inboxes.append(inbox_write)
             self._outboxes.append(outbox_read)
             self._processes.append(process)
-        self._open: list[deque[int]] = [deque() for _ in range(processes)]
+        self._open: list[deque[tuple[int, int]]] = [deque() for _ in range(processes)]
+        self._outstanding = [0] * processes  # records handed out, not yet accounted for
         self._summaries: list[dict[str, Any]] = [{} for _ in range(processes)]
         self._finished = [False] * processes
         self._lines: list[bytes] = []  # RECORD lines not yet handed out
@@ -274,15 +277,18 @@ class WorkerPool:
         self._poll(timeout=0)
 
     def _dispatch(self) -> None:
-        if not self._lines:
+        lines = self._lines
+        if not lines:
             return
-        worker = min(range(len(self._open)), key=lambda i: len(self._open[i]))
-        while len(self._open[worker]) >= CHUNKS_AHEAD_PER_WORKER:
+        outstanding = self._outstanding
+        worker = outstanding.index(min(outstanding))
+        while outstanding[worker] + len(lines) > RECORDS_AHEAD_PER_WORKER:
             self._poll(timeout=self._progress_seconds)
-            worker = min(range(len(self._open)), key=lambda i: len(self._open[i]))
+            worker = outstanding.index(min(outstanding))
         self._chunk += 1
-        self._inboxes[worker].send(("chunk", self._chunk, b"\n".join(self._lines)))
-        self._open[worker].append(self._chunk)
+        self._inboxes[worker].send(("chunk", self._chunk, b"\n".join(lines)))
+        self._open[worker].append((self._chunk, len(lines)))
+        outstanding[worker] += len(lines)
         self._lines = []
         self._poll(timeout=0)
 
@@ -310,12 +316,13 @@ class WorkerPool:
         if kind == "done":
             _, number, summary = message
             open_chunks = self._open[index]
-            while open_chunks and open_chunks[0] <= number:
-                open_chunks.popleft()
+            while open_chunks and open_chunks[0][0] <= number:
+                self._outstanding[index] -= open_chunks.popleft()[1]
             self._summaries[index] = summary
         elif kind == "finished":
             self._summaries[index] = message[1]
             self._open[index].clear()
+            self._outstanding[index] = 0
             self._finished[index] = True
         else:
             _, error_kind, text, summary = message
@@ -332,7 +339,7 @@ class WorkerPool:
             raise WorkerError(msg)
 
     def _release_states(self) -> None:
-        oldest_open = min((chunks[0] for chunks in self._open if chunks), default=None)
+        oldest_open = min((chunks[0][0] for chunks in self._open if chunks), default=None)
         ready = None
         while self._pending_states and (oldest_open is None
                                         or self._pending_states[0][0] < oldest_open):

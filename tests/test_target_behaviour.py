@@ -266,3 +266,18 @@ def test_sigterm_delivers_what_was_read_and_emits_its_state(mixpanel, tmp_path: 
     assert [json.loads(line) for line in stdout.splitlines()][-1] == {"n": 500}
     assert len(mixpanel.state.unique_events) == 500
     assert mixpanel.state.raw_events == 500  # a SIGTERM costs no duplicates
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_frequent_states_do_not_shrink_batches(workers: int, mixpanel, run_target,
+                                               tmp_path: Path) -> None:
+    # the tap checkpoints after every file; small files mean a STATE every few records
+    records = [custom_event(i) for i in range(1200)]
+    states = {n: {"n": n} for n in range(5, 1201, 5)}
+    config = target_config(mixpanel, tmp_path, batch_size=200, worker_processes=workers)
+    run = run_target(config, singer_lines(STREAM, records, states=states), timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert len(mixpanel.state.unique_events) == 1200
+    assert run.states[-1] == {"n": 1200}
+    # full batches, not one per checkpoint (each worker may end with one partial batch)
+    assert len(mixpanel.state.requests) <= 1200 // 200 + workers
