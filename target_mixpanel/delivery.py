@@ -1,7 +1,7 @@
 """The delivery pipeline: records in, batches out, every record accounted for.
 
-A STATE is released only when everything before it is imported, skipped by rule or
-dead-lettered.
+One runs in each worker process (target_mixpanel.workers). A STATE (there: a chunk marker) is
+released only when everything before it is imported, skipped by rule or dead-lettered.
 
 The reading thread maps, checks and encodes events and fills a batch; full batches go to a
 pool of sending threads (at most `max_concurrency` requests in flight). Results are collected
@@ -11,7 +11,6 @@ in batch order, so a STATE is emitted exactly when every batch before it has its
 from __future__ import annotations
 
 import gc
-import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -27,7 +26,6 @@ from target_mixpanel.import_client import BatchResult, Counters
 from target_mixpanel.mixpanel_rules import MAX_EVENT_BYTES, Refused, check_event
 from target_mixpanel.pii import PiiPolicy
 
-logger = logging.getLogger("target-mixpanel")
 
 
 class Mapping(Protocol):
@@ -75,7 +73,7 @@ class Delivery:
     def __init__(self, *, mapping: Mapping, sender: Sender, dead_letters: DeadLetterFile,
                  pii: PiiPolicy, emit_state: Callable[[dict], None], counters: Counters,
                  batch_size: int, max_batch_bytes: int, max_concurrency: int,
-                 progress_seconds: float = 10.0, max_batch_age: float = 5.0):
+                 max_batch_age: float = 5.0):
         """Wire the pipeline; nothing is sent until records arrive."""
         self._map = mapping.map
         self._sender = sender
@@ -96,10 +94,8 @@ class Delivery:
         self._pending_states: deque[tuple[int, dict]] = deque()
         self.tally = Tally()
         self._encode = msgspec.json.Encoder(decimal_format="number").encode
-        self._progress_seconds = progress_seconds
         self._max_batch_age = max_batch_age
         self._started = time.monotonic()
-        self._last_progress = self._started
         self._failed: BaseException | None = None
         # Records are acyclic and short-lived, but thousands wait in batches in flight: with
         # the default thresholds the collector rescans them constantly (~10% of the time).
@@ -188,9 +184,7 @@ class Delivery:
             if not future.done():
                 if not block:
                     break
-                wait([future], timeout=min(self._progress_seconds, 1.0),
-                     return_when=FIRST_COMPLETED)
-                self._maybe_progress()
+                wait([future], timeout=1.0, return_when=FIRST_COMPLETED)
                 continue
             self._in_flight.popleft()
             self._account(batch, future.result())  # re-raises a fatal send error
@@ -199,7 +193,6 @@ class Delivery:
         if not self._in_flight and not self._batch.events:
             self._completed_through = self._batch.number - 1
         self._release_states()
-        self._maybe_progress()
 
     def _account(self, batch: Batch, result: BatchResult) -> None:
         failed = set()
@@ -248,22 +241,6 @@ class Delivery:
         self._dead_letters.close()
 
     # -- reporting -----------------------------------------------------------------------
-
-    def _maybe_progress(self) -> None:
-        now = time.monotonic()
-        if now - self._last_progress >= self._progress_seconds:
-            self._last_progress = now
-            logger.info("progress: %s", self.progress_line(now))
-
-    def progress_line(self, now: float | None = None) -> str:
-        """One line: rate and where the records went so far."""
-        elapsed = max(1e-9, (now or time.monotonic()) - self._started)
-        tally, counters = self.tally, self.counters
-        return (f"{self.received / elapsed:,.0f} events/s, {self.received:,} received, "
-                f"{tally.imported:,} imported, {sum(tally.skipped.values()):,} skipped, "
-                f"{sum(tally.dead_lettered.values()):,} dead-lettered, "
-                f"{counters.requests:,} requests, {counters.retries:,} retries, "
-                f"{counters.throttled:,} 429s")
 
     def summary(self) -> dict[str, Any]:
         """The closing summary (also logged as one JSON line)."""

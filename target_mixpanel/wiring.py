@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -119,4 +118,4 @@ def build_delivery(config: Mapping[str, Any], emit_state: Callable[[dict], None]
                     emit_state=emit_state, counters=counters,
                     batch_size=int(config.get("batch_size", MAX_EVENTS_PER_REQUEST)),
                     max_batch_bytes=int(config.get("max_batch_bytes", DEFAULT_MAX_BATCH_BYTES)),
-                    max_concurrency=concurrency, progress_seconds=math.inf)
+                    max_concurrency=concurrency)
