@@ -27,7 +27,6 @@ from target_mixpanel.mixpanel_rules import MAX_EVENT_BYTES, Refused, check_event
 from target_mixpanel.pii import PiiPolicy
 
 
-
 class Mapping(Protocol):
     """Turns a record into a Mixpanel event (see event_mapping)."""
 
