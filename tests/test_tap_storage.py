@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections import Counter
 
 import fsspec
@@ -83,3 +86,22 @@ def test_unknown_scheme_is_named(run_tap) -> None:
     assert "storage_url" in run.stderr
     assert "ftpx" in run.stderr
     assert "s3://" in run.stderr
+
+
+def test_discovery_works_offline_from_the_catalog(tmp_path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({
+        "storage_url": "s3://bucket/currents",
+        "storage_options": {"endpoint_url": "http://127.0.0.1:9", "key": "k",
+                            "secret": "offline-secret-value",
+                            "config_kwargs": {"connect_timeout": 1,
+                                              "retries": {"max_attempts": 1}}}}))
+    done = subprocess.run([sys.executable, "-m", "tap_braze_currents.tap", "--config",
+                           str(config), "--discover"], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    streams = {s["tap_stream_id"] for s in json.loads(done.stdout)["streams"]}
+    assert len(streams) == 102
+    assert "users_messages_email_send" in streams
+    assert "Discovery without storage listing" in done.stderr
+    assert "offline-secret-value" not in done.stderr + done.stdout

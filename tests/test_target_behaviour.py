@@ -281,3 +281,29 @@ def test_frequent_states_do_not_shrink_batches(workers: int, mixpanel, run_targe
     assert run.states[-1] == {"n": 1200}
     # full batches, not one per checkpoint (each worker may end with one partial batch)
     assert len(mixpanel.state.requests) <= 1200 // 200 + workers
+
+
+def test_ids_that_do_not_fit_insert_id_are_hashed_deterministically(
+        mixpanel, run_target, tmp_path: Path) -> None:
+    records = [custom_event(1, id="evt:with:colons:and-a-very-long-suffix-beyond-36")]
+    first = run_target(target_config(mixpanel, tmp_path), singer_lines(STREAM, records))
+    second = run_target(target_config(mixpanel, tmp_path), singer_lines(STREAM, records))
+    assert first.returncode == second.returncode == 0
+    assert len(mixpanel.state.unique_events) == 1
+    assert mixpanel.state.raw_events == 2
+    insert_id = mixpanel.state.unique_events[0]["properties"]["$insert_id"]
+    assert len(insert_id) == 32
+    assert all(c in "0123456789abcdef" for c in insert_id)
+
+
+def test_retry_after_is_honoured(mixpanel, run_target, tmp_path: Path) -> None:
+    mixpanel.state.script = ["429", "429"]
+    mixpanel.state.retry_after = "0"
+    # without Retry-After the first retries would wait 60 s and more
+    config = target_config(mixpanel, tmp_path, retry_first_delay_seconds=60,
+                           retry_jitter_seconds=[0, 0], worker_processes=1)
+    run = run_target(config, singer_lines(STREAM, [custom_event(i) for i in range(5)]),
+                     timeout=40)
+    assert run.returncode == 0, run.stderr
+    assert run.summary["throttled_429"] == 2
+    assert len(mixpanel.state.unique_events) == 5
