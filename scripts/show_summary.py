@@ -3,8 +3,9 @@
 import json
 import sys
 
-line = next(x for x in open(sys.argv[1], encoding="utf-8") if "| summary: " in x)
-s = json.loads(line.split("| summary: ", 1)[1])
+# the line as the target logs it, or as `meltano run` relays it
+line = next(x for x in open(sys.argv[1], encoding="utf-8") if " summary: {" in x)
+s = json.loads(line.split(" summary: ", 1)[1].strip())
 skipped, dead = sum(s["skipped"].values()), sum(s["dead_lettered"].values())
 print(f"  received {s['received']:,}, imported {s['imported']:,}, skipped {skipped:,}, "
       f"dead-lettered {dead:,}, requests {s['requests']:,}")
