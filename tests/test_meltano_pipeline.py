@@ -1,0 +1,87 @@
+"""The whole pipeline through Meltano itself: meltano run tap-braze-currents target-mixpanel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from tap_braze_currents.demo_export import currents_key, write_avro_file, write_demo_export
+from tap_braze_currents.event_types import catalog_avro_schema
+from target_mixpanel.event_mapping import braze_event_names
+from tests.mixpanel_server import MixpanelServer
+
+ROOT = Path(__file__).resolve().parent.parent
+MELTANO = ROOT / ".meltano-venv" / "bin" / "meltano"
+EXPORTED = sorted(t for t, v in braze_event_names().items() if v["in_braze_mixpanel_export"])
+TYPES = ["users.behaviors.CustomEvent", "users.behaviors.Purchase",
+         "users.messages.email.Send", "users.RandomBucketNumberUpdate"]  # the last is not exported
+
+
+@pytest.fixture
+def meltano_run(tmp_path: Path, mixpanel: MixpanelServer):
+    if not MELTANO.exists():
+        pytest.fail("Meltano is not installed: run bash scripts/setup-tests")
+    env = {**os.environ,
+           "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path}/meltano.db",
+           "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+           "TAP_BRAZE_CURRENTS_STORAGE_URL": str(tmp_path / "export"),
+           "TARGET_MIXPANEL_DRY_RUN": "false",
+           "TARGET_MIXPANEL_API_URL": mixpanel.url,
+           "TARGET_MIXPANEL_PROJECT_TOKEN": mixpanel.state.credentials.project_token,
+           "TARGET_MIXPANEL_DEAD_LETTER_PATH": str(tmp_path / "dead-letters.jsonl")}
+
+    def run(**overrides: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(MELTANO), "run", "tap-braze-currents", "target-mixpanel"],
+                              cwd=ROOT, env={**env, **overrides}, capture_output=True,
+                              text=True, timeout=600, check=False)
+
+    return run
+
+
+def test_meltano_run_delivers_each_exported_event_once_and_resumes(
+        meltano_run, mixpanel: MixpanelServer, tmp_path: Path) -> None:
+    export = write_demo_export(str(tmp_path / "export"), event_types=TYPES, hours=2,
+                               events_per_file=25)
+    first = meltano_run()
+    assert first.returncode == 0, first.stderr[-3000:]
+    events = mixpanel.state.unique_events
+    assert mixpanel.state.raw_events == len(events)
+    sent_ids = {e["properties"]["$insert_id"] for e in events}
+    exported_ids = {i for t in TYPES if t in EXPORTED for i in export.ids[t]}
+    assert sent_ids <= exported_ids  # RandomBucketNumberUpdate is not selected by default
+    assert not sent_ids & set(export.ids["users.RandomBucketNumberUpdate"])
+    skipped = sum(export.without_external_id[t] for t in TYPES if t in EXPORTED)
+    assert len(sent_ids) == len(exported_ids) - skipped
+    assert {e["event"] for e in events} >= {"Purchase", "Email Send"}
+    # a second run sends nothing new; a late file in an earlier hour is sent by the next one
+    second = meltano_run()
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert mixpanel.state.raw_events == len(events)
+    schema = catalog_avro_schema("users.behaviors.Purchase")
+    late = {f["name"]: None for f in schema["fields"]}
+    late.update(id="late-purchase-1", user_id="u", external_user_id="late-user", time=1743467000,
+                product_id="sku-late", price=2.5, currency="EUR", properties="{}")
+    key = currents_key("late", "users.behaviors.Purchase", "2025-04-01-00", old_layout=False,
+                       partition=0, offset=1)
+    write_avro_file(fsspec.filesystem("file"), str(tmp_path / "export" / key), schema, [late])
+    third = meltano_run()
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert len(mixpanel.state.unique_events) == len(events) + 1
+    assert "late-purchase-1" in {e["properties"]["$insert_id"]
+                                 for e in mixpanel.state.unique_events}
+
+
+def test_meltano_run_names_a_wrong_secret_and_a_wrong_bucket(meltano_run, tmp_path: Path) -> None:
+    write_demo_export(str(tmp_path / "export"), event_types=TYPES[:1], hours=1,
+                      events_per_file=5)
+    wrong = meltano_run(TARGET_MIXPANEL_PROJECT_TOKEN="not-the-token-7781")
+    assert wrong.returncode != 0
+    assert "project_token" in wrong.stderr
+    assert "not-the-token-7781" not in wrong.stderr
+    missing = meltano_run(TAP_BRAZE_CURRENTS_STORAGE_URL=str(tmp_path / "no-such-folder"))
+    assert missing.returncode != 0
+    assert "storage_url" in missing.stderr
