@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
 
 import fsspec
 import pytest
+import yaml
 
 from tap_braze_currents.demo_export import currents_key, write_avro_file, write_demo_export
 from tap_braze_currents.event_types import catalog_avro_schema
@@ -85,3 +87,45 @@ def test_meltano_run_names_a_wrong_secret_and_a_wrong_bucket(meltano_run, tmp_pa
     missing = meltano_run(TAP_BRAZE_CURRENTS_STORAGE_URL=str(tmp_path / "no-such-folder"))
     assert missing.returncode != 0
     assert "storage_url" in missing.stderr
+
+
+def _meltano(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(MELTANO), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, check=False,
+                          env={**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+                               **(env or {})})
+
+
+def test_schedules_fan_out_over_disjoint_groups_covering_the_default_selection() -> None:
+    listed = _meltano("schedule", "list", "--format=json")
+    assert listed.returncode == 0, listed.stderr
+    # what the Airflow DAG generator reads
+    schedules = json.loads(listed.stdout)["schedules"]["job"]
+    extractors = [s["job"]["tasks"][0].split()[0] for s in schedules]
+    assert len(extractors) >= 2
+    assert all(s["job"]["tasks"][0].split()[1] == "target-mixpanel" for s in schedules)
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    selects = {e["name"]: e["select"] for e in project["plugins"]["extractors"]}
+    default = set(selects["tap-braze-currents"])
+    assert default == {f"{t.lower().replace('.', '_')}.*" for t in EXPORTED}
+    groups = [set(selects[name]) for name in extractors]
+    assert sum(len(g) for g in groups) == len(set().union(*groups))  # disjoint
+    assert set().union(*groups) == default                              # covering
+
+
+def test_a_fan_out_job_keeps_its_own_state(meltano_run, mixpanel: MixpanelServer,
+                                           tmp_path: Path) -> None:
+    export = write_demo_export(str(tmp_path / "export"), event_types=TYPES, hours=1,
+                               events_per_file=10)
+    env = {"MELTANO_DATABASE_URI": f"sqlite:///{tmp_path}/meltano.db",
+           "TAP_BRAZE_CURRENTS_STORAGE_URL": str(tmp_path / "export"),
+           "TARGET_MIXPANEL_DRY_RUN": "false", "TARGET_MIXPANEL_API_URL": mixpanel.url,
+           "TARGET_MIXPANEL_PROJECT_TOKEN": mixpanel.state.credentials.project_token,
+           "TARGET_MIXPANEL_DEAD_LETTER_PATH": str(tmp_path / "dl.jsonl")}
+    done = _meltano("run", "braze-to-mixpanel-email", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sent = {e["properties"]["$insert_id"] for e in mixpanel.state.unique_events}
+    assert sent
+    assert sent <= set(export.ids["users.messages.email.Send"])
+    states = _meltano("state", "list", env=env)
+    assert "dev:tap-braze-currents--email-to-target-mixpanel" in states.stdout

@@ -23,6 +23,16 @@ from tap_braze_currents.tap import TapBrazeCurrents  # noqa: E402
 from target_mixpanel.event_mapping import braze_event_names, stream_of  # noqa: E402
 from target_mixpanel.target import TargetMixpanel  # noqa: E402
 
+# Fan-out: the default selection split into disjoint groups by event-type prefix (first match
+# wins; the last catches the rest), one inherited extractor, job and schedule per group, each
+# with a state id of its own, so Airflow can run them on different workers.
+FAN_OUT_GROUPS = [
+    ("email", "users.messages.email."),
+    ("messaging", "users.messages."),
+    ("behaviors", "users.behaviors."),
+    ("journeys", ""),
+]
+
 KINDS = {"string": "string", "integer": "integer", "number": "decimal", "boolean": "boolean",
          "object": "object", "array": "array"}
 
@@ -52,11 +62,42 @@ def settings_of(plugin: type) -> list[dict[str, Any]]:
     return result
 
 
-def default_selection() -> list[str]:
-    """The streams Braze's own Mixpanel export sends (in_braze_mixpanel_export in the table)."""
-    return sorted(f"{stream_of(event_type)}.*"
-                  for event_type, entry in braze_event_names().items()
+def exported_types() -> list[str]:
+    """The event types Braze's own Mixpanel export sends (in_braze_mixpanel_export)."""
+    return sorted(t for t, entry in braze_event_names().items()
                   if entry["in_braze_mixpanel_export"])
+
+
+def default_selection() -> list[str]:
+    """Meltano select patterns of the exported types."""
+    return [f"{stream_of(event_type)}.*" for event_type in exported_types()]
+
+
+def fan_out() -> dict[str, list[str]]:
+    """Group name -> select patterns; the groups are disjoint and cover the default selection."""
+    groups: dict[str, list[str]] = {name: [] for name, _ in FAN_OUT_GROUPS}
+    for event_type in exported_types():
+        name = next(n for n, prefix in FAN_OUT_GROUPS if event_type.startswith(prefix))
+        groups[name].append(f"{stream_of(event_type)}.*")
+    return groups
+
+
+def apply_fan_out(project: dict[str, Any]) -> None:
+    """Inherited extractors, jobs and hourly schedules, one per fan-out group."""
+    extractors = [e for e in project["plugins"]["extractors"] if "inherit_from" not in e]
+    jobs = [j for j in project.get("jobs", []) if not j["name"].startswith("braze-to-mixpanel-")]
+    schedules = []
+    for name, select in fan_out().items():
+        extractor = f"tap-braze-currents--{name}"
+        extractors.append({"name": extractor, "inherit_from": "tap-braze-currents",
+                           "select": select})
+        jobs.append({"name": f"braze-to-mixpanel-{name}",
+                     "tasks": [f"{extractor} target-mixpanel"]})
+        schedules.append({"name": f"braze-to-mixpanel-{name}-hourly", "interval": "@hourly",
+                          "job": f"braze-to-mixpanel-{name}"})
+    project["plugins"]["extractors"] = extractors
+    project["jobs"] = jobs
+    project["schedules"] = schedules
 
 
 def render(project: dict[str, Any]) -> str:
@@ -64,11 +105,12 @@ def render(project: dict[str, Any]) -> str:
         if extractor["name"] == "tap-braze-currents":
             extractor["settings"] = settings_of(TapBrazeCurrents)
             extractor["select"] = default_selection()
+    apply_fan_out(project)
     for loader in project["plugins"]["loaders"]:
         if loader["name"] == "target-mixpanel":
             loader["settings"] = settings_of(TargetMixpanel)
-    header = ("# Generated in part: the plugins' `settings` and the default `select` come from "
-              "tools/generate_meltano.py.\n")
+    header = ("# Generated in part by tools/generate_meltano.py: the plugins' `settings`, the "
+              "default `select`,\n# and the fan-out extractors, jobs and schedules.\n")
     return header + yaml.safe_dump(project, sort_keys=False, allow_unicode=True, width=100)
 
 
