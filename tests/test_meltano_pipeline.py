@@ -25,23 +25,31 @@ TYPES = ["users.behaviors.CustomEvent", "users.behaviors.Purchase",
          "users.messages.email.Send", "users.RandomBucketNumberUpdate"]  # the last is not exported
 
 
+def meltano_env(tmp_path: Path, mixpanel: MixpanelServer) -> dict[str, str]:
+    """Settings for a run against a local export and the Mixpanel-compatible server."""
+    return {**os.environ,
+            "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path}/meltano.db",
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "TAP_BRAZE_CURRENTS_STORAGE_URL": str(tmp_path / "export"),
+            "TARGET_MIXPANEL_DRY_RUN": "false",
+            "TARGET_MIXPANEL_API_URL": mixpanel.url,
+            "TARGET_MIXPANEL_PROJECT_TOKEN": mixpanel.state.credentials.project_token,
+            "TARGET_MIXPANEL_DEAD_LETTER_PATH": str(tmp_path / "dead-letters.jsonl")}
+
+
+def _meltano(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([str(MELTANO), *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+
+
 @pytest.fixture
 def meltano_run(tmp_path: Path, mixpanel: MixpanelServer):
     if not MELTANO.exists():
         pytest.fail("Meltano is not installed: run bash scripts/setup-tests")
-    env = {**os.environ,
-           "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path}/meltano.db",
-           "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-           "TAP_BRAZE_CURRENTS_STORAGE_URL": str(tmp_path / "export"),
-           "TARGET_MIXPANEL_DRY_RUN": "false",
-           "TARGET_MIXPANEL_API_URL": mixpanel.url,
-           "TARGET_MIXPANEL_PROJECT_TOKEN": mixpanel.state.credentials.project_token,
-           "TARGET_MIXPANEL_DEAD_LETTER_PATH": str(tmp_path / "dead-letters.jsonl")}
+    env = meltano_env(tmp_path, mixpanel)
 
     def run(**overrides: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(MELTANO), "run", "tap-braze-currents", "target-mixpanel"],
-                              cwd=ROOT, env={**env, **overrides}, capture_output=True,
-                              text=True, timeout=600, check=False)
+        return _meltano("run", "tap-braze-currents", "target-mixpanel", env={**env, **overrides})
 
     return run
 
@@ -91,15 +99,9 @@ def test_meltano_run_names_a_wrong_secret_and_a_wrong_bucket(meltano_run, tmp_pa
     assert "storage_url" in missing.stderr
 
 
-def _meltano(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(MELTANO), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, check=False,
-                          env={**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-                               **(env or {})})
-
-
 def test_schedules_fan_out_over_disjoint_groups_covering_the_default_selection() -> None:
-    listed = _meltano("schedule", "list", "--format=json")
+    listed = _meltano("schedule", "list", "--format=json",
+                      env={**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"})
     assert listed.returncode == 0, listed.stderr
     # what the Airflow DAG generator reads
     schedules = json.loads(listed.stdout)["schedules"]["job"]
@@ -119,11 +121,7 @@ def test_a_fan_out_job_keeps_its_own_state(meltano_run, mixpanel: MixpanelServer
                                            tmp_path: Path) -> None:
     export = write_demo_export(str(tmp_path / "export"), event_types=TYPES, hours=1,
                                events_per_file=10)
-    env = {"MELTANO_DATABASE_URI": f"sqlite:///{tmp_path}/meltano.db",
-           "TAP_BRAZE_CURRENTS_STORAGE_URL": str(tmp_path / "export"),
-           "TARGET_MIXPANEL_DRY_RUN": "false", "TARGET_MIXPANEL_API_URL": mixpanel.url,
-           "TARGET_MIXPANEL_PROJECT_TOKEN": mixpanel.state.credentials.project_token,
-           "TARGET_MIXPANEL_DEAD_LETTER_PATH": str(tmp_path / "dl.jsonl")}
+    env = meltano_env(tmp_path, mixpanel)
     done = _meltano("run", "braze-to-mixpanel-email", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     sent = {e["properties"]["$insert_id"] for e in mixpanel.state.unique_events}
@@ -139,13 +137,7 @@ def test_target_killed_midway_then_rerun_delivers_everything(
                                events_per_file=400)
     expected = {i for t in TYPES[:3] for i in export.ids[t]}
     mixpanel.state.script = ["slow:3"] * 4  # the first requests hang while we kill the target
-    env = {**os.environ,
-           "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path}/meltano.db",
-           "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-           "TAP_BRAZE_CURRENTS_STORAGE_URL": str(tmp_path / "export"),
-           "TARGET_MIXPANEL_DRY_RUN": "false", "TARGET_MIXPANEL_API_URL": mixpanel.url,
-           "TARGET_MIXPANEL_PROJECT_TOKEN": mixpanel.state.credentials.project_token,
-           "TARGET_MIXPANEL_DEAD_LETTER_PATH": str(tmp_path / "dl.jsonl")}
+    env = meltano_env(tmp_path, mixpanel)
     process = subprocess.Popen([str(MELTANO), "run", "tap-braze-currents", "target-mixpanel"],
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
