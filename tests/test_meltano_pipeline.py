@@ -159,3 +159,20 @@ def test_target_killed_midway_then_rerun_delivers_everything(
     assert len(identified) == len(expected) - skipped  # every identified event arrived
     # replays, if any, carried the same four dedup fields: they collapsed at the server
     assert mixpanel.state.raw_events >= len(identified)
+
+
+def test_meltano_run_reads_from_the_s3_compatible_server(
+        meltano_run, mixpanel: MixpanelServer, s3_server) -> None:
+    url = "s3://meltano-currents/exports"
+    fs, _ = fsspec.core.url_to_fs(url, **s3_server.storage_options)
+    if not fs.exists("meltano-currents"):
+        fs.mkdir("meltano-currents")
+    export = write_demo_export(url, storage_options=s3_server.storage_options,
+                               event_types=TYPES[:2], hours=1, events_per_file=30)
+    done = meltano_run(TAP_BRAZE_CURRENTS_STORAGE_URL=url,
+                       TAP_BRAZE_CURRENTS_STORAGE_OPTIONS=json.dumps(s3_server.storage_options))
+    assert done.returncode == 0, done.stderr[-3000:]
+    sent = {e["properties"]["$insert_id"] for e in mixpanel.state.unique_events}
+    identified = sum(len(export.ids[t]) - export.without_external_id[t] for t in TYPES[:2])
+    assert len(sent) == identified == mixpanel.state.raw_events
+    assert s3_server.storage_options["secret"] not in done.stderr + done.stdout
