@@ -60,11 +60,6 @@ class Tally:
     dead_lettered: Counter[str] = field(default_factory=Counter)
     imported_by_event: Counter[str] = field(default_factory=Counter)
 
-    @property
-    def accounted(self) -> int:
-        """Records with a final outcome."""
-        return self.imported + sum(self.skipped.values()) + sum(self.dead_lettered.values())
-
 
 class Delivery:
     """Maps, batches and sends records; releases STATE messages once they are safe."""
@@ -95,7 +90,6 @@ class Delivery:
         self._encode = msgspec.json.Encoder(decimal_format="number").encode
         self._max_batch_age = max_batch_age
         self._started = time.monotonic()
-        self._failed: BaseException | None = None
         # Records are acyclic and short-lived, but thousands wait in batches in flight: with
         # the default thresholds the collector rescans them constantly (~10% of the time).
         gc.freeze()

@@ -13,7 +13,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,12 +165,13 @@ class ImportClient:
             return
         if status == 400:
             body = _json_or_none(response)
-            result.imported += int((body or {}).get("num_records_imported") or 0)
+            imported = result_count(body)
+            result.imported += imported
             failures = _failed_records(body, insert_ids)
             for failure in failures:
                 failure.index += offset
             result.failures.extend(failures)
-            unexplained = len(events) - result_count(body) - len(failures)
+            unexplained = len(events) - imported - len(failures)
             if unexplained > 0:
                 logger.warning("Mixpanel answered 400 without naming %d of the failed events; "
                                "they are not resent (a 400 is never retried as is)", unexplained)
@@ -272,5 +273,3 @@ class DryRunClient:
         self.counters.add(requests=1)
         return BatchResult(imported=len(events))
 
-
-Sender = Callable[[Sequence[bytes], Sequence[str]], BatchResult]

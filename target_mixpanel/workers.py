@@ -10,6 +10,7 @@ error (bad credentials, retry budget spent) stops the run with no state past it.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import multiprocessing
 import queue
@@ -47,23 +48,22 @@ class _RecordError(Exception):
         self.kind = kind
 
 
+# Errors a worker reports by name, with the module the main process re-raises them from.
+EXPECTED_FAILURES = {
+    "AuthError": "target_mixpanel.import_client",
+    "RetriesExhausted": "target_mixpanel.import_client",
+    "MissingKeyPropertiesError": "singer_sdk.exceptions",
+    "RecordsWithoutSchemaException": "singer_sdk.exceptions",
+}
+
+
 def _failure_class(kind: str) -> type[Exception]:
     """The error the main process raises for a worker's error of `kind`."""
-    from singer_sdk import exceptions  # noqa: PLC0415 - the workers never import the SDK
-
-    from target_mixpanel.import_client import AuthError, RetriesExhausted  # noqa: PLC0415
-
-    known: dict[str, type[Exception]] = {
-        "AuthError": AuthError,
-        "RetriesExhausted": RetriesExhausted,
-        "MissingKeyPropertiesError": exceptions.MissingKeyPropertiesError,
-        "RecordsWithoutSchemaException": exceptions.RecordsWithoutSchemaException,
-    }
-    return known.get(kind, WorkerError)
-
-
-EXPECTED_FAILURES = frozenset({"AuthError", "RetriesExhausted", "MissingKeyPropertiesError",
-                               "RecordsWithoutSchemaException"})
+    module = EXPECTED_FAILURES.get(kind)
+    if module is None:
+        return WorkerError
+    failure: type[Exception] = getattr(importlib.import_module(module), kind)
+    return failure
 
 
 def _deliver_chunk(delivery: Any, keys: dict[str, tuple[str, ...]], data: bytes,
