@@ -4,23 +4,33 @@
 - JSON-encoded object fields (`properties` of CustomEvent and Purchase) come out as objects;
   a value that is not a JSON object is kept as it was and counted;
 - a truncated or corrupt file yields the records before the damage and reports the error.
+
+`record_lines()` writes whole Singer RECORD lines, in bulk through polars where the writer schema
+allows it (bulk_decoding.py), record by record otherwise.
 """
 
 from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import Any, BinaryIO
 
 import fastavro
 import msgspec
+from polars.exceptions import PanicException
 
+from tap_braze_currents.bulk_decoding import BulkBatch, bulk_decodable, rebuilt_container
 from tap_braze_currents.event_types import JSON_OBJECT_FIELDS
 
 _FLOAT32 = struct.Struct("<f")
 _json_decode = msgspec.json.decode
+_encode_into = msgspec.json.Encoder(decimal_format="number").encode_into
+# Decompressed Avro bytes decoded at once by the bulk path: bounds its memory; small batches
+# also stay in the processor's cache (measured fastest at about 512 KiB).
+BULK_BYTES = 512 << 10
+OUTPUT_CHUNK_BYTES = 1 << 20
 
 
 @lru_cache(maxsize=65536)
@@ -67,7 +77,7 @@ class AvroFile:
         self.count = 0
         self.invalid_json = 0
         self.error: Exception | None = None
-        self._reader = fastavro.reader(source)
+        self._blocks = fastavro.block_reader(source)
         fields = self.writer_schema.get("fields", [])
         self._float_fields = [f["name"] for f in fields if _is_float32(f["type"])]
         self._float_array_fields = [f["name"] for f in fields if _is_float32_array(f["type"])]
@@ -77,22 +87,82 @@ class AvroFile:
     @property
     def writer_schema(self) -> dict[str, Any]:
         """The Avro schema the file was written with."""
-        return self._reader.writer_schema  # type: ignore[return-value]
+        return self._blocks.writer_schema  # type: ignore[return-value]
 
     def decoded(self) -> Iterator[dict[str, Any]]:
         """Yield each record as decoded (Avro fields only, quirks fixed); stop at damage."""
+        return self._decoded(self._blocks)
+
+    def _decoded(self, blocks: Iterable[Any]) -> Iterator[dict[str, Any]]:
         floats, float_arrays, json_fields = (self._float_fields, self._float_array_fields,
                                              self._json_fields)
         fix = self._fix if (floats or float_arrays or json_fields) else None
         try:
-            for record in self._reader:
-                assert isinstance(record, dict)
-                if fix is not None:
-                    fix(record, floats, float_arrays, json_fields)
-                self.count += 1
-                yield record
+            for block in blocks:
+                for record in block:
+                    if fix is not None:
+                        fix(record, floats, float_arrays, json_fields)
+                    self.count += 1
+                    yield record
         except Exception as exc:
             self.error = exc
+
+    def record_lines(self, prefix: bytes) -> Iterator[bytes]:
+        """Chunks of Singer RECORD lines, each `prefix` + `,` + the record's fields + `}}`.
+
+        `prefix` is a RECORD message cut before the closing braces of its record (so it can
+        carry fields every record shares). Stops at damage, like `decoded()`.
+        """
+        if not bulk_decodable(self.writer_schema):
+            yield from self._encoded_lines(self.decoded(), prefix)
+            return
+        batch: list[Any] = []
+        size = nbytes = 0
+        blocks: Iterable[Any] = self._blocks  # fastavro Blocks, their data decompressed
+        try:
+            for block in blocks:
+                batch.append(block)
+                size += block.num_records
+                nbytes += block.bytes_.getbuffer().nbytes
+                if nbytes >= BULK_BYTES:
+                    yield from self._bulk_lines(batch, size, prefix)
+                    if self.error is not None:
+                        return
+                    batch, size, nbytes = [], 0, 0
+        except Exception as exc:
+            self.error = exc
+        yield from self._bulk_lines(batch, size, prefix)
+
+    def _bulk_lines(self, blocks: list[Any], size: int, prefix: bytes) -> Iterator[bytes]:
+        if not blocks:
+            return
+        try:
+            bulk = BulkBatch(rebuilt_container(self.writer_schema, blocks), size,
+                             self._json_fields)
+        except (Exception, PanicException):
+            # polars cannot decode these blocks: the record path finds where the damage is.
+            error, self.error = self.error, None
+            yield from self._encoded_lines(self._decoded(blocks), prefix)
+            self.error = self.error or error
+            return
+        yield bulk.lines(prefix)
+        self.count += size
+        self.invalid_json += bulk.invalid_json
+
+    @staticmethod
+    def _encoded_lines(records: Iterable[dict[str, Any]], prefix: bytes) -> Iterator[bytes]:
+        buffer = bytearray()
+        for record in records:
+            buffer += prefix
+            start = len(buffer)
+            _encode_into(record, buffer, start)
+            buffer[start] = 44  # the record's "{" becomes ","
+            buffer += b"}\n"
+            if len(buffer) >= OUTPUT_CHUNK_BYTES:
+                yield bytes(buffer)
+                buffer.clear()
+        if buffer:
+            yield bytes(buffer)
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Yield each record with `event_type` and `_sdc_source_file` added; stop at damage."""

@@ -27,8 +27,6 @@ from tap_braze_currents.storage import CurrentsFile
 if TYPE_CHECKING:
     from tap_braze_currents.tap import TapBrazeCurrents
 
-OUTPUT_CHUNK_BYTES = 1 << 20
-
 
 class CorruptFileError(Exception):
     """A Currents file could not be decoded to its end (raised with on_corrupt_file: fail)."""
@@ -192,31 +190,19 @@ class CurrentsStream(Stream):
         if not self._can_write_directly(write_messages):
             yield from super()._sync_records(context, write_messages=write_messages)
             return
-        encode_into = msgspec.json.Encoder(decimal_format="number").encode_into
         sys.stdout.flush()
         out = sys.stdout.buffer
-        buffer = bytearray()
         with self.get_record_counter() as counter, self.get_sync_timer():
             for avro in self._decoded_files():
-                # The two fields every record gets go into the line prefix; the encoded
-                # record's opening brace is then overwritten by a comma.
+                # The two fields every record gets go into the line prefix.
                 extracted = dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
                 prefix = msgspec.json.encode(
                     {"type": "RECORD", "stream": self.name, "time_extracted": extracted,
                      "record": {"event_type": avro.event_type,
                                 "_sdc_source_file": avro.source_url}})[:-2]
-                for record in avro.decoded():
-                    buffer += prefix
-                    start = len(buffer)
-                    encode_into(record, buffer, start)
-                    buffer[start] = 44  # ","
-                    buffer += b"}\n"
-                    if len(buffer) >= OUTPUT_CHUNK_BYTES:
-                        out.write(buffer)
-                        buffer.clear()
-                out.write(buffer)
+                for chunk in avro.record_lines(prefix):
+                    out.write(chunk)
                 out.flush()
-                buffer.clear()
                 counter.increment(avro.count)
         self._log_summary()
         self._finalize_state(self.stream_state)
