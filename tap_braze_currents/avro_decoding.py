@@ -31,6 +31,7 @@ _encode_into = msgspec.json.Encoder(decimal_format="number").encode_into
 # also stay in the processor's cache (measured fastest at about 512 KiB).
 BULK_BYTES = 512 << 10
 OUTPUT_CHUNK_BYTES = 1 << 20
+RECORD_TAIL = b"}\n"  # closes a RECORD message after its record
 
 
 @lru_cache(maxsize=65536)
@@ -107,14 +108,16 @@ class AvroFile:
         except Exception as exc:
             self.error = exc
 
-    def record_lines(self, prefix: bytes) -> Iterator[bytes]:
-        """Chunks of Singer RECORD lines, each `prefix` + `,` + the record's fields + `}}`.
+    def record_lines(self, prefix: bytes, tail: bytes = RECORD_TAIL) -> Iterator[bytes]:
+        """Chunks of lines, each `prefix` + `,` + the record's fields + `}` + `tail`.
 
-        `prefix` is a RECORD message cut before the closing braces of its record (so it can
-        carry fields every record shares). Stops at damage, like `decoded()`.
+        `prefix` opens the line and the record object: a RECORD message cut before the
+        closing braces of its record, which may carry fields every record shares; `tail`
+        closes the line after the record. `count` includes every line of a chunk once it is
+        yielded. Stops at damage, like `decoded()`.
         """
         if not bulk_decodable(self.writer_schema):
-            yield from self._encoded_lines(self.decoded(), prefix)
+            yield from self._encoded_lines(self.decoded(), prefix, tail)
             return
         batch: list[Any] = []
         size = nbytes = 0
@@ -125,15 +128,16 @@ class AvroFile:
                 size += block.num_records
                 nbytes += block.bytes_.getbuffer().nbytes
                 if nbytes >= BULK_BYTES:
-                    yield from self._bulk_lines(batch, size, prefix)
+                    yield from self._bulk_lines(batch, size, prefix, tail)
                     if self.error is not None:
                         return
                     batch, size, nbytes = [], 0, 0
         except Exception as exc:
             self.error = exc
-        yield from self._bulk_lines(batch, size, prefix)
+        yield from self._bulk_lines(batch, size, prefix, tail)
 
-    def _bulk_lines(self, blocks: list[Any], size: int, prefix: bytes) -> Iterator[bytes]:
+    def _bulk_lines(self, blocks: list[Any], size: int, prefix: bytes,
+                    tail: bytes) -> Iterator[bytes]:
         if not blocks:
             return
         try:
@@ -142,22 +146,24 @@ class AvroFile:
         except (Exception, PanicException):
             # polars cannot decode these blocks: the record path finds where the damage is.
             error, self.error = self.error, None
-            yield from self._encoded_lines(self._decoded(blocks), prefix)
+            yield from self._encoded_lines(self._decoded(blocks), prefix, tail)
             self.error = self.error or error
             return
-        yield bulk.lines(prefix)
+        lines = bulk.lines(prefix, tail)
         self.count += size
         self.invalid_json += bulk.invalid_json
+        yield lines
 
     @staticmethod
-    def _encoded_lines(records: Iterable[dict[str, Any]], prefix: bytes) -> Iterator[bytes]:
+    def _encoded_lines(records: Iterable[dict[str, Any]], prefix: bytes,
+                       tail: bytes) -> Iterator[bytes]:
         buffer = bytearray()
         for record in records:
             buffer += prefix
             start = len(buffer)
             _encode_into(record, buffer, start)
             buffer[start] = 44  # the record's "{" becomes ","
-            buffer += b"}\n"
+            buffer += tail
             if len(buffer) >= OUTPUT_CHUNK_BYTES:
                 yield bytes(buffer)
                 buffer.clear()

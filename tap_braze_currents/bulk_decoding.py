@@ -77,24 +77,26 @@ class BulkBatch:
             msg = "no plain fields to write"
             raise ValueError(msg)
 
-    def lines(self, prefix: bytes) -> bytes:
-        """Each record as `prefix` + `,` + its fields + `}}` + newline.
+    def lines(self, prefix: bytes, tail: bytes) -> bytes:
+        """Each record as `prefix` + `,` + its fields + `}` + `tail`.
 
-        `prefix` is a RECORD message cut before the closing braces of its record.
+        `prefix` opens the line and the record object (it may carry fields of its own);
+        `tail` closes the line after the record's closing brace.
         """
         written = io.BytesIO()
         self._frame.write_ndjson(written)
         ndjson = written.getvalue()
         if self._json_texts:
-            return self._lines_with_json(ndjson, prefix)
+            return self._lines_with_json(ndjson, prefix, tail)
         # Strings never hold a raw newline in JSON, so "\n{" only ever starts a record.
-        body = ndjson[1:-1].replace(b"\n{", b"}\n" + prefix + b",")
-        return prefix + b"," + body + b"}\n"
+        body = ndjson[1:-1].replace(b"\n{", tail + prefix + b",")
+        return prefix + b"," + body + tail
 
-    def _lines_with_json(self, ndjson: bytes, prefix: bytes) -> bytes:
+    def _lines_with_json(self, ndjson: bytes, prefix: bytes, tail: bytes) -> bytes:
         columns = [(b',"' + name.encode() + b'":', texts)
                    for name, texts in self._json_texts.items()]
         out = bytearray()
+        end = b"}" + tail
         for index, line in enumerate(ndjson.splitlines()):
             out += prefix
             out += b","
@@ -102,7 +104,7 @@ class BulkBatch:
             for key, texts in columns:
                 out += key
                 out += self._json_object(texts[index])
-            out += b"}}\n"
+            out += end
         return bytes(out)
 
     def _json_object(self, text: str | None) -> bytes:

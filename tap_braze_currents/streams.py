@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import sys
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
@@ -17,6 +17,7 @@ except ImportError:  # singer-sdk before it moved
     from singer_sdk.helpers._typing import TypeConformanceLevel
 
 from tap_braze_currents.avro_decoding import AvroFile
+from tap_braze_currents.batch_files import BatchFileWriter
 from tap_braze_currents.event_types import EXTRA_FIELDS, JSON_OBJECT_FIELDS, stream_name
 from tap_braze_currents.file_ledger import FileLedger
 from tap_braze_currents.json_schema import merge_json_schemas, record_fields_schema
@@ -192,22 +193,48 @@ class CurrentsStream(Stream):
             return
         sys.stdout.flush()
         out = sys.stdout.buffer
+
+        def write(avro: AvroFile) -> None:
+            extracted = dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+            message = {"type": "RECORD", "stream": self.name, "time_extracted": extracted,
+                       "record": self._shared_fields(avro)}
+            for chunk in avro.record_lines(msgspec.json.encode(message)[:-2]):
+                out.write(chunk)
+            out.flush()
+
+        self._write_directly(write)
+        yield from ()
+
+    def _sync_batches(self, batch_config: Any, context: Mapping[str, Any] | None = None) -> None:
+        """BATCH mode (`batch_config` set): records go to batch files, one BATCH message each."""
+        if not self._can_write_directly(write_messages=True):
+            super()._sync_batches(batch_config, context)
+            return
+        files = BatchFileWriter(batch_config, self._tap.name, self.name)
+        with self.get_batch_counter() as batches:
+
+            def write(avro: AvroFile) -> None:
+                prefix = msgspec.json.encode(self._shared_fields(avro))[:-1]
+                for manifest in files.write(avro, prefix):
+                    self._write_batch_message(batch_config.encoding, manifest)
+                    batches.increment()
+
+            self._write_directly(write)
+
+    @staticmethod
+    def _shared_fields(avro: AvroFile) -> dict[str, str]:
+        """The fields every record of a file gets besides its Avro fields."""
+        return {"event_type": avro.event_type, "_sdc_source_file": avro.source_url}
+
+    def _write_directly(self, write: Callable[[AvroFile], None]) -> None:
+        """Write each new file's records with `write`, then the final state."""
         with self.get_record_counter() as counter, self.get_sync_timer():
             for avro in self._decoded_files():
-                # The two fields every record gets go into the line prefix.
-                extracted = dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
-                prefix = msgspec.json.encode(
-                    {"type": "RECORD", "stream": self.name, "time_extracted": extracted,
-                     "record": {"event_type": avro.event_type,
-                                "_sdc_source_file": avro.source_url}})[:-2]
-                for chunk in avro.record_lines(prefix):
-                    out.write(chunk)
-                out.flush()
+                write(avro)
                 counter.increment(avro.count)
         self._log_summary()
         self._finalize_state(self.stream_state)
         self._write_state_message()
-        yield from ()
 
     def _log_summary(self) -> None:
         self.logger.info("%s: %d files read, %d damaged files, %d non-JSON property values",

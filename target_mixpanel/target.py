@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import IO, Any
 
+import fsspec
 import msgspec
 from singer_sdk import Target
 from singer_sdk import typing as th
@@ -296,8 +297,33 @@ class TargetMixpanel(Target):
         self.pool.add_state(message_dict["value"])
 
     def _process_batch_message(self, message_dict: dict) -> None:
-        msg = "BATCH messages are not supported by target-mixpanel; send RECORD messages"
-        raise NotImplementedError(msg)
+        """A BATCH message: its JSON Lines files are read and delivered by the workers."""
+        stream = message_dict.get("stream")
+        encoding = message_dict.get("encoding") or {}
+        manifest = message_dict.get("manifest")
+        if not isinstance(stream, str) or not isinstance(manifest, list):
+            msg = f"BATCH message without a stream name or a manifest list: {stream!r}"
+            raise ValueError(msg)
+        if encoding.get("format") != "jsonl" or encoding.get("compression") not in (
+                None, "none", "gzip"):
+            msg = (f"BATCH message of stream {stream!r} has encoding {encoding}; "
+                   "target-mixpanel reads JSON Lines batch files ('jsonl'), plain or gzip")
+            raise ValueError(msg)
+        if stream not in self.mapper.stream_maps:
+            msg = (f"A BATCH message for stream {stream!r} arrived before its SCHEMA message. "
+                   "Check that the tap emits a SCHEMA message first.")
+            raise RecordsWithoutSchemaException(msg)
+        reader = self.message_reader
+        for url in manifest:
+            if isinstance(reader, FastReader) and reader.take_record_lines is not None:
+                self.pool.add_batch_file(stream, url, encoding.get("compression"))
+                continue
+            # stream maps apply in this process: read the file here
+            with fsspec.open(url, "rb", compression=encoding.get("compression") or None) as f:
+                for line in f:
+                    if line.strip():
+                        self._process_record_message({"stream": stream,
+                                                      "record": _decode_line(line)})
 
     def _write_state_message(self, state: dict) -> None:
         sys.stdout.write(msgspec.json.encode(state).decode() + "\n")

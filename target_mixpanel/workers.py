@@ -34,10 +34,15 @@ CHUNK_LINES = 2000
 # a worker's open batch can always fill up (its in-flight batches free the rest when they end).
 RECORDS_AHEAD_PER_WORKER = 3 * CHUNK_LINES
 IDLE_POLL_SECONDS = 0.02
+BATCH_READ_BYTES = 1 << 20
 
 
 class WorkerError(Exception):
     """A worker stopped on an unexpected error; the message is the worker's."""
+
+
+class BatchFileError(Exception):
+    """A batch file named by a BATCH message could not be read."""
 
 
 class _RecordError(Exception):
@@ -54,6 +59,7 @@ EXPECTED_FAILURES = {
     "RetriesExhausted": "target_mixpanel.import_client",
     "MissingKeyPropertiesError": "singer_sdk.exceptions",
     "RecordsWithoutSchemaException": "singer_sdk.exceptions",
+    "BatchFileError": "target_mixpanel.workers",
 }
 
 
@@ -66,6 +72,20 @@ def _failure_class(kind: str) -> type[Exception]:
     return failure
 
 
+def _check_keys(keys: dict[str, tuple[str, ...]], stream: str,
+                record: dict[str, Any]) -> None:
+    stream_keys = keys.get(stream)
+    if stream_keys is None:
+        msg = (f"A record for stream {stream!r} arrived before its SCHEMA message. "
+               "Check that the tap emits a SCHEMA message first.")
+        raise _RecordError("RecordsWithoutSchemaException", msg)
+    for key in stream_keys:
+        if key not in record:
+            msg = (f"A record of stream {stream!r} lacks its key property {key!r}: "
+                   f"it has {list(record)[:20]}")
+            raise _RecordError("MissingKeyPropertiesError", msg)
+
+
 def _deliver_chunk(delivery: Any, keys: dict[str, tuple[str, ...]], data: bytes,
                    decode: Callable[[bytes], Any]) -> None:
     """Check and deliver each RECORD line of a chunk."""
@@ -75,17 +95,43 @@ def _deliver_chunk(delivery: Any, keys: dict[str, tuple[str, ...]], data: bytes,
             continue
         singer = decode(line)
         stream, record = singer["stream"], singer["record"]
-        stream_keys = keys.get(stream)
-        if stream_keys is None:
-            msg = (f"A record for stream {stream!r} arrived before its SCHEMA message. "
-                   "Check that the tap emits a SCHEMA message first.")
-            raise _RecordError("RecordsWithoutSchemaException", msg)
-        for key in stream_keys:
-            if key not in record:
-                msg = (f"A record of stream {stream!r} lacks its key property {key!r}: "
-                       f"it has {list(record)[:20]}")
-                raise _RecordError("MissingKeyPropertiesError", msg)
+        _check_keys(keys, stream, record)
         add(stream, record, line)
+
+
+def _deliver_batch_file(delivery: Any, keys: dict[str, tuple[str, ...]], stream: str,
+                        url: str, compression: str | None,
+                        decode: Callable[[bytes], Any]) -> int:
+    """Check and deliver each record of a JSON Lines batch file; returns how many."""
+    import fsspec  # noqa: PLC0415 - only batch-mode workers need it
+    from isal import igzip  # noqa: PLC0415
+
+    count = 0
+
+    def deliver(line: bytes) -> None:
+        nonlocal count
+        record = decode(line)
+        _check_keys(keys, stream, record)
+        delivery.add(stream, record)
+        count += 1
+
+    try:
+        with fsspec.open(url, "rb") as raw:
+            source = igzip.IGzipFile(fileobj=raw) if compression == "gzip" else raw
+            carry = b""
+            while block := source.read(BATCH_READ_BYTES):
+                lines = (carry + block).split(b"\n")
+                carry = lines.pop()
+                for line in lines:
+                    if line.strip():
+                        deliver(line)
+            if carry.strip():
+                deliver(carry)
+    except (OSError, EOFError, ValueError) as exc:
+        msg = (f"The batch file {url} of stream {stream!r} could not be read after "
+               f"{count} records: {exc}")
+        raise BatchFileError(msg) from None
+    return count
 
 
 def _receive_in_background(inbox: Connection) -> queue.SimpleQueue[tuple]:
@@ -110,6 +156,32 @@ def _receive_in_background(inbox: Connection) -> queue.SimpleQueue[tuple]:
     return inbound
 
 
+def _serve(delivery: Any, inbound: queue.SimpleQueue[tuple], from_files: list[int]) -> None:
+    """Deliver what the main process sends until it says finish."""
+    decode = msgspec.json.Decoder().decode
+    keys: dict[str, tuple[str, ...]] = {}
+    while True:
+        try:
+            message = inbound.get(timeout=IDLE_POLL_SECONDS)
+        except queue.Empty:
+            delivery.poll()  # outcomes arrive while no input does
+            continue
+        kind = message[0]
+        if kind == "chunk":
+            _deliver_chunk(delivery, keys, message[2], decode)
+            delivery.add_state({"chunk": message[1]})
+        elif kind == "file":
+            _, number, stream, url, compression = message
+            from_files[0] += _deliver_batch_file(delivery, keys, stream, url, compression,
+                                                 decode)
+            delivery.add_state({"chunk": number})
+        elif kind == "keys":
+            keys[message[1]] = tuple(message[2])
+        else:  # finish
+            delivery.finish()
+            return
+
+
 def _worker_main(config: dict[str, Any], name: str, concurrency: int, inbox: Connection,
                  outbox: Connection) -> None:
     """A worker process: chunks in, "done" markers (with running totals) out."""
@@ -130,41 +202,28 @@ def _worker_main(config: dict[str, Any], name: str, concurrency: int, inbox: Con
     sender = threading.Thread(target=forward, name="results", daemon=True)
     sender.start()
     delivery: Any = None
+    from_files = [0]  # records read from batch files (the main process never sees them)
+
+    def summary() -> dict[str, Any]:
+        return {**delivery.summary(), "received_from_files": from_files[0]}
 
     def report(marker: dict) -> None:
-        results.put(("done", marker["chunk"], delivery.summary()))
+        results.put(("done", marker["chunk"], summary()))
 
     try:
         delivery = build_delivery(config, report, name=name, concurrency=concurrency)
-        decode = msgspec.json.Decoder().decode
-        keys: dict[str, tuple[str, ...]] = {}
-        inbound = _receive_in_background(inbox)
-        while True:
-            try:
-                message = inbound.get(timeout=IDLE_POLL_SECONDS)
-            except queue.Empty:
-                delivery.poll()  # outcomes arrive while no input does
-                continue
-            kind = message[0]
-            if kind == "chunk":
-                _deliver_chunk(delivery, keys, message[2], decode)
-                delivery.add_state({"chunk": message[1]})
-            elif kind == "keys":
-                keys[message[1]] = tuple(message[2])
-            else:  # finish
-                delivery.finish()
-                results.put(("finished", delivery.summary()))
-                return
+        _serve(delivery, _receive_in_background(inbox), from_files)
+        results.put(("finished", summary()))
     except BaseException as exc:
-        summary = None
+        last = None
         if delivery is not None:
             delivery.abandon()
-            summary = delivery.summary()
+            last = summary()
         kind = getattr(exc, "kind", type(exc).__name__)
         text = str(exc)
         if kind not in EXPECTED_FAILURES:  # unexpected: keep where it happened
             text = f"{kind}: {text}\n{traceback.format_exc(limit=-4)}"
-        results.put(("failed", kind, text, summary))
+        results.put(("failed", kind, text, last))
     finally:
         results.put(None)
         sender.join()
@@ -276,20 +335,29 @@ class WorkerPool:
         self._pending_states.append((self._chunk, state))
         self._poll(timeout=0)
 
+    def add_batch_file(self, stream: str, url: str, compression: str | None) -> None:
+        """Take a batch file (JSON Lines records of `stream`); a worker reads it."""
+        self._dispatch()
+        self._send(lambda number: ("file", number, stream, url, compression), CHUNK_LINES)
+
     def _dispatch(self) -> None:
         lines = self._lines
         if not lines:
             return
+        self._lines = []
+        self._send(lambda number: ("chunk", number, b"\n".join(lines)), len(lines))
+
+    def _send(self, message: Callable[[int], tuple], weight: int) -> None:
+        """Send a numbered chunk to the least busy worker once it has room for `weight`."""
         outstanding = self._outstanding
         worker = outstanding.index(min(outstanding))
-        while outstanding[worker] + len(lines) > RECORDS_AHEAD_PER_WORKER:
+        while outstanding[worker] + weight > RECORDS_AHEAD_PER_WORKER:
             self._poll(timeout=self._progress_seconds)
             worker = outstanding.index(min(outstanding))
         self._chunk += 1
-        self._inboxes[worker].send(("chunk", self._chunk, b"\n".join(lines)))
-        self._open[worker].append((self._chunk, len(lines)))
-        outstanding[worker] += len(lines)
-        self._lines = []
+        self._inboxes[worker].send(message(self._chunk))
+        self._open[worker].append((self._chunk, weight))
+        outstanding[worker] += weight
         self._poll(timeout=0)
 
     # -- outcomes ------------------------------------------------------------------------
@@ -361,11 +429,14 @@ class WorkerPool:
             process.join(timeout=30)
 
     def abandon(self) -> None:
-        """Stop every worker at once; nothing more is released."""
+        """Stop every worker at once; nothing more is released.
+
+        Workers ignore SIGTERM (the main process decides when they stop), so they are killed.
+        """
         self._pending_states.clear()
         for process in self._processes:
             if process.is_alive():
-                process.terminate()
+                process.kill()
         for process in self._processes:
             process.join(timeout=10)
 
@@ -374,7 +445,7 @@ class WorkerPool:
     def summary(self) -> dict[str, Any]:
         """Totals across workers, with what the main process read."""
         merged = merge_summaries([s for s in self._summaries if s])
-        merged["received"] = self.received
+        merged["received"] = self.received + merged.pop("received_from_files", 0)
         merged["seconds"] = round(time.monotonic() - self._started, 3)
         return merged
 
@@ -387,7 +458,7 @@ class WorkerPool:
         elapsed = max(1e-9, now - self._started)
         logger.info("progress: %s events/s, %s received, %s imported, %s skipped, "
                     "%s dead-lettered, %s requests, %s retries, %s 429s",
-                    f"{self.received / elapsed:,.0f}", f"{self.received:,}",
+                    f"{s['received'] / elapsed:,.0f}", f"{s['received']:,}",
                     f"{s.get('imported', 0):,}", f"{sum(s.get('skipped', {}).values()):,}",
                     f"{sum(s.get('dead_lettered', {}).values()):,}",
                     f"{s.get('requests', 0):,}", f"{s.get('retries', 0):,}",

@@ -19,6 +19,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from singer_sdk import Tap  # noqa: E402
+from singer_sdk.helpers.capabilities import PluginCapabilities  # noqa: E402
+
 from tap_braze_currents.tap import TapBrazeCurrents  # noqa: E402
 from target_mixpanel.event_mapping import braze_event_names, stream_of  # noqa: E402
 from target_mixpanel.target import TargetMixpanel  # noqa: E402
@@ -47,10 +50,25 @@ def _kind(schema: dict[str, Any]) -> str:
     return KINDS[main]
 
 
+BATCH_CONFIG_DESCRIPTION = (
+    "BATCH mode: write records to JSON Lines batch files and announce them with BATCH "
+    "messages instead of one RECORD message per event, e.g. {\"encoding\": {\"format\": "
+    "\"jsonl\", \"compression\": \"none\"}, \"storage\": {\"root\": "
+    "\"file:///var/tmp/braze-batches\"}, \"batch_size\": 10000}. Unset: RECORD messages.")
+
+
 def settings_of(plugin: type) -> list[dict[str, Any]]:
-    """Meltano setting definitions from a Singer SDK plugin's config_jsonschema."""
+    """Meltano setting definitions from a Singer SDK plugin's config_jsonschema.
+
+    A tap with the SDK's batch capability also gets `batch_config` (the SDK adds it to the
+    schema only when a tap starts).
+    """
+    properties = dict(plugin.config_jsonschema["properties"])
+    if PluginCapabilities.BATCH in plugin.capabilities and issubclass(plugin, Tap):
+        properties["batch_config"] = {"type": ["object"],
+                                      "description": BATCH_CONFIG_DESCRIPTION}
     result = []
-    for name, schema in plugin.config_jsonschema["properties"].items():
+    for name, schema in properties.items():
         setting: dict[str, Any] = {"name": name, "kind": _kind(schema)}
         if schema.get("description"):
             setting["description"] = schema["description"]

@@ -1,0 +1,121 @@
+"""BATCH mode: the tap writes JSON Lines batch files, the target's workers read them."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tap_braze_currents.demo_export import write_demo_export
+from tests.conftest import SAMPLE_TYPES, target_config
+from tests.mixpanel_server import MixpanelServer
+
+
+def batch_config(root: Path, compression: str, batch_size: int = 10_000) -> dict:
+    return {"encoding": {"format": "jsonl", "compression": compression},
+            "storage": {"root": root.as_uri(), "prefix": "run-"}, "batch_size": batch_size}
+
+
+def _batch_records(messages: list[dict]) -> list[dict]:
+    records = []
+    for message in messages:
+        if message["type"] != "BATCH":
+            continue
+        for url in message["manifest"]:
+            path = Path(url.removeprefix("file://"))
+            opener = gzip.open if message["encoding"]["compression"] == "gzip" else open
+            with opener(path, "rt", encoding="utf-8") as handle:
+                records += [json.loads(line) for line in handle]
+    return records
+
+
+@pytest.mark.parametrize("compression", ["gzip", "none"])
+def test_tap_batch_files_hold_the_records_record_mode_emits(tmp_path: Path, run_tap,
+                                                            compression: str) -> None:
+    write_demo_export(str(tmp_path / "export"), event_types=SAMPLE_TYPES, hours=2,
+                      events_per_file=300)
+    plain = run_tap({"storage_url": str(tmp_path / "export")})
+    batched = run_tap({"storage_url": str(tmp_path / "export"),
+                       "batch_config": batch_config(tmp_path / "batches", compression, 250)})
+    assert plain.returncode == batched.returncode == 0, batched.stderr
+    assert not [m for m in batched.messages if m["type"] == "RECORD"]
+    in_files = _batch_records(batched.messages)
+    by_id = {m["record"]["id"]: m["record"] for m in plain.records}
+    assert Counter(r["id"] for r in in_files) == Counter(plain.ids)
+    assert all(r == by_id[r["id"]] for r in in_files)
+    # a file's BATCH messages come right before the STATE that marks the file read
+    kinds = [m["type"] for m in batched.messages]
+    after_batches = [kinds[i + 1] for i, kind in enumerate(kinds)
+                     if kind == "BATCH" and kinds[i + 1] != "BATCH"]
+    assert after_batches
+    assert set(after_batches) == {"STATE"}
+    assert batched.last_state == plain.last_state
+
+
+def test_a_big_file_is_split_into_batch_files_of_about_batch_size(tmp_path: Path,
+                                                                   run_tap) -> None:
+    write_demo_export(str(tmp_path / "export"), event_types=["users.messages.email.Send"],
+                      hours=1, integrations=1, events_per_file=6000)
+    assert len(list((tmp_path / "export").rglob("*.avro"))) == 1
+    batched = run_tap({"storage_url": str(tmp_path / "export"),
+                       "batch_config": batch_config(tmp_path / "batches", "none", 1000)})
+    assert batched.returncode == 0, batched.stderr
+    urls = [url for m in batched.messages if m["type"] == "BATCH" for url in m["manifest"]]
+    sizes = [len(Path(url.removeprefix("file://")).read_text().splitlines()) for url in urls]
+    assert sum(sizes) == 6000
+    assert len(sizes) >= 2
+    assert all(size >= 1000 for size in sizes[:-1])
+
+
+def test_pipeline_in_batch_mode_delivers_every_identified_event_once(
+        tmp_path: Path, run_tap, run_target, mixpanel: MixpanelServer) -> None:
+    write_demo_export(str(tmp_path / "export"), event_types=SAMPLE_TYPES, hours=2,
+                      events_per_file=120)
+    tap = run_tap({"storage_url": str(tmp_path / "export"),
+                   "batch_config": batch_config(tmp_path / "batches", "gzip", 100)})
+    assert tap.returncode == 0, tap.stderr
+    records = _batch_records(tap.messages)
+    mixpanel.state.fault_rates = {"429": 0.1, "503": 0.05, "drop_after": 0.05}
+    run = run_target(target_config(mixpanel, tmp_path, batch_size=50), tap.stdout)
+    assert run.returncode == 0, run.stderr
+    identified = {r["id"] for r in records if r.get("external_user_id")}
+    got = Counter(e["properties"]["$insert_id"] for e in mixpanel.state.unique_events)
+    assert set(got) == identified
+    assert set(got.values()) == {1}
+    assert run.summary["received"] == len(records)
+    assert run.summary["imported"] == len(identified)
+    assert sum(run.summary["skipped"].values()) == len(records) - len(identified)
+    assert run.states[-1] == tap.last_state
+
+
+def test_a_missing_batch_file_is_named_and_no_state_passes_it(
+        tmp_path: Path, run_tap, run_target, mixpanel: MixpanelServer) -> None:
+    write_demo_export(str(tmp_path / "export"), event_types=SAMPLE_TYPES[:2], hours=1,
+                      integrations=1, events_per_file=50)
+    tap = run_tap({"storage_url": str(tmp_path / "export"),
+                   "batch_config": batch_config(tmp_path / "batches", "none")})
+    assert tap.returncode == 0, tap.stderr
+    batches = [m for m in tap.messages if m["type"] == "BATCH"]
+    gone = Path(batches[-1]["manifest"][0].removeprefix("file://"))
+    gone.unlink()
+    run = run_target(target_config(mixpanel, tmp_path), tap.stdout)
+    assert run.returncode != 0
+    assert gone.name in run.stderr
+    assert batches[-1]["stream"] in run.stderr
+    assert tap.last_state not in run.states
+
+
+def test_a_batch_message_in_another_format_is_refused_by_name(
+        tmp_path: Path, run_target, mixpanel: MixpanelServer) -> None:
+    lines = "\n".join(json.dumps(m) for m in [
+        {"type": "SCHEMA", "stream": "s", "schema": {"type": "object", "properties": {}},
+         "key_properties": []},
+        {"type": "BATCH", "stream": "s", "encoding": {"format": "parquet"},
+         "manifest": ["file:///nowhere.parquet"]}]) + "\n"
+    run = run_target(target_config(mixpanel, tmp_path), lines)
+    assert run.returncode != 0
+    assert "parquet" in run.stderr
+    assert "jsonl" in run.stderr
