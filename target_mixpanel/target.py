@@ -202,6 +202,9 @@ class TargetMixpanel(Target):
                     description="Send nothing; write the request bodies to dry_run_path."),
         th.Property("dry_run_path", th.StringType, default="mixpanel-dry-run",
                     description="Folder for dry-run request bodies."),
+        th.Property("delete_batch_files", th.BooleanType, default=True,
+                    description="BATCH messages: delete each batch file once every record in "
+                    "it is imported, skipped or dead-lettered."),
         th.Property("pii", th.StringType, default="keep", allowed_values=["keep", "hash", "drop"],
                     description="Email addresses and phone numbers: keep, hash (salted SHA-256) "
                     "or drop."),

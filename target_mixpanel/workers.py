@@ -156,7 +156,19 @@ def _receive_in_background(inbox: Connection) -> queue.SimpleQueue[tuple]:
     return inbound
 
 
-def _serve(delivery: Any, inbound: queue.SimpleQueue[tuple], from_files: list[int]) -> None:
+def _delete(url: str) -> None:
+    """Delete a batch file whose records are all accounted for (a failure only warns)."""
+    import fsspec  # noqa: PLC0415
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+        fs.rm(path)
+    except OSError as exc:
+        logger.warning("Could not delete the batch file %s: %s", url, exc)
+
+
+def _serve(delivery: Any, inbound: queue.SimpleQueue[tuple], from_files: list[int],
+           batch_files: dict[int, str]) -> None:
     """Deliver what the main process sends until it says finish."""
     decode = msgspec.json.Decoder().decode
     keys: dict[str, tuple[str, ...]] = {}
@@ -172,6 +184,7 @@ def _serve(delivery: Any, inbound: queue.SimpleQueue[tuple], from_files: list[in
             delivery.add_state({"chunk": message[1]})
         elif kind == "file":
             _, number, stream, url, compression = message
+            batch_files[number] = url
             from_files[0] += _deliver_batch_file(delivery, keys, stream, url, compression,
                                                  decode)
             delivery.add_state({"chunk": number})
@@ -203,16 +216,23 @@ def _worker_main(config: dict[str, Any], name: str, concurrency: int, inbox: Con
     sender.start()
     delivery: Any = None
     from_files = [0]  # records read from batch files (the main process never sees them)
+    batch_files: dict[int, str] = {}  # chunk number -> its batch file, to delete when done
+    delete_files = bool(config.get("delete_batch_files", True))
 
     def summary() -> dict[str, Any]:
         return {**delivery.summary(), "received_from_files": from_files[0]}
 
     def report(marker: dict) -> None:
+        # a marker stands for every chunk before it too (delivery releases the latest only)
+        for number in [n for n in batch_files if n <= marker["chunk"]]:
+            url = batch_files.pop(number)
+            if delete_files:
+                _delete(url)
         results.put(("done", marker["chunk"], summary()))
 
     try:
         delivery = build_delivery(config, report, name=name, concurrency=concurrency)
-        _serve(delivery, _receive_in_background(inbox), from_files)
+        _serve(delivery, _receive_in_background(inbox), from_files, batch_files)
         results.put(("finished", summary()))
     except BaseException as exc:
         last = None

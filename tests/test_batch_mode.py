@@ -89,6 +89,22 @@ def test_pipeline_in_batch_mode_delivers_every_identified_event_once(
     assert run.summary["imported"] == len(identified)
     assert sum(run.summary["skipped"].values()) == len(records) - len(identified)
     assert run.states[-1] == tap.last_state
+    # each file is deleted once its records are accounted for
+    assert list((tmp_path / "batches").iterdir()) == []
+
+
+def test_batch_files_are_kept_when_asked(tmp_path: Path, run_tap, run_target,
+                                         mixpanel: MixpanelServer) -> None:
+    write_demo_export(str(tmp_path / "export"), event_types=SAMPLE_TYPES[:2], hours=1,
+                      integrations=1, events_per_file=50)
+    tap = run_tap({"storage_url": str(tmp_path / "export"),
+                   "batch_config": batch_config(tmp_path / "batches", "gzip")})
+    kept = sorted((tmp_path / "batches").iterdir())
+    run = run_target(target_config(mixpanel, tmp_path, delete_batch_files=False), tap.stdout)
+    assert run.returncode == 0, run.stderr
+    assert kept
+    assert sorted((tmp_path / "batches").iterdir()) == kept
+    assert run.summary["received"] == 100
 
 
 def test_a_missing_batch_file_is_named_and_no_state_passes_it(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -54,11 +56,21 @@ def meltano_run(tmp_path: Path, mixpanel: MixpanelServer):
     return run
 
 
+# The dev environment relays RECORD messages; prod sets this batch_config (BATCH mode).
+BATCH_CONFIG = {"encoding": {"format": "jsonl", "compression": "none"},
+                "storage": {"root": ".meltano/run/braze-batches"}, "batch_size": 10000}
+MODES = {"record": {}, "batch": {"TAP_BRAZE_CURRENTS_BATCH_CONFIG": json.dumps(BATCH_CONFIG)}}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
 def test_meltano_run_delivers_each_exported_event_once_and_resumes(
-        meltano_run, mixpanel: MixpanelServer, tmp_path: Path) -> None:
+        meltano_run, mixpanel: MixpanelServer, tmp_path: Path, mode: str) -> None:
     export = write_demo_export(str(tmp_path / "export"), event_types=TYPES, hours=2,
                                events_per_file=25)
+    meltano_run = functools.partial(meltano_run, **MODES[mode])
     first = meltano_run()
+    batches_sent = re.findall(r'"metric":"batch_count","value":([1-9]\d*)', first.stderr)
+    assert bool(batches_sent) == (mode == "batch")
     assert first.returncode == 0, first.stderr[-3000:]
     events = mixpanel.state.unique_events
     assert mixpanel.state.raw_events == len(events)
@@ -131,13 +143,14 @@ def test_a_fan_out_job_keeps_its_own_state(meltano_run, mixpanel: MixpanelServer
     assert "dev:tap-braze-currents--email-to-target-mixpanel" in states.stdout
 
 
+@pytest.mark.parametrize("mode", sorted(MODES))
 def test_target_killed_midway_then_rerun_delivers_everything(
-        meltano_run, mixpanel: MixpanelServer, tmp_path: Path) -> None:
+        meltano_run, mixpanel: MixpanelServer, tmp_path: Path, mode: str) -> None:
     export = write_demo_export(str(tmp_path / "export"), event_types=TYPES[:3], hours=2,
                                events_per_file=400)
     expected = {i for t in TYPES[:3] for i in export.ids[t]}
     mixpanel.state.script = ["slow:3"] * 4  # the first requests hang while we kill the target
-    env = meltano_env(tmp_path, mixpanel)
+    env = {**meltano_env(tmp_path, mixpanel), **MODES[mode]}
     process = subprocess.Popen([str(MELTANO), "run", "tap-braze-currents", "target-mixpanel"],
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -151,7 +164,7 @@ def test_target_killed_midway_then_rerun_delivers_everything(
     for pid in found:
         os.kill(int(pid), signal.SIGKILL)
     assert process.wait(timeout=120) != 0
-    rerun = meltano_run()
+    rerun = meltano_run(**MODES[mode])
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     identified = {e["properties"]["$insert_id"] for e in mixpanel.state.unique_events}
     skipped = sum(export.without_external_id[t] for t in TYPES[:3])
