@@ -27,7 +27,11 @@ _encode = msgspec.json.Encoder(decimal_format="number").encode
 # How RECORD lines start when a tap writes compact or default-spaced JSON: such lines are
 # handed to the workers without being parsed here.
 RECORD_PREFIXES = (b'{"type":"RECORD","stream":"', b'{"type": "RECORD", "stream": "')
-BLOCK_BYTES = 4 * 1024 * 1024
+BLOCK_BYTES = 1024 * 1024
+# A block made only of RECORD lines written compactly (as tap-braze-currents and the SDK's
+# msgspec writer do) goes to the workers whole, without being split into lines here.
+COMPACT_RECORD = RECORD_PREFIXES[0]
+NEWLINE_RECORD = b"\n" + COMPACT_RECORD
 
 __all__ = ["SettingError", "TargetMixpanel"]
 
@@ -46,6 +50,9 @@ class FastReader(GenericSingerReader[Any]):
 
     # Set by the target: takes a run of RECORD lines for the workers, returns how many.
     take_record_lines: Callable[[list[bytes]], int] | None = None
+    # Set by the target with take_record_lines: takes a run of RECORD lines joined by newlines
+    # and their count.
+    take_record_block: Callable[[bytes, int], None] | None = None
     on_failure: Callable[[], None] | None = None
     stop_requested = False   # set on SIGTERM/SIGINT: stop reading, deliver what was read
     reading = False          # True while blocked reading input (a stop may interrupt it)
@@ -105,14 +112,34 @@ class FastReader(GenericSingerReader[Any]):
             callback(message)
         return str(kind)
 
+    def _hand_over(self, whole: bytes, callbacks: dict, stats: Counter[str]) -> None:
+        """Complete lines: runs of RECORD lines to the workers, the rest dispatched here."""
+        take, take_block = self.take_record_lines, self.take_record_block
+        assert take is not None
+        assert take_block is not None
+        count = whole.count(b"\n") + 1
+        if whole.startswith(COMPACT_RECORD) and whole.count(NEWLINE_RECORD) == count - 1:
+            take_block(whole, count)
+            stats["RECORD"] += count
+            return
+        lines = whole.split(b"\n")
+        start = 0
+        for index in [i for i, line in enumerate(lines)
+                      if not line.startswith(RECORD_PREFIXES)]:
+            if index > start:
+                stats["RECORD"] += take(lines[start:index])
+            if lines[index].strip():
+                stats[self._dispatch(lines[index], callbacks)] += 1
+            start = index + 1
+        if start < len(lines):
+            stats["RECORD"] += take(lines[start:])
+
     def _process_blocks(self, source: IO[bytes], callbacks: dict) -> Counter[str]:
         """Read big blocks; pass runs of RECORD lines to the workers unparsed.
 
         Every other line is parsed and dispatched here, in order.
         """
         stats: Counter[str] = Counter()
-        take = self.take_record_lines
-        assert take is not None
         carry = b""
         read = getattr(source, "read1", source.read)  # what is there now, up to a block
         while not self.stop_requested:
@@ -125,23 +152,15 @@ class FastReader(GenericSingerReader[Any]):
                 self.reading = False
             if not block:
                 break
-            lines = (carry + block).split(b"\n")
-            carry = lines.pop()
-            start = 0
-            for index in [i for i, line in enumerate(lines)
-                          if not line.startswith(RECORD_PREFIXES)]:
-                if index > start:
-                    stats["RECORD"] += take(lines[start:index])
-                if lines[index].strip():
-                    stats[self._dispatch(lines[index], callbacks)] += 1
-                start = index + 1
-            if start < len(lines):
-                stats["RECORD"] += take(lines[start:])
+            data = carry + block if carry else block
+            end = data.rfind(b"\n")
+            if end < 0:
+                carry = data
+                continue
+            whole, carry = data[:end], data[end + 1:]
+            self._hand_over(whole, callbacks, stats)
         if carry.strip():
-            if carry.startswith(RECORD_PREFIXES):
-                stats["RECORD"] += take([carry])
-            else:
-                stats[self._dispatch(carry, callbacks)] += 1
+            self._hand_over(carry, callbacks, stats)
         return stats
 
 
@@ -236,6 +255,7 @@ class TargetMixpanel(Target):
             reader.on_failure = self._abandon
             if not (self.config.get("stream_maps") or self.config.get("flattening_enabled")):
                 reader.take_record_lines = self._take_record_lines
+                reader.take_record_block = self._take_record_block
 
     # -- the pipeline --------------------------------------------------------------------
 
@@ -264,6 +284,10 @@ class TargetMixpanel(Target):
         """Hand RECORD lines to the workers unparsed (they check stream and keys)."""
         self.pool.add_lines(lines)
         return len(lines)
+
+    def _take_record_block(self, block: bytes, count: int) -> None:
+        """Hand a run of RECORD lines to the workers as it was read."""
+        self.pool.add_block(block, count)
 
     def _process_record_message(self, message_dict: dict) -> None:
         stream = message_dict.get("stream")
