@@ -41,6 +41,12 @@ def default_worker_processes() -> int:
     return min(8, (os.cpu_count() or 1) + 1)
 
 
+# Durations: a number, or a string holding one. Meltano (4.4) turns a "decimal" setting given
+# by an environment variable into a Decimal it then cannot write as JSON, so meltano.yml
+# declares these as strings and the target reads both.
+SECONDS = th.CustomType({"type": ["number", "string"], "pattern": r"^[0-9]+(\.[0-9]+)?$"})
+
+
 class StopReading(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Raised by the termination handler to leave a blocking read."""
 
@@ -229,20 +235,20 @@ class TargetMixpanel(Target):
                     "or drop."),
         th.Property("pii_salt", th.StringType, secret=True,
                     description="Salt for pii: hash."),
-        th.Property("max_retry_seconds", th.NumberType, default=900,
+        th.Property("max_retry_seconds", SECONDS, default=900,
                     description="Total time one batch may spend retrying 429/5xx/network "
                     "errors before the run fails."),
-        th.Property("retry_first_delay_seconds", th.NumberType, default=2.0,
+        th.Property("retry_first_delay_seconds", SECONDS, default=2.0,
                     description="First backoff delay (doubles up to retry_max_delay_seconds)."),
-        th.Property("retry_max_delay_seconds", th.NumberType, default=60.0,
+        th.Property("retry_max_delay_seconds", SECONDS, default=60.0,
                     description="Longest backoff delay."),
         th.Property("retry_jitter_seconds", th.ArrayType(th.NumberType), default=[1.0, 5.0],
                     description="Random jitter added to each delay: [min, max] seconds."),
-        th.Property("request_timeout_seconds", th.NumberType, default=120,
+        th.Property("request_timeout_seconds", SECONDS, default=120,
                     description="Timeout of one HTTP request."),
         th.Property("verify_tls", th.BooleanType, default=True,
                     description="Check TLS certificates (turning it off warns)."),
-        th.Property("progress_interval_seconds", th.NumberType, default=10,
+        th.Property("progress_interval_seconds", SECONDS, default=10,
                     description="How often a progress line is logged."),
     ).to_dict()
 

@@ -61,6 +61,7 @@ class MixpanelState:
     fault_rates: dict[str, float] = field(default_factory=dict)  # fault -> probability
     seed: int = 1
     retry_after: str | None = None             # Retry-After header sent with 429s
+    throttled_until: float = 0.0               # every request before this time.time() gets 429
     refused_distinct_ids: set[str] = field(default_factory=set)  # extra strict-mode refusals
     events: dict[tuple, dict] = field(default_factory=dict)  # unique, by the 4 dedup fields
     raw_events: int = 0                        # events stored, duplicates included
@@ -73,6 +74,8 @@ class MixpanelState:
 
     def next_fault(self) -> str | None:
         with self.lock:
+            if time.time() < self.throttled_until:
+                return "429"
             if self.script:
                 return self.script.pop(0)
             for fault, rate in self.fault_rates.items():

@@ -36,7 +36,11 @@ def meltano_env(tmp_path: Path, mixpanel: MixpanelServer) -> dict[str, str]:
             "TARGET_MIXPANEL_DRY_RUN": "false",
             "TARGET_MIXPANEL_API_URL": mixpanel.url,
             "TARGET_MIXPANEL_PROJECT_TOKEN": mixpanel.state.credentials.project_token,
-            "TARGET_MIXPANEL_DEAD_LETTER_PATH": str(tmp_path / "dead-letters.jsonl")}
+            "TARGET_MIXPANEL_DEAD_LETTER_PATH": str(tmp_path / "dead-letters.jsonl"),
+            # fractional durations from the environment (Meltano makes Decimals of "decimal"
+            # settings and then cannot write them; ours are declared as strings)
+            "TARGET_MIXPANEL_RETRY_FIRST_DELAY_SECONDS": "0.05",
+            "TARGET_MIXPANEL_RETRY_MAX_DELAY_SECONDS": "0.5"}
 
 
 def _meltano(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -154,6 +154,18 @@ def test_region_chooses_the_host(region: str, host: str, run_target, tmp_path: P
     assert (tmp_path / region / "endpoint.txt").read_text().strip() == f"{host}/import"
 
 
+def test_a_duration_that_is_not_a_number_is_named(mixpanel, run_target, tmp_path: Path) -> None:
+    lines = singer_lines("s", [{"id": "a", "time": 1743500000, "distinct_id": "u"}])
+    run = run_target(target_config(mixpanel, tmp_path, request_timeout_seconds="soon"), lines)
+    assert run.returncode != 0
+    assert "request_timeout_seconds" in run.stderr
+    fine = run_target(target_config(mixpanel, tmp_path, mapping="generic", event_name="Seen",
+                                    request_timeout_seconds="30.5"), lines)
+    assert fine.returncode == 0, fine.stderr
+    assert fine.summary["received"] == 1
+    assert "request_timeout_seconds" not in fine.stderr
+
+
 def test_unknown_region_is_named(run_target, tmp_path: Path) -> None:
     run = run_target({"region": "MARS", "project_token": "t"},
                      singer_lines(STREAM, [custom_event(1)]))

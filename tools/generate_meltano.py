@@ -44,7 +44,10 @@ def _kind(schema: dict[str, Any]) -> str:
     if "enum" in schema:
         return "options"
     types = schema.get("type", "string")
-    main = next(t for t in ([types] if isinstance(types, str) else types) if t != "null")
+    types = [types] if isinstance(types, str) else types
+    if "number" in types and "string" in types:  # a number or a numeric string (SECONDS)
+        return "string"
+    main = next(t for t in types if t != "null")
     if main == "string" and schema.get("format") == "date-time":
         return "date_iso8601"
     return KINDS[main]

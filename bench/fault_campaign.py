@@ -1,0 +1,424 @@
+"""Fault campaign: seeded trials of the whole pipeline under faults; no event may go missing.
+
+    python bench/fault_campaign.py --trials 200 --seed 1    # the long form (totals in README)
+    python bench/fault_campaign.py --trials 20 --seed 7     # the short form CI runs
+
+Each trial generates a small Currents export (in a local folder or in moto's S3 server), then
+runs the pipeline (`meltano run`, in RECORD or BATCH mode, or the bare `tap | target` pipe)
+against the Mixpanel-compatible server with a random mix of faults:
+
+- Mixpanel: 429/502/503, connections dropped before or after the server stored the batch,
+  slow answers, a 429 burst lasting longer than one backoff, a lowered event cap (413), and
+  strict-mode refusals of some users' events (400 with failed_records);
+- storage: a truncated file, a file rewritten under the same key, a late file for an old hour;
+- processes: SIGKILL of the tap, the target or `meltano run` at a random moment.
+
+A run that was killed is followed by a clean rerun from the saved state. After the trial it
+prints: events expected (every identified event the files hold, read the way the tap reads
+them), unique at the server, dead-lettered (each with a reason), skipped by rule, missing
+(must be 0), and duplicates sent (raw minus unique: what the faults cost in replays).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import fsspec
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import OUT_DIR  # noqa: E402
+from tap_braze_currents.demo_export import (  # noqa: E402
+    currents_key,
+    write_avro_file,
+    write_demo_export,
+)
+from tap_braze_currents.event_types import catalog_avro_schema  # noqa: E402
+from tests.mixpanel_server import MixpanelServer, MixpanelState  # noqa: E402
+from tests.services import Service, start_s3  # noqa: E402
+
+MELTANO = ROOT / ".meltano-venv" / "bin" / "meltano"
+# Types in the default selection (so `meltano run` reads them all), with JSON properties,
+# float32 prices and e-mail addresses among them.
+TYPES = ["users.behaviors.CustomEvent", "users.behaviors.Purchase",
+         "users.messages.email.Send", "users.behaviors.app.SessionStart"]
+RETRIES = {"retry_first_delay_seconds": 0.05, "retry_max_delay_seconds": 0.4,
+           "retry_jitter_seconds": [0, 0.05], "max_retry_seconds": 120}
+BATCH_CONFIG = {"encoding": {"format": "jsonl", "compression": "none"},
+                "storage": {"root": ".meltano/run/braze-batches"}, "batch_size": 500}
+RUN_TIMEOUT = 300
+
+
+@dataclass
+class Trial:
+    """One seeded draw of runner, storage and faults."""
+
+    number: int
+    runner: str                      # meltano-record | meltano-batch | pipe
+    storage: str                     # local | s3
+    events_per_file: int
+    fault_rates: dict[str, float]
+    throttle_seconds: float          # a 429 burst at the start
+    max_events: int                  # the server's event cap per request (413 above)
+    refused_users: int               # external ids the server refuses in strict mode
+    storage_faults: list[str]        # truncated, rewritten, late
+    kill: str | None                 # tap | target | meltano
+    kill_after: float
+
+
+@dataclass
+class Outcome:
+    """What one trial delivered, counted at the server and in the dead-letter file."""
+
+    trial: Trial
+    expected: int = 0
+    unique: int = 0
+    dead_lettered: Counter = field(default_factory=Counter)
+    skipped: int = 0
+    missing: int = 0
+    duplicates: int = 0
+    runs: list[int] = field(default_factory=list)   # exit codes, the killed run included
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.missing == 0 and not self.problem
+
+
+def plan(rng: random.Random, number: int, runners: list[str], storages: list[str]) -> Trial:
+    """A random mix of faults for trial `number`."""
+    rates = {f: rng.choice([0, 0, 0.05, 0.15]) for f in ("429", "502", "503")}
+    rates.update({f: rng.choice([0, 0, 0.04, 0.08]) for f in ("drop_before", "drop_after")})
+    rates["slow:0.3"] = rng.choice([0, 0, 0.05])
+    runner = rng.choice(runners)
+    kill = rng.choice([None, None, "tap", "target"] + (["meltano"] if "meltano" in runner
+                                                      else []))
+    return Trial(number=number, runner=runner, storage=rng.choice(storages),
+                 events_per_file=rng.randint(20, 120),
+                 fault_rates={k: v for k, v in rates.items() if v},
+                 throttle_seconds=rng.choice([0, 0, 1.5]),
+                 max_events=rng.choice([2000, 2000, 150]),
+                 refused_users=rng.choice([0, 0, 2]),
+                 storage_faults=[f for f in ("truncated", "rewritten", "late")
+                                 if rng.random() < 0.35],
+                 kill=kill, kill_after=rng.uniform(0.5, 4.0))
+
+
+class Campaign:
+    """Runs trials; holds the S3 server they share."""
+
+    def __init__(self, work: Path, seed: int):
+        self.work = work
+        self.seed = seed
+        self._s3: Service | None = None
+
+    def s3(self) -> Service:
+        if self._s3 is None:
+            self._s3 = start_s3()
+            fs = fsspec.filesystem("s3", **self._s3.storage_options)
+            fs.mkdir("campaign")
+        return self._s3
+
+    def close(self) -> None:
+        if self._s3 is not None:
+            self._s3.stop()
+
+    # -- one trial -----------------------------------------------------------------------
+
+    def run_trial(self, trial: Trial) -> Outcome:
+        rng = random.Random(self.seed * 100_003 + trial.number)
+        folder = self.work / f"trial-{trial.number}"
+        folder.mkdir(parents=True, exist_ok=True)
+        options: dict[str, Any] = {}
+        if trial.storage == "s3":
+            options = self.s3().storage_options
+            url = f"s3://campaign/seed-{self.seed}/trial-{trial.number}"
+        else:
+            url = str(folder / "export")
+        write_demo_export(url, storage_options=options, event_types=TYPES, hours=2,
+                          integrations=1, events_per_file=trial.events_per_file,
+                          seed=rng.randrange(1 << 30))
+        fs, root = fsspec.core.url_to_fs(url, **options)
+        users = sorted(_external_ids(fs, root))
+        if "truncated" in trial.storage_faults:
+            _truncate(fs, rng.choice(sorted(fs.find(root))), rng)
+        state = MixpanelState(seed=rng.randrange(1 << 30), fault_rates=trial.fault_rates,
+                              max_events=trial.max_events)
+        state.refused_distinct_ids = set(rng.sample(users, min(trial.refused_users, len(users))))
+        server = MixpanelServer(state=state).start()
+        outcome = Outcome(trial)
+        try:
+            runner = Runner(trial, folder, url, options, server)
+            state.throttled_until = time.time() + trial.throttle_seconds
+            outcome.runs.append(runner.run(kill=trial.kill, kill_after=trial.kill_after))
+            if "late" in trial.storage_faults:
+                _late_file(fs, url, root, rng)
+            if "rewritten" in trial.storage_faults:
+                _rewrite(fs, rng.choice(sorted(fs.find(root))), rng)
+            final = runner.run()
+            outcome.runs.append(final)
+            if final != 0:
+                outcome.problem = f"the clean rerun exited {final}: {runner.last_error()}"
+            self._count(outcome, fs, root, folder, server)
+        finally:
+            server.stop()
+        return outcome
+
+    def _count(self, outcome: Outcome, fs: Any, root: str, folder: Path,
+               server: MixpanelServer) -> None:
+        identified, skipped = _readable_events(fs, root)
+        sent = {e["properties"]["$insert_id"] for e in server.state.unique_events}
+        dead: dict[str, str] = {}
+        letters = folder / "dead-letters.jsonl"
+        if letters.exists():
+            for line in letters.read_text().splitlines():
+                letter = json.loads(line)
+                dead[letter["record"]["id"]] = letter["reason"]
+        outcome.expected = len(identified)
+        outcome.unique = len(sent & identified)
+        outcome.dead_lettered = Counter(dead[i] for i in identified - sent if i in dead)
+        outcome.skipped = skipped
+        outcome.missing = len(identified - sent - set(dead))
+        outcome.duplicates = server.state.duplicates
+
+
+class Runner:
+    """Runs the pipeline of a trial, keeps its state between runs, kills on request."""
+
+    def __init__(self, trial: Trial, folder: Path, url: str, options: dict,
+                 server: MixpanelServer):
+        self.trial = trial
+        self.folder = folder
+        self.state_path = folder / "state.json"
+        creds = server.state.credentials
+        self.tap_config = {"storage_url": url, "storage_options": options}
+        self.target_config = {"api_url": server.url, "project_token": creds.project_token,
+                              "dead_letter_path": str(folder / "dead-letters.jsonl"),
+                              "progress_interval_seconds": 2, **RETRIES}
+        self.env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+                    "MELTANO_DATABASE_URI": f"sqlite:///{folder}/meltano.db",
+                    "TAP_BRAZE_CURRENTS_STORAGE_URL": url,
+                    "TAP_BRAZE_CURRENTS_STORAGE_OPTIONS": json.dumps(options),
+                    "TARGET_MIXPANEL_DRY_RUN": "false"}
+        for key, value in self.target_config.items():
+            self.env[f"TARGET_MIXPANEL_{key.upper()}"] = (
+                value if isinstance(value, str) else json.dumps(value))
+        if trial.runner == "meltano-batch":
+            self.env["TAP_BRAZE_CURRENTS_BATCH_CONFIG"] = json.dumps(BATCH_CONFIG)
+        self._stderr = folder / "stderr.log"
+
+    def run(self, kill: str | None = None, kill_after: float = 0) -> int:
+        """One run; returns its exit code (the killed process's, when one is killed)."""
+        with self._stderr.open("ab") as stderr:
+            if self.trial.runner == "pipe":
+                return self._pipe(stderr, kill, kill_after)
+            return self._meltano(stderr, kill, kill_after)
+
+    def last_error(self) -> str:
+        lines = self._stderr.read_text(errors="replace").splitlines()
+        return " | ".join(x for x in lines[-200:] if "Error" in x or "ERROR" in x)[-600:]
+
+    def _pipe(self, stderr: Any, kill: str | None, kill_after: float) -> int:
+        tap_config = self.folder / "tap.json"
+        tap_config.write_text(json.dumps(self.tap_config))
+        target_config = self.folder / "target.json"
+        target_config.write_text(json.dumps(self.target_config))
+        tap_command = [sys.executable, "-m", "tap_braze_currents.tap", "--config",
+                       str(tap_config)]
+        if self.state_path.exists():
+            tap_command += ["--state", str(self.state_path)]
+        tap = subprocess.Popen(tap_command, stdout=subprocess.PIPE, stderr=stderr,
+                               start_new_session=True)
+        target = subprocess.Popen([sys.executable, "-m", "target_mixpanel.target", "--config",
+                                   str(target_config)], stdin=tap.stdout,
+                                  stdout=subprocess.PIPE, stderr=stderr,
+                                  start_new_session=True)
+        assert tap.stdout is not None
+        assert target.stdout is not None
+        tap.stdout.close()
+        victim = {"tap": tap, "target": target}.get(kill or "")
+        if victim is not None:
+            _kill_later(victim.pid, kill_after)
+        states = target.stdout.read().decode().splitlines()
+        code = target.wait(timeout=RUN_TIMEOUT)
+        tap_code = tap.wait(timeout=RUN_TIMEOUT)
+        for process in (tap, target):
+            _kill_group(process.pid)
+        if states:
+            self.state_path.write_text(states[-1])
+        return code or tap_code
+
+    def _meltano(self, stderr: Any, kill: str | None, kill_after: float) -> int:
+        process = subprocess.Popen([str(MELTANO), "run", "tap-braze-currents",
+                                    "target-mixpanel"], cwd=ROOT, env=self.env,
+                                   stdout=stderr, stderr=stderr, start_new_session=True)
+        if kill == "meltano":
+            _kill_later(process.pid, kill_after)
+        elif kill is not None:
+            pattern = "tap-braze-currents" if kill == "tap" else "target-mixpanel"
+            _kill_later(process.pid, kill_after, session_pattern=pattern)
+        code = process.wait(timeout=RUN_TIMEOUT)
+        _kill_group(process.pid)  # what a killed `meltano run` left behind
+        return code
+
+
+# -- faults --------------------------------------------------------------------------------
+
+def _kill_later(pid: int, seconds: float, session_pattern: str | None = None) -> None:
+    """SIGKILL `pid` (or the process of its session matching a pattern) after `seconds`."""
+    def kill() -> None:
+        time.sleep(seconds)
+        targets = [pid]
+        if session_pattern is not None:
+            found = subprocess.run(["pgrep", "-s", str(pid), "-f", session_pattern],
+                                   capture_output=True, text=True, check=False).stdout
+            targets = [int(p) for p in found.split()]
+        for victim in targets:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+
+    import threading  # noqa: PLC0415
+    threading.Thread(target=kill, daemon=True).start()
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _truncate(fs: Any, path: str, rng: random.Random) -> None:
+    data = fs.cat_file(path)
+    with fs.open(path, "wb") as handle:
+        handle.write(data[: rng.randint(len(data) // 3, len(data) - 1)])
+
+
+def _rewrite(fs: Any, path: str, rng: random.Random) -> None:
+    """The same key, new content: its records and some new ones (a new content version)."""
+    with fs.open(path, "rb") as handle:
+        reader = fastavro.reader(handle)
+        schema = reader.writer_schema
+        records = []
+        with contextlib.suppress(Exception):
+            records.extend(reader)
+    extra = [{**(records[0] if records else {}), "id": f"rewritten-{rng.randrange(1 << 40)}-{i}",
+              "external_user_id": f"user-rw-{i}"} for i in range(5)]
+    if records:
+        _write(fs, path, schema, records + extra)
+
+
+def _late_file(fs: Any, url: str, root: str, rng: random.Random) -> None:
+    """A file landing late in the export's first hour (inside the lookback window)."""
+    event_type = "users.behaviors.Purchase"
+    schema = catalog_avro_schema(event_type)
+    assert schema is not None
+    template = {f["name"]: None for f in schema["fields"]}
+    records = [{**template, "id": f"late-{rng.randrange(1 << 40)}-{i}", "user_id": "u",
+                "external_user_id": f"late-user-{i}", "time": 1743467000 + i,
+                "product_id": "sku-late", "price": 2.5, "currency": "EUR",
+                "properties": "{}"} for i in range(7)]
+    key = currents_key("late", event_type, "2025-04-01-00", old_layout=False, partition=7,
+                       offset=rng.randrange(1 << 20))
+    _write(fs, f"{root.rstrip('/')}/{key}", schema, records)
+
+
+def _write(fs: Any, path: str, schema: dict, records: list[dict]) -> None:
+    write_avro_file(fs, path, schema, records)
+
+
+def _external_ids(fs: Any, root: str) -> set[str]:
+    ids: set[str] = set()
+    for path in fs.find(root):
+        with fs.open(path, "rb") as handle:
+            ids.update(r["external_user_id"] for r in fastavro.reader(handle)  # type: ignore[index]
+                       if r.get("external_user_id"))  # type: ignore[union-attr]
+    return ids
+
+
+def _readable_events(fs: Any, root: str) -> tuple[set[str], int]:
+    """Ids of identified events the export holds now, read as the tap reads (until damage)."""
+    identified: set[str] = set()
+    skipped = 0
+    for path in fs.find(root):
+        if not path.endswith(".avro"):
+            continue
+        with fs.open(path, "rb") as handle:
+            try:
+                for record in fastavro.reader(handle):
+                    assert isinstance(record, dict)
+                    if record.get("external_user_id"):
+                        identified.add(record["id"])
+                    else:
+                        skipped += 1
+            except Exception:
+                continue
+    return identified, skipped
+
+
+# -- the campaign --------------------------------------------------------------------------
+
+def run_campaign(trials: int, seed: int, runners: list[str], storages: list[str],
+                 work: Path, out: Any = sys.stdout) -> list[Outcome]:
+    """Run `trials` seeded trials; print a line per trial and the totals."""
+    rng = random.Random(seed)
+    campaign = Campaign(work, seed)
+    outcomes = []
+    print(f"{'#':>3} {'runner':<14} {'storage':<6} {'kill':<8} {'faults':<34} {'expected':>8} "
+          f"{'unique':>7} {'dead':>5} {'skipped':>7} {'missing':>7} {'dups':>5}", file=out)
+    try:
+        for number in range(trials):
+            trial = plan(rng, number, runners, storages)
+            outcome = campaign.run_trial(trial)
+            outcomes.append(outcome)
+            faults = ",".join(sorted(trial.fault_rates) + trial.storage_faults
+                              + (["burst"] if trial.throttle_seconds else [])
+                              + (["413"] if trial.max_events < 2000 else [])
+                              + (["refuse"] if trial.refused_users else []))
+            print(f"{number:>3} {trial.runner:<14} {trial.storage:<6} {trial.kill or '-':<8} "
+                  f"{faults[:34]:<34} {outcome.expected:>8} {outcome.unique:>7} "
+                  f"{sum(outcome.dead_lettered.values()):>5} {outcome.skipped:>7} "
+                  f"{outcome.missing:>7} {outcome.duplicates:>5}"
+                  + (f"  PROBLEM: {outcome.problem}" if outcome.problem else ""),
+                  file=out, flush=True)
+    finally:
+        campaign.close()
+    reasons = sum((o.dead_lettered for o in outcomes), Counter())
+    print(f"totals: {len(outcomes)} trials, {sum(o.expected for o in outcomes):,} expected, "
+          f"{sum(o.unique for o in outcomes):,} unique at the server, "
+          f"{sum(reasons.values()):,} dead-lettered {dict(reasons)}, "
+          f"{sum(o.skipped for o in outcomes):,} skipped, "
+          f"{sum(o.missing for o in outcomes):,} missing, "
+          f"{sum(o.duplicates for o in outcomes):,} duplicates sent, "
+          f"{sum(not o.ok for o in outcomes)} trials with a problem", file=out)
+    return outcomes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--runners", default="meltano-record,meltano-batch,pipe")
+    parser.add_argument("--storages", default="local,s3")
+    args = parser.parse_args()
+    work = OUT_DIR / "campaign" / f"seed-{args.seed}"
+    outcomes = run_campaign(args.trials, args.seed, args.runners.split(","),
+                            args.storages.split(","), work)
+    sys.exit(0 if all(o.ok for o in outcomes) else 1)
+
+
+if __name__ == "__main__":
+    main()
