@@ -61,6 +61,8 @@ RETRIES = {"retry_first_delay_seconds": 0.05, "retry_max_delay_seconds": 0.4,
 BATCH_CONFIG = {"encoding": {"format": "jsonl", "compression": "none"},
                 "storage": {"root": ".meltano/run/braze-batches"}, "batch_size": 500}
 RUN_TIMEOUT = 300
+PLUGIN_EXECUTABLES = {"tap": "extractors/tap-braze-currents/venv/bin/tap-braze-currents",
+                      "target": "loaders/target-mixpanel/venv/bin/target-mixpanel"}
 
 
 @dataclass
@@ -220,6 +222,7 @@ class Runner:
         if trial.runner == "meltano-batch":
             self.env["TAP_BRAZE_CURRENTS_BATCH_CONFIG"] = json.dumps(BATCH_CONFIG)
         self._stderr = folder / "stderr.log"
+        self._force = False
 
     def run(self, kill: str | None = None, kill_after: float = 0) -> int:
         """One run; returns its exit code (the killed process's, when one is killed)."""
@@ -263,16 +266,19 @@ class Runner:
         return code or tap_code
 
     def _meltano(self, stderr: Any, kill: str | None, kill_after: float) -> int:
-        process = subprocess.Popen([str(MELTANO), "run", "tap-braze-currents",
+        force = ["--force"] if self._force else []
+        process = subprocess.Popen([str(MELTANO), "run", *force, "tap-braze-currents",
                                     "target-mixpanel"], cwd=ROOT, env=self.env,
                                    stdout=stderr, stderr=stderr, start_new_session=True)
         if kill == "meltano":
             _kill_later(process.pid, kill_after)
         elif kill is not None:
-            pattern = "tap-braze-currents" if kill == "tap" else "target-mixpanel"
-            _kill_later(process.pid, kill_after, session_pattern=pattern)
+            _kill_later(process.pid, kill_after, session_pattern=PLUGIN_EXECUTABLES[kill])
         code = process.wait(timeout=RUN_TIMEOUT)
         _kill_group(process.pid)  # what a killed `meltano run` left behind
+        # A `meltano run` killed outright leaves its run marked as running; an operator reruns
+        # with --force (README), as the next run here does.
+        self._force = kill == "meltano"
         return code
 
 
