@@ -1,0 +1,29 @@
+"""The fault campaign's short form: 20 seeded trials of the whole pipeline, no event missing."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from bench.fault_campaign import MELTANO, run_campaign
+
+
+def test_twenty_trials_lose_no_event(tmp_path: Path) -> None:
+    if not MELTANO.exists():
+        pytest.fail("Meltano is not installed: run bash scripts/setup-tests")
+    table = io.StringIO()
+    outcomes = run_campaign(20, seed=7, runners=["meltano-record", "meltano-batch", "pipe"],
+                            storages=["local", "s3"], work=tmp_path, out=table)
+    print(table.getvalue())
+    assert len(outcomes) == 20
+    problems = [(o.trial, o.problem) for o in outcomes if o.problem]
+    assert problems == []
+    assert sum(o.missing for o in outcomes) == 0, table.getvalue()
+    assert all(o.expected > 0 for o in outcomes)
+    # the campaign did what it says: faults happened and were survived
+    assert {o.trial.runner for o in outcomes} == {"meltano-record", "meltano-batch", "pipe"}
+    assert any(o.trial.kill for o in outcomes)
+    assert any(sum(o.dead_lettered.values()) for o in outcomes)  # strict-mode refusals
+    assert "missing" in table.getvalue()
