@@ -94,11 +94,12 @@ class Outcome:
     missing: int = 0
     duplicates: int = 0
     runs: list[int] = field(default_factory=list)   # exit codes, the killed run included
+    leaked: list[str] = field(default_factory=list)  # files holding a configured secret
     problem: str = ""
 
     @property
     def ok(self) -> bool:
-        return self.missing == 0 and not self.problem
+        return self.missing == 0 and not self.problem and not self.leaked
 
 
 def plan(rng: random.Random, number: int, runners: list[str], storages: list[str]) -> Trial:
@@ -163,6 +164,7 @@ class Campaign:
         state.refused_distinct_ids = set(rng.sample(users, min(trial.refused_users, len(users))))
         server = MixpanelServer(state=state).start()
         outcome = Outcome(trial)
+        started = time.time()
         try:
             runner = Runner(trial, folder, url, options, server)
             state.throttled_until = time.time() + trial.throttle_seconds
@@ -176,6 +178,11 @@ class Campaign:
             if final != 0:
                 outcome.problem = f"the clean rerun exited {final}: {runner.last_error()}"
             self._count(outcome, fs, root, folder, server)
+            secrets = [state.credentials.project_token, *state.credentials.secrets(),
+                       options.get("secret", "")]
+            outcome.leaked = _files_holding(_produced_files(folder, started), secrets)
+            if outcome.leaked:
+                outcome.problem = f"secrets found in {', '.join(outcome.leaked)}"
         finally:
             server.stop()
         return outcome
@@ -280,6 +287,29 @@ class Runner:
         # with --force (README), as the next run here does.
         self._force = kill == "meltano"
         return code
+
+
+# -- secrets ------------------------------------------------------------------------------
+
+def _produced_files(folder: Path, since: float) -> list[Path]:
+    """What a trial wrote: its folder (logs, state, dead letters, Meltano's system database)
+    and Meltano's run logs."""
+    files = [p for p in folder.rglob("*") if p.is_file() and p.suffix != ".avro"]
+    logs = ROOT / ".meltano" / "logs"
+    if logs.exists():
+        files += [p for p in logs.rglob("*") if p.is_file() and p.stat().st_mtime >= since]
+    return files
+
+
+def _files_holding(files: list[Path], secrets: list[str]) -> list[str]:
+    """The files in which any of the secrets appears."""
+    needles = [s.encode() for s in secrets if s]
+    found = []
+    for path in files:
+        data = path.read_bytes()
+        if any(needle in data for needle in needles):
+            found.append(str(path))
+    return found
 
 
 # -- faults --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,13 @@ def test_twenty_trials_lose_no_event(tmp_path: Path) -> None:
     assert any(o.trial.kill for o in outcomes)
     assert any(sum(o.dead_lettered.values()) for o in outcomes)  # strict-mode refusals
     assert "missing" in table.getvalue()
+
+
+def test_the_secret_scan_finds_a_planted_secret(tmp_path: Path) -> None:
+    from bench.fault_campaign import _files_holding, _produced_files  # noqa: PLC0415
+
+    (tmp_path / "state.json").write_text('{"bookmarks": {}}')
+    (tmp_path / "stderr.log").write_text("connecting with secret sa-secret-3f9d2a7c41 ...")
+    files = _produced_files(tmp_path, since=time.time() + 3600)  # no Meltano logs
+    assert _files_holding(files, ["sa-secret-3f9d2a7c41", ""]) == [str(tmp_path / "stderr.log")]
+    assert _files_holding(files, ["not-there"]) == []
