@@ -33,6 +33,10 @@ class AuthError(Exception):
     """Mixpanel refused the credentials (401/403); the run stops."""
 
 
+class TlsError(Exception):
+    """The server's TLS certificate did not check out; the run stops (retrying cannot help)."""
+
+
 class RetriesExhausted(Exception):  # noqa: N818 - reads as "the retries are exhausted"
     """A batch could not be delivered within the retry budget; the run stops."""
 
@@ -138,7 +142,6 @@ class ImportClient:
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.auth = self._auth
-            session.verify = self._verify
             self._local.session = session
         return session
 
@@ -199,8 +202,15 @@ class ImportClient:
             problem: str
             retry_after: float | None = None
             try:
+                # verify per request: a session's verify=False loses to REQUESTS_CA_BUNDLE
                 response = self._session().post(self.url, params=self._params, data=body,
-                                                headers=headers, timeout=self._timeout)
+                                                headers=headers, timeout=self._timeout,
+                                                verify=self._verify)
+            except requests.exceptions.SSLError as exc:
+                msg = (f"The TLS certificate of {self.url} could not be verified ({exc}). Fix "
+                       "the certificate or the api_url/region setting; verify_tls: false "
+                       "turns the check off (not advised).")
+                raise TlsError(msg) from None
             except requests.RequestException as exc:
                 self.counters.add(network_errors=1)
                 problem = f"network error: {type(exc).__name__}"

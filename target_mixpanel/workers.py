@@ -62,6 +62,7 @@ class _RecordError(Exception):
 EXPECTED_FAILURES = {
     "AuthError": "target_mixpanel.import_client",
     "RetriesExhausted": "target_mixpanel.import_client",
+    "TlsError": "target_mixpanel.import_client",
     "MissingKeyPropertiesError": "singer_sdk.exceptions",
     "RecordsWithoutSchemaException": "singer_sdk.exceptions",
     "BatchFileError": "target_mixpanel.workers",

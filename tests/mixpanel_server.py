@@ -21,6 +21,7 @@ import gzip
 import random
 import re
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -248,14 +249,18 @@ class Handler(BaseHTTPRequestHandler):
 class MixpanelServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int = 0, state: MixpanelState | None = None):
+    def __init__(self, port: int = 0, state: MixpanelState | None = None,
+                 tls: ssl.SSLContext | None = None):
         super().__init__(("127.0.0.1", port), Handler)
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
+        self.scheme = "https" if tls is not None else "http"
         self.state = state or MixpanelState()
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server_address[1]}"
 
     def start(self) -> MixpanelServer:
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)

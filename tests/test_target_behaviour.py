@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import singer_lines, target_config, write_json
+from tests.mixpanel_server import MixpanelServer
 
 NOW = int(time.time())
 STREAM = "users_behaviors_customevent"
@@ -164,6 +166,30 @@ def test_a_duration_that_is_not_a_number_is_named(mixpanel, run_target, tmp_path
     assert fine.returncode == 0, fine.stderr
     assert fine.summary["received"] == 1
     assert "request_timeout_seconds" not in fine.stderr
+
+
+def test_tls_certificates_are_checked_unless_turned_off(run_target, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = MixpanelServer(tls=context).start()
+    try:
+        lines = singer_lines("s", [{"id": "a", "time": 1743500000, "distinct_id": "u"}])
+        config = target_config(server, tmp_path, mapping="generic", event_name="Seen")
+        checked = run_target(config, lines)
+        assert checked.returncode != 0
+        assert "TlsError" in checked.stderr
+        assert "verify_tls" in checked.stderr
+        assert server.state.raw_events == 0
+        unchecked = run_target({**config, "verify_tls": False}, lines)
+        assert unchecked.returncode == 0, unchecked.stderr
+        assert "verify_tls is off" in unchecked.stderr
+        assert len(server.state.unique_events) == 1
+    finally:
+        server.stop()
 
 
 def test_unknown_region_is_named(run_target, tmp_path: Path) -> None:
