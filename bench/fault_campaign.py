@@ -80,6 +80,7 @@ class Trial:
     storage_faults: list[str]        # truncated, rewritten, late
     kill: str | None                 # tap | target | meltano
     kill_after: float
+    pii: str = "keep"                # the target's pii setting: keep | hash | drop
 
 
 @dataclass
@@ -95,6 +96,7 @@ class Outcome:
     duplicates: int = 0
     runs: list[int] = field(default_factory=list)   # exit codes, the killed run included
     leaked: list[str] = field(default_factory=list)  # files holding a configured secret
+    emails_shown: int = 0  # e-mail addresses of the export seen at the server or dead-lettered
     problem: str = ""
 
     @property
@@ -118,7 +120,8 @@ def plan(rng: random.Random, number: int, runners: list[str], storages: list[str
                  refused_users=rng.choice([0, 0, 2]),
                  storage_faults=[f for f in ("truncated", "rewritten", "late")
                                  if rng.random() < 0.35],
-                 kill=kill, kill_after=rng.uniform(0.5, 4.0))
+                 kill=kill, kill_after=rng.uniform(0.5, 4.0),
+                 pii=rng.choice(["keep", "hash", "drop"]))
 
 
 class Campaign:
@@ -183,6 +186,10 @@ class Campaign:
             outcome.leaked = _files_holding(_produced_files(folder, started), secrets)
             if outcome.leaked:
                 outcome.problem = f"secrets found in {', '.join(outcome.leaked)}"
+            outcome.emails_shown = len(_emails_shown(fs, root, server,
+                                                     folder / "dead-letters.jsonl"))
+            if trial.pii != "keep" and outcome.emails_shown:
+                outcome.problem = f"pii {trial.pii}: {outcome.emails_shown} e-mail addresses shown"
         finally:
             server.stop()
         return outcome
@@ -217,7 +224,7 @@ class Runner:
         self.tap_config = {"storage_url": url, "storage_options": options}
         self.target_config = {"api_url": server.url, "project_token": creds.project_token,
                               "dead_letter_path": str(folder / "dead-letters.jsonl"),
-                              "progress_interval_seconds": 2, **RETRIES}
+                              "progress_interval_seconds": 2, "pii": trial.pii, **RETRIES}
         self.env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
                     "MELTANO_DATABASE_URI": f"sqlite:///{folder}/meltano.db",
                     "TAP_BRAZE_CURRENTS_STORAGE_URL": url,
@@ -289,12 +296,27 @@ class Runner:
         return code
 
 
-# -- secrets ------------------------------------------------------------------------------
+# -- secrets and personal data -------------------------------------------------------------
+
+def _emails_shown(fs: Any, root: str, server: MixpanelServer, letters: Path) -> set[str]:
+    """E-mail addresses of the export that reached the server or the dead-letter file."""
+    emails: set[str] = set()
+    for path in fs.find(root):
+        with fs.open(path, "rb") as handle, contextlib.suppress(Exception):
+            emails.update(r["email_address"] for r in fastavro.reader(handle)  # type: ignore[index]
+                          if r.get("email_address"))  # type: ignore[union-attr]
+    shown = json.dumps(server.state.unique_events)
+    if letters.exists():
+        shown += letters.read_text()
+    return {e for e in emails if e in shown}
+
 
 def _produced_files(folder: Path, since: float) -> list[Path]:
     """What a trial wrote: its folder (logs, state, dead letters, Meltano's system database)
     and Meltano's run logs."""
-    files = [p for p in folder.rglob("*") if p.is_file() and p.suffix != ".avro"]
+    inputs = {"tap.json", "target.json"}  # the configs the pipe runner hands its plugins
+    files = [p for p in folder.rglob("*")
+             if p.is_file() and p.suffix != ".avro" and p.name not in inputs]
     logs = ROOT / ".meltano" / "logs"
     if logs.exists():
         files += [p for p in logs.rglob("*") if p.is_file() and p.stat().st_mtime >= since]
@@ -412,7 +434,8 @@ def run_campaign(trials: int, seed: int, runners: list[str], storages: list[str]
     rng = random.Random(seed)
     campaign = Campaign(work, seed)
     outcomes = []
-    print(f"{'#':>3} {'runner':<14} {'storage':<6} {'kill':<8} {'faults':<34} {'expected':>8} "
+    print(f"{'#':>3} {'runner':<14} {'storage':<6} {'kill':<8} {'pii':<5} {'faults':<34} "
+          f"{'expected':>8} "
           f"{'unique':>7} {'dead':>5} {'skipped':>7} {'missing':>7} {'dups':>5}", file=out)
     try:
         for number in range(trials):
@@ -424,7 +447,7 @@ def run_campaign(trials: int, seed: int, runners: list[str], storages: list[str]
                               + (["413"] if trial.max_events < 2000 else [])
                               + (["refuse"] if trial.refused_users else []))
             print(f"{number:>3} {trial.runner:<14} {trial.storage:<6} {trial.kill or '-':<8} "
-                  f"{faults[:34]:<34} {outcome.expected:>8} {outcome.unique:>7} "
+                  f"{trial.pii:<5} {faults[:34]:<34} {outcome.expected:>8} {outcome.unique:>7} "
                   f"{sum(outcome.dead_lettered.values()):>5} {outcome.skipped:>7} "
                   f"{outcome.missing:>7} {outcome.duplicates:>5}"
                   + (f"  PROBLEM: {outcome.problem}" if outcome.problem else ""),

@@ -14,6 +14,7 @@ import fcntl
 import importlib
 import logging
 import multiprocessing
+import os
 import queue
 import signal
 import sys
@@ -204,9 +205,27 @@ def _serve(delivery: Any, inbound: queue.SimpleQueue[tuple], from_files: list[in
             return
 
 
+def _let_go_of_the_main_process_files(inherited: list[int]) -> None:
+    """In a forked worker: drop what it inherited but must not hold open.
+
+    The pipe ends of the other workers and the main process's end of its own (else, with the
+    main process gone, no worker would ever see its inbox end), standard input (else a tap
+    writing to a dead target would block instead of failing) and standard output (the main
+    process's Singer output: Meltano waits for it to close).
+    """
+    for fd in inherited:
+        with suppress(OSError):
+            os.close(fd)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+
+
 def _worker_main(config: dict[str, Any], name: str, concurrency: int, inbox: Connection,
-                 outbox: Connection) -> None:
+                 outbox: Connection, inherited: list[int]) -> None:
     """A worker process: chunks in, "done" markers (with running totals) out."""
+    _let_go_of_the_main_process_files(inherited)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the main process decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO,
@@ -315,7 +334,8 @@ class WorkerPool:
         # fork: the workers start with every module already imported (0.5 s of wall time
         # less than spawn on 1M records). The main process has no other thread yet here.
         methods = multiprocessing.get_all_start_methods()
-        context: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        forked = "fork" in methods
+        context: Any = multiprocessing.get_context("fork" if forked else "spawn")
         concurrency = max(1, int(config.get("max_concurrency", 10)) // processes)
         self._inboxes: list[Connection] = []
         self._outboxes: list[Connection] = []
@@ -324,9 +344,12 @@ class WorkerPool:
             inbox_read, inbox_write = context.Pipe(duplex=False)
             _widen(inbox_write)
             outbox_read, outbox_write = context.Pipe(duplex=False)
+            # a forked worker starts with every file the main process has open
+            inherited = [c.fileno() for c in (*self._inboxes, *self._outboxes, inbox_write,
+                                              outbox_read)] if forked else []
             process = context.Process(target=_worker_main, name=f"mixpanel-worker-{index}",
                                       args=(config, f"w{index}-", concurrency, inbox_read,
-                                            outbox_write), daemon=True)
+                                            outbox_write, inherited), daemon=True)
             with _light_children():
                 process.start()
             inbox_read.close()

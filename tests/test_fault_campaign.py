@@ -28,6 +28,10 @@ def test_twenty_trials_lose_no_event(tmp_path: Path) -> None:
     assert any(o.trial.kill for o in outcomes)
     assert any(sum(o.dead_lettered.values()) for o in outcomes)  # strict-mode refusals
     assert "missing" in table.getvalue()
+    # pii: kept addresses reach Mixpanel (as Braze's export sends them); hashed or dropped never
+    assert any(o.emails_shown for o in outcomes if o.trial.pii == "keep")
+    assert not any(o.emails_shown for o in outcomes if o.trial.pii != "keep")
+    assert {o.trial.pii for o in outcomes} == {"keep", "hash", "drop"}
 
 
 def test_the_secret_scan_finds_a_planted_secret(tmp_path: Path) -> None:
