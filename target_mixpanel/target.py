@@ -347,8 +347,9 @@ class TargetMixpanel(Target):
                    "Check that the tap emits a SCHEMA message first.")
             raise RecordsWithoutSchemaException(msg)
         reader = self.message_reader
+        to_workers = isinstance(reader, FastReader) and reader.take_record_lines is not None
         for url in manifest:
-            if isinstance(reader, FastReader) and reader.take_record_lines is not None:
+            if to_workers:
                 self.pool.add_batch_file(stream, url, encoding.get("compression"))
                 continue
             # stream maps apply in this process: read the file here

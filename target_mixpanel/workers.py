@@ -37,7 +37,6 @@ CHUNK_LINES = 2000
 # open batch can always fill up: its in-flight batches free the rest when they end.
 RECORDS_AHEAD_PER_WORKER = 3 * CHUNK_LINES
 IDLE_POLL_SECONDS = 0.02
-BATCH_READ_BYTES = 1 << 20
 PIPE_SET_SIZE = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 PIPE_BYTES = 1 << 20
 WORKER_REPORT_SECONDS = 5  # how long a worker that closed its pipe has to say why
@@ -114,26 +113,15 @@ def _deliver_batch_file(delivery: Any, keys: dict[str, tuple[str, ...]], stream:
     from isal import igzip  # noqa: PLC0415
 
     count = 0
-
-    def deliver(line: bytes) -> None:
-        nonlocal count
-        record = decode(line)
-        _check_keys(keys, stream, record)
-        delivery.add(stream, record)
-        count += 1
-
     try:
         with fsspec.open(url, "rb") as raw:
             source = igzip.IGzipFile(fileobj=raw) if compression == "gzip" else raw
-            carry = b""
-            while block := source.read(BATCH_READ_BYTES):
-                lines = (carry + block).split(b"\n")
-                carry = lines.pop()
-                for line in lines:
-                    if line.strip():
-                        deliver(line)
-            if carry.strip():
-                deliver(carry)
+            for line in source:
+                if line.strip():
+                    record = decode(line)
+                    _check_keys(keys, stream, record)
+                    delivery.add(stream, record)
+                    count += 1
     except (OSError, EOFError, ValueError) as exc:
         msg = (f"The batch file {url} of stream {stream!r} could not be read after "
                f"{count} records: {exc}")
