@@ -29,6 +29,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -159,7 +160,7 @@ class Campaign:
                           integrations=1, events_per_file=trial.events_per_file,
                           seed=rng.randrange(1 << 30))
         fs, root = fsspec.core.url_to_fs(url, **options)
-        users = sorted(_external_ids(fs, root))
+        users = sorted(_read_export(fs, root).users)
         if "truncated" in trial.storage_faults:
             _truncate(fs, rng.choice(sorted(fs.find(root))), rng)
         state = MixpanelState(seed=rng.randrange(1 << 30), fault_rates=trial.fault_rates,
@@ -180,34 +181,35 @@ class Campaign:
             outcome.runs.append(final)
             if final != 0:
                 outcome.problem = f"the clean rerun exited {final}: {runner.last_error()}"
-            self._count(outcome, fs, root, folder, server)
+            contents = _read_export(fs, root)
+            letters_path = folder / "dead-letters.jsonl"
+            letters = letters_path.read_text() if letters_path.exists() else ""
+            self._count(outcome, contents, letters, server)
             secrets = [state.credentials.project_token, *state.credentials.secrets(),
                        options.get("secret", "")]
             outcome.leaked = _files_holding(_produced_files(folder, started), secrets)
             if outcome.leaked:
                 outcome.problem = f"secrets found in {', '.join(outcome.leaked)}"
-            outcome.emails_shown = len(_emails_shown(fs, root, server,
-                                                     folder / "dead-letters.jsonl"))
+            outcome.emails_shown = len(_emails_shown(contents.emails, server, letters))
             if trial.pii != "keep" and outcome.emails_shown:
                 outcome.problem = f"pii {trial.pii}: {outcome.emails_shown} e-mail addresses shown"
         finally:
             server.stop()
         return outcome
 
-    def _count(self, outcome: Outcome, fs: Any, root: str, folder: Path,
+    @staticmethod
+    def _count(outcome: Outcome, contents: ExportContents, letters: str,
                server: MixpanelServer) -> None:
-        identified, skipped = _readable_events(fs, root)
+        identified = contents.identified
         sent = {e["properties"]["$insert_id"] for e in server.state.unique_events}
         dead: dict[str, str] = {}
-        letters = folder / "dead-letters.jsonl"
-        if letters.exists():
-            for line in letters.read_text().splitlines():
-                letter = json.loads(line)
-                dead[letter["record"]["id"]] = letter["reason"]
+        for line in letters.splitlines():
+            letter = json.loads(line)
+            dead[letter["record"]["id"]] = letter["reason"]
         outcome.expected = len(identified)
         outcome.unique = len(sent & identified)
         outcome.dead_lettered = Counter(dead[i] for i in identified - sent if i in dead)
-        outcome.skipped = skipped
+        outcome.skipped = contents.skipped
         outcome.missing = len(identified - sent - set(dead))
         outcome.duplicates = server.state.duplicates
 
@@ -298,16 +300,9 @@ class Runner:
 
 # -- secrets and personal data -------------------------------------------------------------
 
-def _emails_shown(fs: Any, root: str, server: MixpanelServer, letters: Path) -> set[str]:
-    """E-mail addresses of the export that reached the server or the dead-letter file."""
-    emails: set[str] = set()
-    for path in fs.find(root):
-        with fs.open(path, "rb") as handle, contextlib.suppress(Exception):
-            emails.update(r["email_address"] for r in fastavro.reader(handle)  # type: ignore[index]
-                          if r.get("email_address"))  # type: ignore[union-attr]
-    shown = json.dumps(server.state.unique_events)
-    if letters.exists():
-        shown += letters.read_text()
+def _emails_shown(emails: set[str], server: MixpanelServer, letters: str) -> set[str]:
+    """The export's e-mail addresses that reached the server or the dead-letter file."""
+    shown = json.dumps(server.state.unique_events) + letters
     return {e for e in emails if e in shown}
 
 
@@ -349,7 +344,6 @@ def _kill_later(pid: int, seconds: float, session_pattern: str | None = None) ->
             with contextlib.suppress(ProcessLookupError):
                 os.kill(victim, signal.SIGKILL)
 
-    import threading  # noqa: PLC0415
     threading.Thread(target=kill, daemon=True).start()
 
 
@@ -375,7 +369,7 @@ def _rewrite(fs: Any, path: str, rng: random.Random) -> None:
     extra = [{**(records[0] if records else {}), "id": f"rewritten-{rng.randrange(1 << 40)}-{i}",
               "external_user_id": f"user-rw-{i}"} for i in range(5)]
     if records:
-        _write(fs, path, schema, records + extra)
+        write_avro_file(fs, path, schema, records + extra)
 
 
 def _late_file(fs: Any, url: str, root: str, rng: random.Random) -> None:
@@ -390,40 +384,37 @@ def _late_file(fs: Any, url: str, root: str, rng: random.Random) -> None:
                 "properties": "{}"} for i in range(7)]
     key = currents_key("late", event_type, "2025-04-01-00", old_layout=False, partition=7,
                        offset=rng.randrange(1 << 20))
-    _write(fs, f"{root.rstrip('/')}/{key}", schema, records)
+    write_avro_file(fs, f"{root.rstrip('/')}/{key}", schema, records)
 
 
-def _write(fs: Any, path: str, schema: dict, records: list[dict]) -> None:
-    write_avro_file(fs, path, schema, records)
+@dataclass
+class ExportContents:
+    """What an export holds, read as the tap reads it (each file up to any damage)."""
+
+    identified: set[str] = field(default_factory=set)  # ids of events with an external id
+    skipped: int = 0                                   # events without one
+    users: set[str] = field(default_factory=set)       # external ids
+    emails: set[str] = field(default_factory=set)      # e-mail addresses
 
 
-def _external_ids(fs: Any, root: str) -> set[str]:
-    ids: set[str] = set()
-    for path in fs.find(root):
-        with fs.open(path, "rb") as handle:
-            ids.update(r["external_user_id"] for r in fastavro.reader(handle)  # type: ignore[index]
-                       if r.get("external_user_id"))  # type: ignore[union-attr]
-    return ids
-
-
-def _readable_events(fs: Any, root: str) -> tuple[set[str], int]:
-    """Ids of identified events the export holds now, read as the tap reads (until damage)."""
-    identified: set[str] = set()
-    skipped = 0
+def _read_export(fs: Any, root: str) -> ExportContents:
+    contents = ExportContents()
     for path in fs.find(root):
         if not path.endswith(".avro"):
             continue
-        with fs.open(path, "rb") as handle:
-            try:
-                for record in fastavro.reader(handle):
-                    assert isinstance(record, dict)
-                    if record.get("external_user_id"):
-                        identified.add(record["id"])
-                    else:
-                        skipped += 1
-            except Exception:
-                continue
-    return identified, skipped
+        # records after a file's damage are not readable, by the tap either
+        with fs.open(path, "rb") as handle, contextlib.suppress(Exception):
+            for record in fastavro.reader(handle):
+                assert isinstance(record, dict)
+                user = record.get("external_user_id")
+                if user:
+                    contents.identified.add(record["id"])
+                    contents.users.add(user)
+                else:
+                    contents.skipped += 1
+                if record.get("email_address"):
+                    contents.emails.add(record["email_address"])
+    return contents
 
 
 # -- the campaign --------------------------------------------------------------------------
