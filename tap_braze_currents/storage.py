@@ -8,13 +8,14 @@ the wanted range, and lists each kept hour recursively, whatever layout sits bel
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, BinaryIO
 
 import fsspec
 
+from singer_secrets import redact
 from tap_braze_currents.layout import (
     AVRO_SUFFIX,
     DATE_PREFIX,
@@ -50,14 +51,6 @@ class CurrentsFile:
     event_type: str
     size: int
     version: str       # changes when the key is rewritten with other content
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Text with every secret value replaced by ***."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
 
 
 def secret_values(options: Mapping[str, Any]) -> list[str]:

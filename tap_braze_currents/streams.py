@@ -114,6 +114,8 @@ class CurrentsStream(Stream):
 
         The caller must have emitted every record of a file before asking for the next one.
         """
+        if self._currents_tap.stop_requested:
+            return
         self._currents_tap.check_storage()
         ledger = FileLedger(self.stream_state, int(self.config.get("lookback_hours", 24)))
         storage = self._currents_tap.storage
@@ -140,6 +142,9 @@ class CurrentsStream(Stream):
             self.files_read += 1
             self.state_manager.is_flushed = False
             self._write_state_message()
+            if self._currents_tap.stop_requested:
+                self.logger.info("%s: stopped on request after %s", self.name, url)
+                return
 
     def _report_damage(self, url: str, exc: BaseException, count: int) -> None:
         detail = self._currents_tap.storage.describe_error(exc)

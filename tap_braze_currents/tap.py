@@ -10,6 +10,7 @@ from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 
+from singer_secrets import SecretSafeConfig
 from tap_braze_currents.avro_decoding import AvroFile
 from tap_braze_currents.event_types import catalog, catalog_avro_schema
 from tap_braze_currents.storage import CurrentsStorage, StorageSettingError
@@ -18,7 +19,7 @@ from tap_braze_currents.streams import CurrentsStream
 logger = logging.getLogger(__name__)
 
 
-class TapBrazeCurrents(Tap):
+class TapBrazeCurrents(SecretSafeConfig, Tap):
     """Braze Currents Avro exports as Singer streams, one per event type."""
 
     name = "tap-braze-currents"
@@ -52,6 +53,18 @@ class TapBrazeCurrents(Tap):
     ).to_dict()
 
     _storage_checked = False
+    stop_requested = False  # set by SIGTERM/SIGINT: stop after the file being read
+
+    def _handle_termination(self, signum: int, frame: Any) -> None:
+        """SIGTERM/SIGINT: finish the file being read, emit its state, end cleanly (exit 0).
+
+        A second signal stops at once; the next run reads that file again.
+        """
+        if self.stop_requested:
+            raise SystemExit(128 + signum)
+        self.stop_requested = True
+        self.logger.info("Received signal %d: stopping after the file being read; the next "
+                         "run goes on from there", signum)
 
     @cached_property
     def storage(self) -> CurrentsStorage:

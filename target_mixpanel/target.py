@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import MissingKeyPropertiesError, RecordsWithoutSchemaException
 from singer_sdk.singerlib.encoding.base import GenericSingerReader
 
+from singer_secrets import SecretSafeConfig
 from target_mixpanel.mixpanel_rules import MAX_EVENTS_PER_REQUEST, REGION_HOSTS
 from target_mixpanel.sinks import MixpanelSink
 from target_mixpanel.wiring import DEFAULT_MAX_BATCH_BYTES, SettingError, check_settings
@@ -32,6 +34,8 @@ BLOCK_BYTES = 1024 * 1024
 # msgspec writer do) goes to the workers whole, without being split into lines here.
 COMPACT_RECORD = RECORD_PREFIXES[0]
 NEWLINE_RECORD = b"\n" + COMPACT_RECORD
+# After a stop signal, how long the target reads on waiting for the tap's next STATE.
+STATE_WAIT_SECONDS = 30
 
 __all__ = ["SettingError", "TargetMixpanel"]
 
@@ -47,6 +51,11 @@ def default_worker_processes() -> int:
 SECONDS = th.CustomType({"type": ["number", "string"], "pattern": r"^[0-9]+(\.[0-9]+)?$"})
 
 
+# A line that is not a Singer message, or a message the spec forbids where it is: the run
+# fails naming it, after delivering the records before it and emitting their state.
+INPUT_ERRORS = (ValueError, RecordsWithoutSchemaException, MissingKeyPropertiesError)
+
+
 class StopReading(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Raised by the termination handler to leave a blocking read."""
 
@@ -60,8 +69,29 @@ class FastReader(GenericSingerReader[Any]):
     # and their count.
     take_record_block: Callable[[bytes, int], None] | None = None
     on_failure: Callable[[], None] | None = None
-    stop_requested = False   # set on SIGTERM/SIGINT: stop reading, deliver what was read
+    # Set by the target: called on a bad input line, to deliver what came before it.
+    on_input_error: Callable[[], None] | None = None
+    stop_requested = False   # stop reading now; deliver what was read
+    stop_at_next_state = False  # set on SIGTERM/SIGINT: stop reading after the next STATE
+    at_state = True          # no record was read since the last STATE (or the start)
     reading = False          # True while blocked reading input (a stop may interrupt it)
+
+    def request_stop(self) -> None:
+        """Stop reading at the next STATE (at once if nothing was read since the last one).
+
+        Stopping right after a STATE means every record read is covered by the state the
+        target emits, so the next run replays nothing.
+        """
+        if self.at_state:
+            self.stop_now()
+        else:
+            self.stop_at_next_state = True
+
+    def stop_now(self) -> None:
+        """Stop reading now (a blocking read is interrupted)."""
+        self.stop_requested = True
+        if self.reading:
+            raise StopReading
 
     @property
     def default_input(self) -> IO[bytes]:
@@ -85,6 +115,10 @@ class FastReader(GenericSingerReader[Any]):
         """Dispatch every line; count lines by message type."""
         try:
             return self._process_lines(file_input, callbacks)
+        except INPUT_ERRORS:
+            if self.on_input_error is not None:
+                self.on_input_error()
+            raise
         except BaseException:
             if self.on_failure is not None:
                 self.on_failure()
@@ -116,6 +150,11 @@ class FastReader(GenericSingerReader[Any]):
             self._process_unknown_message(message)
         else:
             callback(message)
+        if kind == "STATE":
+            self.at_state = True
+            self.stop_requested = self.stop_requested or self.stop_at_next_state
+        elif kind in ("RECORD", "BATCH"):
+            self.at_state = False
         return str(kind)
 
     def _hand_over(self, whole: bytes, callbacks: dict, stats: Counter[str]) -> None:
@@ -126,6 +165,7 @@ class FastReader(GenericSingerReader[Any]):
         count = whole.count(b"\n") + 1
         if whole.startswith(COMPACT_RECORD) and whole.count(NEWLINE_RECORD) == count - 1:
             take_block(whole, count)
+            self.at_state = False
             stats["RECORD"] += count
             return
         lines = whole.split(b"\n")
@@ -134,11 +174,24 @@ class FastReader(GenericSingerReader[Any]):
                       if not line.startswith(RECORD_PREFIXES)]:
             if index > start:
                 stats["RECORD"] += take(lines[start:index])
+                self.at_state = False
             if lines[index].strip():
                 stats[self._dispatch(lines[index], callbacks)] += 1
             start = index + 1
+            if self.stop_requested:
+                self._leave(lines[start:])
+                return
         if start < len(lines):
             stats["RECORD"] += take(lines[start:])
+            self.at_state = False
+
+    @staticmethod
+    def _leave(lines: list[bytes]) -> None:
+        """Lines read after the STATE a stop ends at: the next run reads them again."""
+        left = sum(1 for line in lines if line.strip())
+        if left:
+            logger.info("Stopping after a STATE: %d lines read past it are left to the next "
+                        "run", left)
 
     def _process_blocks(self, source: IO[bytes], callbacks: dict) -> Counter[str]:
         """Read big blocks; pass runs of RECORD lines to the workers unparsed.
@@ -165,12 +218,12 @@ class FastReader(GenericSingerReader[Any]):
                 continue
             whole, carry = data[:end], data[end + 1:]
             self._hand_over(whole, callbacks, stats)
-        if carry.strip():
+        if carry.strip() and not self.stop_requested:
             self._hand_over(carry, callbacks, stats)
         return stats
 
 
-class TargetMixpanel(Target):
+class TargetMixpanel(SecretSafeConfig, Target):
     """Singer target for Mixpanel's Import API."""
 
     name = "target-mixpanel"
@@ -259,6 +312,7 @@ class TargetMixpanel(Target):
         reader = self.message_reader
         if isinstance(reader, FastReader):
             reader.on_failure = self._abandon
+            reader.on_input_error = self._deliver_before_failing
             if not (self.config.get("stream_maps") or self.config.get("flattening_enabled")):
                 reader.take_record_lines = self._take_record_lines
                 reader.take_record_block = self._take_record_block
@@ -278,6 +332,19 @@ class TargetMixpanel(Target):
             self._pool = WorkerPool(config, int(processes), self._write_state_message,
                                     float(config.get("progress_interval_seconds", 10)))
         return self._pool
+
+    def _deliver_before_failing(self) -> None:
+        """A bad input line: deliver every record before it and emit their state first."""
+        if self._pool is None:
+            return
+        try:
+            self._pool.finish()
+        except BaseException:
+            self._abandon()
+            raise
+        self._log_summary(failed=False)
+        logger.error("Stopped at a bad input line (below); every record before it was "
+                     "delivered and its state emitted")
 
     def _abandon(self) -> None:
         if self._pool is not None:
@@ -375,18 +442,31 @@ class TargetMixpanel(Target):
         super().process_endofpipe()
 
     def _handle_termination(self, signum: int, frame: Any) -> None:
-        """SIGTERM/SIGINT: stop reading, deliver what was read, emit its state, exit 0.
+        """SIGTERM/SIGINT: read on to the next STATE, deliver, emit that state, exit 0.
 
-        A second signal stops at once (no state past what was delivered is emitted).
+        The tap (tap-braze-currents) answers the same signal by ending after the file it is
+        reading and its STATE, so the run ends with nothing to replay. With no STATE within
+        STATE_WAIT_SECONDS the target stops reading anyway; a second signal stops at once.
+        Either way no state past what was delivered is emitted.
         """
         reader = self.message_reader
-        if not isinstance(reader, FastReader) or reader.stop_requested:
+        if not isinstance(reader, FastReader) or reader.stop_at_next_state \
+                or reader.stop_requested:
             super()._handle_termination(signum, frame)
             return
-        logger.info("Received signal %d: delivering what was read, then stopping", signum)
-        reader.stop_requested = True
-        if reader.reading:
-            raise StopReading
+        logger.info("Received signal %d: reading on to the next STATE, delivering, then "
+                    "stopping", signum)
+        signal.signal(signal.SIGALRM, self._stop_waiting_for_state)
+        signal.alarm(STATE_WAIT_SECONDS)
+        reader.request_stop()
+
+    def _stop_waiting_for_state(self, signum: int, frame: Any) -> None:
+        reader = self.message_reader
+        if isinstance(reader, FastReader) and not reader.stop_requested:
+            logger.warning("No STATE arrived within %d s of the stop signal: stopping now; "
+                           "records read since the last STATE will be sent again by the next "
+                           "run", STATE_WAIT_SECONDS)
+            reader.stop_now()
 
     def _log_summary(self, *, failed: bool) -> None:
         if self._pool is None:

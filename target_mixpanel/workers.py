@@ -99,8 +99,13 @@ def _deliver_chunk(delivery: Any, keys: dict[str, tuple[str, ...]], data: bytes,
     for line in data.split(b"\n"):
         if not line:
             continue
-        singer = decode(line)
-        stream, record = singer["stream"], singer["record"]
+        try:
+            singer = decode(line)
+            stream, record = singer["stream"], singer["record"]
+        except (ValueError, KeyError, TypeError) as exc:  # msgspec.DecodeError is a ValueError
+            text = line[:200].decode("utf-8", "replace")
+            msg = f"Input line is not a valid RECORD message ({exc!r}): {text!r}"
+            raise _RecordError("ValueError", msg) from None
         _check_keys(keys, stream, record)
         add(stream, record, line)
 

@@ -97,3 +97,33 @@ def test_run_killed_midway_loses_nothing_on_rerun(tmp_path: Path, run_tap) -> No
     assert set(got) == expected
     # at most the file in flight is read again
     assert sum(got.values()) - len(expected) <= 200
+
+
+def test_sigterm_ends_after_the_file_being_read_with_its_state(tmp_path: Path, run_tap) -> None:
+    export = write_demo_export(str(tmp_path / "export"), event_types=SAMPLE_TYPES, hours=3,
+                               events_per_file=200)
+    config_path = write_json(tmp_path / "config.json", {"storage_url": str(tmp_path / "export")})
+    process = subprocess.Popen(tap_command(config_path), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    seen_lines = []
+    states = 0
+    for line in process.stdout:
+        seen_lines.append(line)
+        if '"type":"STATE"' in line:
+            states += 1
+            if states == 5:
+                process.send_signal(signal.SIGTERM)
+                break
+    seen_lines.extend(process.stdout)  # what it writes before it ends
+    assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
+    first = parse_messages("".join(seen_lines))
+    assert first[-1]["type"] == "STATE"  # nothing past the last state
+    first_ids = [m["record"]["id"] for m in first if m["type"] == "RECORD"]
+    expected = {i for ids in export.ids.values() for i in ids}
+    assert 0 < len(first_ids) < len(expected)  # it stopped early
+    rerun = run_tap({"storage_url": str(tmp_path / "export")}, first[-1]["value"])
+    assert rerun.returncode == 0, rerun.stderr
+    got = Counter(first_ids) + Counter(rerun.ids)
+    assert set(got) == expected
+    assert sum(got.values()) == len(expected)  # nothing read twice

@@ -88,6 +88,15 @@ def test_unknown_scheme_is_named(run_tap) -> None:
     assert "s3://" in run.stderr
 
 
+def test_settings_of_the_wrong_type_are_named_without_secret_values(run_tap) -> None:
+    run = run_tap({"storage_url": "s3://bucket/currents", "lookback_hours": "many",
+                   "storage_options": "key=AKIAWRONGTYPESECRET"})
+    assert run.returncode != 0
+    assert "config['lookback_hours']" in run.stderr
+    assert "config['storage_options']" in run.stderr
+    assert "AKIAWRONGTYPESECRET" not in run.stderr + run.stdout
+
+
 def test_discovery_works_offline_from_the_catalog(tmp_path) -> None:
     config = tmp_path / "config.json"
     config.write_text(json.dumps({

@@ -3,6 +3,7 @@ auth modes and regions, personal data, generic mapping."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import ssl
@@ -286,6 +287,28 @@ def test_record_before_schema_and_bad_lines_name_the_problem(run_target, mixpane
     assert run.returncode != 0
     assert "not valid JSON" in run.stderr
     assert "{this is not json" in run.stderr
+    # nothing before the bad line is lost: its record was imported and its state emitted
+    assert {e["properties"]["$insert_id"] for e in mixpanel.state.unique_events} == {"evt-00001"}
+    assert run.states == [{"n": 1}]
+    # a RECORD line cut short (a tap killed mid-line) is named too
+    cut = json.dumps({"type": "RECORD", "stream": STREAM, "record": custom_event(2)})[:60]
+    run = run_target(config, good + cut + "\n")
+    assert run.returncode != 0
+    assert "not a valid RECORD message" in run.stderr
+    assert cut[:40] in run.stderr
+
+
+def test_settings_of_the_wrong_type_are_named_without_secret_values(
+        mixpanel, run_target, tmp_path: Path) -> None:
+    config = target_config(mixpanel, tmp_path, batch_size="lots", gzip="maybe",
+                           project_token=987654321012345)
+    run = run_target(config, singer_lines(STREAM, [custom_event(1)]))
+    assert run.returncode != 0
+    assert "config['batch_size']" in run.stderr
+    assert "config['gzip']" in run.stderr
+    assert "config['project_token']" in run.stderr
+    assert "987654321012345" not in run.stderr + run.stdout
+    assert mixpanel.state.requests == []
 
 
 def test_sigterm_delivers_what_was_read_and_emits_its_state(mixpanel, tmp_path: Path) -> None:
@@ -304,6 +327,37 @@ def test_sigterm_delivers_what_was_read_and_emits_its_state(mixpanel, tmp_path: 
     assert [json.loads(line) for line in stdout.splitlines()][-1] == {"n": 500}
     assert len(mixpanel.state.unique_events) == 500
     assert mixpanel.state.raw_events == 500  # a SIGTERM costs no duplicates
+
+
+def test_sigterm_reads_on_to_the_next_state_so_a_rerun_replays_nothing(
+        mixpanel, tmp_path: Path) -> None:
+    config = write_json(tmp_path / "config.json", target_config(mixpanel, tmp_path))
+    process = subprocess.Popen([sys.executable, "-m", "target_mixpanel.target", "--config",
+                                str(config)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdin is not None
+    records = [custom_event(i) for i in range(900)]
+    lines = singer_lines(STREAM, records, states={250: {"n": 250}, 600: {"n": 600}})
+    cut = lines.index(f'{{"type": "RECORD", "stream": "{STREAM}", "record": '
+                      f'{json.dumps(records[400])}')  # 150 records past the state n=250
+    process.stdin.write(lines[:cut].encode())
+    process.stdin.flush()
+    time.sleep(3)  # records past the last state were read
+    process.send_signal(signal.SIGTERM)
+    time.sleep(1)
+    # the tap's last file and STATE, and more, which the target does not read: it closes its
+    # input after that STATE (a tap told to stop too would have ended there)
+    with contextlib.suppress(BrokenPipeError):
+        process.stdin.write(lines[cut:].encode())
+        process.stdin.close()
+    process.stdin = None
+    stdout, stderr = process.communicate(timeout=60)
+    assert b"left to the next run" in stderr
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    assert [json.loads(line) for line in stdout.splitlines()][-1] == {"n": 600}
+    sent = {e["properties"]["$insert_id"] for e in mixpanel.state.unique_events}
+    assert sent == {r["id"] for r in records[:600]}  # nothing past the state it emitted
+    assert mixpanel.state.raw_events == 600
 
 
 @pytest.mark.parametrize("workers", [1, 3])
