@@ -37,6 +37,10 @@ VERSION_KEYS = ("ETag", "etag", "generation", "md5Hash", "mtime", "LastModified"
 
 SUPPORTED_SCHEMES = "a local path, file://, s3://, gs://, gcs://, az://, abfs:// or abfss://"
 
+# storage_options keys that turn TLS certificate checks off when false (botocore/s3fs
+# client_kwargs.verify, Azure's connection_verify, aiohttp's ssl/verify_ssl).
+TLS_CHECK_KEYS = ("verify", "connection_verify", "ssl", "verify_ssl")
+
 
 class StorageSettingError(Exception):
     """The export cannot be reached or listed; the message names the setting to fix."""
@@ -64,6 +68,17 @@ def secret_values(options: Mapping[str, Any]) -> list[str]:
     return found
 
 
+def tls_checks_off(options: Mapping[str, Any], where: str = "storage_options") -> list[str]:
+    """The storage_options entries (dotted) that turn TLS certificate checks off."""
+    found: list[str] = []
+    for key, value in options.items():
+        if isinstance(value, Mapping):
+            found.extend(tls_checks_off(value, f"{where}.{key}"))
+        elif key in TLS_CHECK_KEYS and value is False:
+            found.append(f"{where}.{key}")
+    return found
+
+
 def _version(info: Mapping[str, Any]) -> str:
     marker = next((info[k] for k in VERSION_KEYS if info.get(k) not in (None, "")), "")
     return f"{info.get('size', 0)}:{marker}"
@@ -77,6 +92,9 @@ class CurrentsStorage:
         self.url = storage_url
         self._options = dict(storage_options or {})
         self._secrets = secret_values(self._options)
+        for entry in tls_checks_off(self._options):
+            logger.warning("%s is false: TLS certificates of the storage endpoint are not "
+                           "checked", entry)
         try:
             fs, root = fsspec.core.url_to_fs(storage_url, **self._options)
         except (ValueError, ImportError) as exc:
@@ -112,9 +130,14 @@ class CurrentsStorage:
                    "Check the credentials in storage_options.")
             raise StorageSettingError(msg) from None
         except Exception as exc:
-            msg = (f"storage_url {self.url!r} could not be listed ({self._clean(exc)}). "
-                   "Check the bucket/container name in storage_url and the endpoint and "
-                   "credentials in storage_options.")
+            detail = self._clean(exc)
+            hint = ("Check the bucket/container name in storage_url and the endpoint and "
+                    "credentials in storage_options.")
+            if "CERTIFICATE_VERIFY_FAILED" in detail or "SSLError" in detail:
+                hint = ("The endpoint's TLS certificate was not accepted: fix it, point "
+                        "AWS_CA_BUNDLE/REQUESTS_CA_BUNDLE at its CA, or (not recommended) set "
+                        "storage_options.client_kwargs.verify to false.")
+            msg = f"storage_url {self.url!r} could not be listed ({detail}). {hint}"
             raise StorageSettingError(msg) from None
         if not exists:
             msg = (f"storage_url {self.url!r} does not exist (no bucket, container or folder "

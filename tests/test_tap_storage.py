@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
 from collections import Counter
@@ -13,6 +14,7 @@ import pytest
 from tap_braze_currents.demo_export import write_demo_export
 from tests.conftest import SAMPLE_TYPES
 from tests.services import Service
+from tests.storage_fault_proxy import StorageFaultProxy
 
 CLOUDS = [("s3_server", "s3://currents-bucket/exports/currents"),
           ("azure_server", "az://currents-container/exports/currents"),
@@ -114,3 +116,56 @@ def test_discovery_works_offline_from_the_catalog(tmp_path) -> None:
     assert "users_messages_email_send" in streams
     assert "Discovery without storage listing" in done.stderr
     assert "offline-secret-value" not in done.stderr + done.stdout
+
+
+def test_tls_certificates_of_storage_are_checked_unless_turned_off(
+        s3_server: Service, run_tap, tmp_path) -> None:
+    url = "s3://tls-bucket/currents"
+    _make_bucket(s3_server, url)
+    export = write_demo_export(url, storage_options=s3_server.storage_options,
+                               event_types=["users.behaviors.CustomEvent"], hours=1,
+                               events_per_file=5)
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    proxy = StorageFaultProxy(s3_server.endpoint, tls=context).start()
+    try:
+        options = {**s3_server.storage_options, "endpoint_url": proxy.url,
+                   "config_kwargs": {"retries": {"max_attempts": 1}}}
+        checked = run_tap({"storage_url": url, "storage_options": options})
+        assert checked.returncode != 0
+        assert "storage_url" in checked.stderr
+        assert "TLS certificate was not accepted" in checked.stderr
+        assert s3_server.storage_options["secret"] not in checked.stderr
+        options["client_kwargs"] = {**options["client_kwargs"], "verify": False}
+        unchecked = run_tap({"storage_url": url, "storage_options": options})
+        assert unchecked.returncode == 0, unchecked.stderr
+        assert "storage_options.client_kwargs.verify is false" in unchecked.stderr
+        assert Counter(unchecked.ids) == Counter(i for ids in export.ids.values() for i in ids)
+    finally:
+        proxy.stop()
+
+
+def test_s3_faults_cost_nothing(s3_server: Service, run_tap) -> None:
+    """503 SlowDown, dropped connections, transfers cut midway and slow answers: retried."""
+    url = "s3://flaky-bucket/currents"
+    _make_bucket(s3_server, url)
+    export = write_demo_export(url, storage_options=s3_server.storage_options,
+                               event_types=["users.behaviors.CustomEvent",
+                                            "users.behaviors.Purchase"], hours=3,
+                               events_per_file=40)
+    proxy = StorageFaultProxy(s3_server.endpoint, {"slowdown": 0.15, "drop": 0.15, "cut": 0.15,
+                                                   "slow": 0.1}, seed=5, slow_seconds=0.2)
+    proxy.start()
+    try:
+        run = run_tap({"storage_url": url,
+                       "storage_options": {**s3_server.storage_options,
+                                           "endpoint_url": proxy.url}})
+    finally:
+        proxy.stop()
+    assert run.returncode == 0, run.stderr
+    assert set(proxy.faults) == {"slowdown", "drop", "cut", "slow"}  # every fault happened
+    assert Counter(run.ids) == Counter(i for ids in export.ids.values() for i in ids)
