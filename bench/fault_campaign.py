@@ -11,10 +11,14 @@ against the Mixpanel-compatible server with a random mix of faults:
   slow answers, a 429 burst lasting longer than one backoff, a lowered event cap (413), and
   strict-mode refusals of some users' events (400 with failed_records);
 - storage: a truncated file, a file rewritten under the same key, a late file for an old hour;
-- processes: SIGKILL of the tap, the target or `meltano run` at a random moment.
+  and, for S3, a proxy in front of the S3 server answering 503 SlowDown, dropping
+  connections, cutting transfers midway and answering slowly;
+- processes: SIGKILL of the tap, the target or `meltano run` at a random moment, or SIGTERM
+  (to `meltano run`, or to both processes of the pipe, as a scheduler stopping a task does),
+  which must end cleanly and cost no duplicates.
 
-A run that was killed is followed by a clean rerun from the saved state. After the trial it
-prints: events expected (every identified event the files hold, read the way the tap reads
+A run that was killed or stopped is followed by a clean rerun from the saved state. After the
+trial it prints: events expected (every identified event the files hold, read the way the tap reads
 them), unique at the server, dead-lettered (each with a reason), skipped by rule, missing
 (must be 0), and duplicates sent (raw minus unique: what the faults cost in replays).
 """
@@ -26,12 +30,14 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +57,7 @@ from tap_braze_currents.demo_export import (  # noqa: E402
 from tap_braze_currents.event_types import catalog_avro_schema  # noqa: E402
 from tests.mixpanel_server import MixpanelServer, MixpanelState  # noqa: E402
 from tests.services import Service, start_s3  # noqa: E402
+from tests.storage_fault_proxy import StorageFaultProxy  # noqa: E402
 
 MELTANO = ROOT / ".meltano-venv" / "bin" / "meltano"
 # Types in the default selection (so `meltano run` reads them all), with JSON properties,
@@ -62,6 +69,13 @@ RETRIES = {"retry_first_delay_seconds": 0.05, "retry_max_delay_seconds": 0.4,
 BATCH_CONFIG = {"encoding": {"format": "jsonl", "compression": "none"},
                 "storage": {"root": ".meltano/run/braze-batches"}, "batch_size": 500}
 RUN_TIMEOUT = 300
+# Runners under which a SIGTERM must cost no duplicates. `meltano run` (4.4) stops recording
+# the STATE its target emits once it begins its graceful termination, so the events delivered
+# after the signal are sent again by the next run; the campaign counts them (README).
+SIGTERM_COSTS_NONE = {"pipe"}
+# Exit codes of a run stopped by SIGTERM that ended cleanly: the pipe's plugins exit 0;
+# `meltano run` reports the signal (143) after its plugins ended and their state was saved.
+CLEAN_STOP_CODES = {"pipe": {0}, "meltano-record": {0, 143}, "meltano-batch": {0, 143}}
 PLUGIN_EXECUTABLES = {"tap": "extractors/tap-braze-currents/venv/bin/tap-braze-currents",
                       "target": "loaders/target-mixpanel/venv/bin/target-mixpanel"}
 
@@ -79,8 +93,9 @@ class Trial:
     max_events: int                  # the server's event cap per request (413 above)
     refused_users: int               # external ids the server refuses in strict mode
     storage_faults: list[str]        # truncated, rewritten, late
-    kill: str | None                 # tap | target | meltano
-    kill_after: float
+    s3_fault_rates: dict[str, float]  # the S3 proxy's faults: slowdown, drop, cut, slow
+    kill: str | None                 # SIGKILL tap | target | meltano, or term (SIGTERM)
+    kill_at: float                   # ... once this share of the events reached the server
     pii: str = "keep"                # the target's pii setting: keep | hash | drop
 
 
@@ -105,23 +120,38 @@ class Outcome:
         return self.missing == 0 and not self.problem and not self.leaked
 
 
-def plan(rng: random.Random, number: int, runners: list[str], storages: list[str]) -> Trial:
-    """A random mix of faults for trial `number`."""
+def plan(rng: random.Random, number: int, runners: list[str], storages: list[str],
+         kills: list[str] | None = None) -> Trial:
+    """A random mix of faults for trial `number` (process faults drawn from `kills`)."""
     rates = {f: rng.choice([0, 0, 0.05, 0.15]) for f in ("429", "502", "503")}
     rates.update({f: rng.choice([0, 0, 0.04, 0.08]) for f in ("drop_before", "drop_after")})
     rates["slow:0.3"] = rng.choice([0, 0, 0.05])
     runner = rng.choice(runners)
-    kill = rng.choice([None, None, "tap", "target"] + (["meltano"] if "meltano" in runner
-                                                      else []))
-    return Trial(number=number, runner=runner, storage=rng.choice(storages),
+    kill = rng.choice([None, None, "tap", "target", "term"]
+                      + (["meltano"] if "meltano" in runner else []))
+    if kills is not None:
+        kill = rng.choice([k for k in kills if k != "meltano" or "meltano" in runner])
+        kill = None if kill == "none" else kill
+    storage = rng.choice(storages)
+    s3_rates = {}
+    if storage == "s3" and rng.random() < 0.5:
+        s3_rates = {"slowdown": rng.choice([0.05, 0.1]), "drop": rng.choice([0, 0.05]),
+                    "cut": rng.choice([0, 0.05]), "slow": rng.choice([0, 0.05])}
+    # The replays a SIGTERM costs are measured alone: no batches stored then dropped, no file
+    # rewritten under its key (both resend events by design).
+    storage_faults = [f for f in ("truncated", "rewritten", "late") if rng.random() < 0.35]
+    if kill == "term":
+        rates.pop("drop_after", None)
+        storage_faults = [f for f in storage_faults if f != "rewritten"]
+    return Trial(number=number, runner=runner, storage=storage,
                  events_per_file=rng.randint(20, 120),
                  fault_rates={k: v for k, v in rates.items() if v},
                  throttle_seconds=rng.choice([0, 0, 1.5]),
                  max_events=rng.choice([2000, 2000, 150]),
                  refused_users=rng.choice([0, 0, 2]),
-                 storage_faults=[f for f in ("truncated", "rewritten", "late")
-                                 if rng.random() < 0.35],
-                 kill=kill, kill_after=rng.uniform(0.5, 4.0),
+                 storage_faults=storage_faults,
+                 s3_fault_rates={k: v for k, v in s3_rates.items() if v},
+                 kill=kill, kill_at=rng.uniform(0.05, 0.8),
                  pii=rng.choice(["keep", "hash", "drop"]))
 
 
@@ -149,38 +179,30 @@ class Campaign:
     def run_trial(self, trial: Trial) -> Outcome:
         rng = random.Random(self.seed * 100_003 + trial.number)
         folder = self.work / f"trial-{trial.number}"
-        folder.mkdir(parents=True, exist_ok=True)
-        options: dict[str, Any] = {}
-        if trial.storage == "s3":
-            options = self.s3().storage_options
-            url = f"s3://campaign/seed-{self.seed}/trial-{trial.number}"
-        else:
-            url = str(folder / "export")
-        write_demo_export(url, storage_options=options, event_types=TYPES, hours=2,
-                          integrations=1, events_per_file=trial.events_per_file,
-                          seed=rng.randrange(1 << 30))
+        shutil.rmtree(folder, ignore_errors=True)  # what an earlier campaign left there
+        folder.mkdir(parents=True)
+        url, options = self._export(trial, folder, rng)
         fs, root = fsspec.core.url_to_fs(url, **options)
-        users = sorted(_read_export(fs, root).users)
+        before = _read_export(fs, root)
         if "truncated" in trial.storage_faults:
             _truncate(fs, rng.choice(sorted(fs.find(root))), rng)
         state = MixpanelState(seed=rng.randrange(1 << 30), fault_rates=trial.fault_rates,
                               max_events=trial.max_events)
+        users = sorted(before.users)
         state.refused_distinct_ids = set(rng.sample(users, min(trial.refused_users, len(users))))
         server = MixpanelServer(state=state).start()
+        proxy = None
+        tap_options = options
+        if trial.s3_fault_rates:
+            proxy = StorageFaultProxy(options["endpoint_url"], trial.s3_fault_rates,
+                                      seed=rng.randrange(1 << 30), slow_seconds=0.3).start()
+            tap_options = {**options, "endpoint_url": proxy.url}
         outcome = Outcome(trial)
         started = time.time()
         try:
-            runner = Runner(trial, folder, url, options, server)
-            state.throttled_until = time.time() + trial.throttle_seconds
-            outcome.runs.append(runner.run(kill=trial.kill, kill_after=trial.kill_after))
-            if "late" in trial.storage_faults:
-                _late_file(fs, url, root, rng)
-            if "rewritten" in trial.storage_faults:
-                _rewrite(fs, rng.choice(sorted(fs.find(root))), rng)
-            final = runner.run()
-            outcome.runs.append(final)
-            if final != 0:
-                outcome.problem = f"the clean rerun exited {final}: {runner.last_error()}"
+            runner = Runner(trial, folder, url, tap_options, server)
+            self._run_twice(trial, runner, server, len(before.identified), outcome,
+                            between=lambda: _storage_changes(trial, fs, url, root, rng))
             contents = _read_export(fs, root)
             letters_path = folder / "dead-letters.jsonl"
             letters = letters_path.read_text() if letters_path.exists() else ""
@@ -195,7 +217,43 @@ class Campaign:
                 outcome.problem = f"pii {trial.pii}: {outcome.emails_shown} e-mail addresses shown"
         finally:
             server.stop()
+            if proxy is not None:
+                proxy.stop()
         return outcome
+
+    def _export(self, trial: Trial, folder: Path, rng: random.Random) -> tuple[str, dict]:
+        """Write the trial's export (local or on S3); its URL and storage options."""
+        options: dict[str, Any] = {}
+        if trial.storage == "s3":
+            options = self.s3().storage_options
+            url = f"s3://campaign/seed-{self.seed}/trial-{trial.number}"
+        else:
+            url = str(folder / "export")
+        write_demo_export(url, storage_options=options, event_types=TYPES, hours=2,
+                          integrations=1, events_per_file=trial.events_per_file,
+                          seed=rng.randrange(1 << 30))
+        return url, options
+
+    @staticmethod
+    def _run_twice(trial: Trial, runner: Runner, server: MixpanelServer, events: int,
+                   outcome: Outcome, between: Callable[[], None]) -> None:
+        """The faulted run (its process fault once `kill_at` of the events arrived), then
+        `between` (storage changes), then a clean rerun from the saved state."""
+        server.state.throttled_until = time.time() + trial.throttle_seconds
+        threshold = int(trial.kill_at * events)
+        first = runner.run(kill=trial.kill, when=lambda: server.state.raw_events >= threshold)
+        outcome.runs.append(first)
+        if trial.kill == "term" and first not in CLEAN_STOP_CODES[trial.runner]:
+            outcome.problem = f"a SIGTERM ended the run with {first}: {runner.last_error()}"
+        duplicates_before_rerun = server.state.duplicates
+        between()
+        final = runner.run()
+        outcome.runs.append(final)
+        if final != 0:
+            outcome.problem = f"the clean rerun exited {final}: {runner.last_error()}"
+        replayed = server.state.duplicates - duplicates_before_rerun
+        if trial.kill == "term" and trial.runner in SIGTERM_COSTS_NONE and replayed:
+            outcome.problem = f"the rerun after a SIGTERM sent {replayed} duplicates"
 
     @staticmethod
     def _count(outcome: Outcome, contents: ExportContents, letters: str,
@@ -240,18 +298,20 @@ class Runner:
         self._stderr = folder / "stderr.log"
         self._force = False
 
-    def run(self, kill: str | None = None, kill_after: float = 0) -> int:
-        """One run; returns its exit code (the killed process's, when one is killed)."""
+    def run(self, kill: str | None = None, when: Callable[[], bool] = bool) -> int:
+        """One run; returns its exit code (the killed process's, when one is killed).
+
+        `kill` names the process to signal, as soon as `when()` is true."""
         with self._stderr.open("ab") as stderr:
             if self.trial.runner == "pipe":
-                return self._pipe(stderr, kill, kill_after)
-            return self._meltano(stderr, kill, kill_after)
+                return self._pipe(stderr, kill, when)
+            return self._meltano(stderr, kill, when)
 
     def last_error(self) -> str:
         lines = self._stderr.read_text(errors="replace").splitlines()
         return " | ".join(x for x in lines[-200:] if "Error" in x or "ERROR" in x)[-600:]
 
-    def _pipe(self, stderr: Any, kill: str | None, kill_after: float) -> int:
+    def _pipe(self, stderr: Any, kill: str | None, when: Callable[[], bool]) -> int:
         tap_config = self.folder / "tap.json"
         tap_config.write_text(json.dumps(self.tap_config))
         target_config = self.folder / "target.json"
@@ -269,9 +329,10 @@ class Runner:
         assert tap.stdout is not None
         assert target.stdout is not None
         tap.stdout.close()
-        victim = {"tap": tap, "target": target}.get(kill or "")
-        if victim is not None:
-            _kill_later(victim.pid, kill_after)
+        if kill == "term":  # a scheduler stopping the task signals the whole group
+            _kill_later(tap.pid, when, signal.SIGTERM, also=[target.pid])
+        elif kill is not None:
+            _kill_later({"tap": tap, "target": target}[kill].pid, when)
         states = target.stdout.read().decode().splitlines()
         code = target.wait(timeout=RUN_TIMEOUT)
         tap_code = tap.wait(timeout=RUN_TIMEOUT)
@@ -281,15 +342,18 @@ class Runner:
             self.state_path.write_text(states[-1])
         return code or tap_code
 
-    def _meltano(self, stderr: Any, kill: str | None, kill_after: float) -> int:
+    def _meltano(self, stderr: Any, kill: str | None, when: Callable[[], bool]) -> int:
         force = ["--force"] if self._force else []
         process = subprocess.Popen([str(MELTANO), "run", *force, "tap-braze-currents",
                                     "target-mixpanel"], cwd=ROOT, env=self.env,
                                    stdout=stderr, stderr=stderr, start_new_session=True)
         if kill == "meltano":
-            _kill_later(process.pid, kill_after)
+            _kill_later(process.pid, when)
+        elif kill == "term":
+            _kill_later(process.pid, when, signal.SIGTERM)
         elif kill is not None:
-            _kill_later(process.pid, kill_after, session_pattern=PLUGIN_EXECUTABLES[kill])
+            _kill_later(process.pid, when,
+                        session_pattern=PLUGIN_EXECUTABLES[kill])
         code = process.wait(timeout=RUN_TIMEOUT)
         _kill_group(process.pid)  # what a killed `meltano run` left behind
         # A `meltano run` killed outright leaves its run marked as running; an operator reruns
@@ -331,25 +395,46 @@ def _files_holding(files: list[Path], secrets: list[str]) -> list[str]:
 
 # -- faults --------------------------------------------------------------------------------
 
-def _kill_later(pid: int, seconds: float, session_pattern: str | None = None) -> None:
-    """SIGKILL `pid` (or the process of its session matching a pattern) after `seconds`."""
+def _kill_later(pid: int, when: Callable[[], bool], sig: int = signal.SIGKILL,
+                session_pattern: str | None = None, also: list[int] | None = None) -> None:
+    """Signal `pid` and `also` (or the process of pid's session matching a pattern) as soon
+    as `when()` is true (checked every 10 ms while pid runs)."""
     def kill() -> None:
-        time.sleep(seconds)
-        targets = [pid]
+        while not when():
+            time.sleep(0.01)
+            if not _running(pid):
+                return
+        targets = [pid, *(also or [])]
         if session_pattern is not None:
             found = subprocess.run(["pgrep", "-s", str(pid), "-f", session_pattern],
                                    capture_output=True, text=True, check=False).stdout
             targets = [int(p) for p in found.split()]
         for victim in targets:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(victim, signal.SIGKILL)
+                os.kill(victim, sig)
 
     threading.Thread(target=kill, daemon=True).start()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def _storage_changes(trial: Trial, fs: Any, url: str, root: str, rng: random.Random) -> None:
+    """Between the two runs: a late file lands, a file is rewritten under its key."""
+    if "late" in trial.storage_faults:
+        _late_file(fs, url, root, rng)
+    if "rewritten" in trial.storage_faults:
+        _rewrite(fs, rng.choice(sorted(fs.find(root))), rng)
 
 
 def _truncate(fs: Any, path: str, rng: random.Random) -> None:
@@ -420,7 +505,8 @@ def _read_export(fs: Any, root: str) -> ExportContents:
 # -- the campaign --------------------------------------------------------------------------
 
 def run_campaign(trials: int, seed: int, runners: list[str], storages: list[str],
-                 work: Path, out: Any = sys.stdout) -> list[Outcome]:
+                 work: Path, out: Any = sys.stdout,
+                 kills: list[str] | None = None) -> list[Outcome]:
     """Run `trials` seeded trials; print a line per trial and the totals."""
     rng = random.Random(seed)
     campaign = Campaign(work, seed)
@@ -430,13 +516,14 @@ def run_campaign(trials: int, seed: int, runners: list[str], storages: list[str]
           f"{'unique':>7} {'dead':>5} {'skipped':>7} {'missing':>7} {'dups':>5}", file=out)
     try:
         for number in range(trials):
-            trial = plan(rng, number, runners, storages)
+            trial = plan(rng, number, runners, storages, kills)
             outcome = campaign.run_trial(trial)
             outcomes.append(outcome)
             faults = ",".join(sorted(trial.fault_rates) + trial.storage_faults
                               + (["burst"] if trial.throttle_seconds else [])
                               + (["413"] if trial.max_events < 2000 else [])
-                              + (["refuse"] if trial.refused_users else []))
+                              + (["refuse"] if trial.refused_users else [])
+                              + [f"s3{k}" for k in sorted(trial.s3_fault_rates)])
             print(f"{number:>3} {trial.runner:<14} {trial.storage:<6} {trial.kill or '-':<8} "
                   f"{trial.pii:<5} {faults[:34]:<34} {outcome.expected:>8} {outcome.unique:>7} "
                   f"{sum(outcome.dead_lettered.values()):>5} {outcome.skipped:>7} "
@@ -463,10 +550,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runners", default="meltano-record,meltano-batch,pipe")
     parser.add_argument("--storages", default="local,s3")
+    parser.add_argument("--kills", help="only these process faults: none,tap,target,meltano,"
+                        "term (default: a random mix of all)")
     args = parser.parse_args()
     work = OUT_DIR / "campaign" / f"seed-{args.seed}"
     outcomes = run_campaign(args.trials, args.seed, args.runners.split(","),
-                            args.storages.split(","), work)
+                            args.storages.split(","), work,
+                            kills=args.kills.split(",") if args.kills else None)
     sys.exit(0 if all(o.ok for o in outcomes) else 1)
 
 

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 import fsspec
 
-from singer_secrets import redact
+from plugin_support.config_errors import redact
 from tap_braze_currents.layout import (
     AVRO_SUFFIX,
     DATE_PREFIX,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 from functools import cached_property
 from typing import Any
@@ -10,7 +11,8 @@ from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 
-from singer_secrets import SecretSafeConfig
+from plugin_support.clean_exit import wait_until_stdout_is_read
+from plugin_support.config_errors import SecretSafeConfig
 from tap_braze_currents.avro_decoding import AvroFile
 from tap_braze_currents.event_types import catalog, catalog_avro_schema
 from tap_braze_currents.storage import CurrentsStorage, StorageSettingError
@@ -63,6 +65,7 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
         if self.stop_requested:
             raise SystemExit(128 + signum)
         self.stop_requested = True
+        atexit.register(wait_until_stdout_is_read)  # `meltano run` relays what was written
         self.logger.info("Received signal %d: stopping after the file being read; the next "
                          "run goes on from there", signum)
 

@@ -17,7 +17,8 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import MissingKeyPropertiesError, RecordsWithoutSchemaException
 from singer_sdk.singerlib.encoding.base import GenericSingerReader
 
-from singer_secrets import SecretSafeConfig
+from plugin_support.clean_exit import wait_until_stdout_is_read
+from plugin_support.config_errors import SecretSafeConfig
 from target_mixpanel.mixpanel_rules import MAX_EVENTS_PER_REQUEST, REGION_HOSTS
 from target_mixpanel.sinks import MixpanelSink
 from target_mixpanel.wiring import DEFAULT_MAX_BATCH_BYTES, SettingError, check_settings
@@ -440,6 +441,10 @@ class TargetMixpanel(SecretSafeConfig, Target):
                 raise
             self._log_summary(failed=False)
         super().process_endofpipe()
+        reader = self.message_reader
+        if isinstance(reader, FastReader) and (reader.stop_requested
+                                               or reader.stop_at_next_state):
+            wait_until_stdout_is_read()  # `meltano run` is stopping: let it relay the state
 
     def _handle_termination(self, signum: int, frame: Any) -> None:
         """SIGTERM/SIGINT: read on to the next STATE, deliver, emit that state, exit 0.

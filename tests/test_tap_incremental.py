@@ -103,20 +103,23 @@ def test_sigterm_ends_after_the_file_being_read_with_its_state(tmp_path: Path, r
     export = write_demo_export(str(tmp_path / "export"), event_types=SAMPLE_TYPES, hours=3,
                                events_per_file=200)
     config_path = write_json(tmp_path / "config.json", {"storage_url": str(tmp_path / "export")})
-    process = subprocess.Popen(tap_command(config_path), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(tap_command(config_path), stdout=subprocess.PIPE,
+                                   stderr=stderr, text=True)
     assert process.stdout is not None
     seen_lines = []
-    states = 0
+    states_after_records = 0
     for line in process.stdout:
         seen_lines.append(line)
-        if '"type":"STATE"' in line:
-            states += 1
-            if states == 5:
+        if '"type":"STATE"' in line and any('"RECORD"' in x for x in seen_lines):
+            states_after_records += 1
+            if states_after_records == 3:  # three files read
                 process.send_signal(signal.SIGTERM)
                 break
     seen_lines.extend(process.stdout)  # what it writes before it ends
-    assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
+    assert process.wait(timeout=60) == 0, log.read_text()[-2000:]
+    assert "stopping after the file being read" in log.read_text()
     first = parse_messages("".join(seen_lines))
     assert first[-1]["type"] == "STATE"  # nothing past the last state
     first_ids = [m["record"]["id"] for m in first if m["type"] == "RECORD"]
