@@ -26,6 +26,9 @@ from target_mixpanel.import_client import BatchResult, Counters
 from target_mixpanel.mixpanel_rules import MAX_EVENT_BYTES, Refused, check_event
 from target_mixpanel.pii import PiiPolicy
 
+# Finished batches held (in order) behind an unfinished one, as a multiple of max_concurrency.
+HELD_BATCHES_FACTOR = 4
+
 
 class Mapping(Protocol):
     """Turns a record into a Mixpanel event (see event_mapping)."""
@@ -163,12 +166,25 @@ class Delivery:
         batch = self._batch
         if not batch.events:
             return
-        while len(self._in_flight) >= self._max_in_flight:
-            self._collect(block=True)
+        self._wait_for_room()
         self._batch = Batch(batch.number + 1)
         insert_ids = [source[3] for source in batch.sources]
         future = self._pool.submit(self._sender.send, batch.events, insert_ids)
         self._in_flight.append((batch, future))
+
+    def _wait_for_room(self) -> None:
+        """Until fewer than max_concurrency requests are unfinished.
+
+        A batch waiting to retry (after a 429) does not hold back the ones behind it; their
+        outcomes wait in order, up to HELD_BATCHES_FACTOR x max_concurrency batches.
+        """
+        while True:
+            self._collect(block=False)
+            unfinished = [future for _, future in self._in_flight if not future.done()]
+            if len(unfinished) < self._max_in_flight and \
+                    len(self._in_flight) < self._max_in_flight * HELD_BATCHES_FACTOR:
+                return
+            wait(unfinished, timeout=1.0, return_when=FIRST_COMPLETED)
 
     def _collect(self, *, block: bool) -> None:
         """Take the outcomes of finished batches, oldest first; release states they cover."""

@@ -24,6 +24,8 @@ import requests
 import requests.adapters
 from isal import igzip  # ISA-L gzip: 4x zlib's speed at level 1, same format
 
+from target_mixpanel.pacing import AdaptivePace
+
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -121,8 +123,12 @@ class ImportClient:
 
     def __init__(self, api_url: str, auth: tuple[str, str], params: dict[str, str], *,
                  gzip_level: int | None, timeout: float, retry: RetryPolicy, verify: bool,
-                 counters: Counters, describe_auth: str):
-        """`gzip_level` None sends plain JSON; `describe_auth` names the auth settings in use."""
+                 counters: Counters, describe_auth: str, pace: AdaptivePace | None = None):
+        """A client; `pace` (adaptive sending) gates every attempt.
+
+        `gzip_level` None sends plain JSON; `describe_auth` names the auth settings in use.
+        """
+        self._pace = pace
         self.url = api_url.rstrip("/") + "/import"
         self._auth = auth
         self._params = params
@@ -201,6 +207,8 @@ class ImportClient:
             self.counters.add(requests=1)
             problem: str
             retry_after: float | None = None
+            started = self._pace.acquire(len(events)) if self._pace is not None else 0.0
+            response = None
             try:
                 # verify per request: a session's verify=False loses to REQUESTS_CA_BUNDLE
                 response = self._session().post(self.url, params=self._params, data=body,
@@ -225,6 +233,11 @@ class ImportClient:
                 self.counters.add(throttled=int(status == 429), server_errors=int(status != 429))
                 problem = f"HTTP {status}"
                 retry_after = _retry_after(response)
+            finally:
+                if self._pace is not None:
+                    self._pace.release(started, events=len(events),
+                                       throttled=response is not None
+                                       and response.status_code == 429)
             delay = next(delays) if retry_after is None else retry_after
             if time.monotonic() + delay > deadline:
                 msg = (f"Mixpanel still failing after the retry budget of "

@@ -266,6 +266,9 @@ class TargetMixpanel(SecretSafeConfig, Target):
                     description="Uncompressed bytes per request (at most 10 MB)."),
         th.Property("max_concurrency", th.IntegerType, default=10,
                     description="Requests in flight at once (split across worker processes)."),
+        th.Property("adaptive_sending", th.BooleanType, default=True,
+                    description="Steer requests in flight and events/s from Mixpanel's "
+                    "answers (AIMD on 429s), starting from max_concurrency."),
         th.Property("worker_processes", th.IntegerType,
                     description="Processes that map and send events; default: CPUs + 1, "
                     "at most 8."),

@@ -10,6 +10,11 @@ The rules here are written independently of target_mixpanel's, so the tests can 
 wrong rule in the target.
 
     python -m tests.mixpanel_server --port 8999 --fast   # benchmarks: answer 200 at once
+    python -m tests.mixpanel_server --fast --rate-limit 30000   # a project's intake: 429 above
+
+With a rate limit, a token bucket of `rate_limit` events/s (holding `burst_seconds` of them)
+answers 429 to a request whose events it cannot cover, as Mixpanel does above its intake.
+GET /stats returns the counts as JSON (for benchmarks running the server as a process).
 """
 
 from __future__ import annotations
@@ -63,6 +68,10 @@ class MixpanelState:
     seed: int = 1
     retry_after: str | None = None             # Retry-After header sent with 429s
     throttled_until: float = 0.0               # every request before this time.time() gets 429
+    rate_limit: float | None = None            # events/s the token bucket lets through
+    burst_seconds: float = 1.0                 # the bucket holds this many seconds of events
+    insert_ids: set[str] | None = None         # fast mode: keep $insert_ids (duplicates count)
+    fast_duplicates: int = 0                   # fast mode with insert_ids: events seen before
     refused_distinct_ids: set[str] = field(default_factory=set)  # extra strict-mode refusals
     events: dict[tuple, dict] = field(default_factory=dict)  # unique, by the 4 dedup fields
     raw_events: int = 0                        # events stored, duplicates included
@@ -72,6 +81,31 @@ class MixpanelState:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        self._tokens = (self.rate_limit or 0) * self.burst_seconds
+        self._filled_at = time.monotonic()
+
+    def take_tokens(self, events: int) -> bool:
+        """Whether the token bucket covers `events` now (they are taken if so)."""
+        assert self.rate_limit is not None
+        with self.lock:
+            now = time.monotonic()
+            self._tokens = min(self.rate_limit * self.burst_seconds,
+                               self._tokens + (now - self._filled_at) * self.rate_limit)
+            self._filled_at = now
+            if self._tokens < events:
+                return False
+            self._tokens -= events
+            return True
+
+    def stats(self) -> dict[str, Any]:
+        """Counts, for GET /stats."""
+        with self.lock:
+            return {"raw_events": self.raw_events, "requests": sum(self.statuses.values()),
+                    "statuses": {str(k): v for k, v in self.statuses.items()},
+                    "unique_events": (len(self.insert_ids) if self.insert_ids is not None
+                                      else len(self.events)),
+                    "duplicates": (self.fast_duplicates if self.insert_ids is not None
+                                   else self.duplicates)}
 
     def next_fault(self) -> str | None:
         with self.lock:
@@ -172,6 +206,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         if fault and fault.startswith("slow"):
             time.sleep(float(fault.partition(":")[2] or 1))
+        if fault is None and state.rate_limit is not None \
+                and not state.take_tokens(_count_events(raw, self.headers)):
+            fault = "429"
         if fault in ("429", "500", "502", "503"):
             body = {"code": int(fault), "status": 0,
                     "error": "Project exceeded rate limits. Please retry the request with "
@@ -179,10 +216,19 @@ class Handler(BaseHTTPRequestHandler):
             headers = {"Retry-After": state.retry_after} if state.retry_after else None
             self._reply(int(fault), body, headers)
             return
-        if state.fast:  # benchmarks: answer at once, parse nothing
+        if state.fast:  # benchmarks: answer at once, parse nothing (or only $insert_ids)
+            count = 0
+            if state.insert_ids is not None:
+                ids = _insert_ids(raw, self.headers)
+                count = len(ids)
+                with state.lock:
+                    before = len(state.insert_ids)
+                    state.insert_ids.update(ids)
+                    state.fast_duplicates += count - (len(state.insert_ids) - before)
             with state.lock:
                 state.requests.append({"bytes": len(raw)})
-            self._reply(200, {"code": 200, "status": "OK"})
+                state.raw_events += count
+            self._reply(200, {"code": 200, "status": "OK", "num_records_imported": count})
             return
         if self.headers.get("Content-Encoding") == "gzip":
             raw = gzip.decompress(raw)
@@ -233,6 +279,12 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._reply(200, {"code": 200, "num_records_imported": len(good), "status": "OK"})
 
+    def do_GET(self) -> None:
+        if urlparse(self.path).path == "/stats":
+            self._reply(200, self.server.state.stats())
+            return
+        self._reply(404, {"error": "not found"})
+
     def _failure(self, index: int, insert_id: str | None, field_name: str,
                  message: str) -> Any:
         shape = self.server.state.failed_records_shape
@@ -244,6 +296,24 @@ class Handler(BaseHTTPRequestHandler):
         else:
             item[shape] = insert_id
         return item
+
+
+def _body_events(raw: bytes, headers: Any) -> list[Any]:
+    if headers.get("Content-Encoding") == "gzip":
+        raw = gzip.decompress(raw)
+    if headers.get("Content-Type", "").startswith("application/x-ndjson"):
+        return [msgspec.json.decode(line) for line in raw.splitlines() if line.strip()]
+    events = msgspec.json.decode(raw)
+    return events if isinstance(events, list) else []
+
+
+def _count_events(raw: bytes, headers: Any) -> int:
+    return len(_body_events(raw, headers))
+
+
+def _insert_ids(raw: bytes, headers: Any) -> list[str]:
+    return [str((e.get("properties") or {}).get("$insert_id")) for e in _body_events(raw, headers)
+            if isinstance(e, dict)]
 
 
 class MixpanelServer(ThreadingHTTPServer):
@@ -276,8 +346,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=8999)
     parser.add_argument("--fast", action="store_true", help="accept and count only")
+    parser.add_argument("--count-ids", action="store_true",
+                        help="with --fast: keep $insert_ids to count unique events, duplicates")
+    parser.add_argument("--rate-limit", type=float, help="events/s; 429 above (token bucket)")
+    parser.add_argument("--burst-seconds", type=float, default=1.0)
+    parser.add_argument("--fault-rates", default="{}",
+                        help='JSON, e.g. {"429": 0.1}: faults drawn at random per request')
     args = parser.parse_args()
-    server = MixpanelServer(args.port, MixpanelState(fast=args.fast))
+    state = MixpanelState(fast=args.fast, rate_limit=args.rate_limit,
+                          burst_seconds=args.burst_seconds,
+                          insert_ids=set() if args.count_ids else None,
+                          fault_rates=msgspec.json.decode(args.fault_rates))
+    server = MixpanelServer(args.port, state)
     print(f"listening on {server.url}", flush=True)
     server.serve_forever()
 

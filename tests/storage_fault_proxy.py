@@ -41,7 +41,7 @@ class StorageFaultProxy:
         self.requests = 0
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         if tls is not None:
             self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
@@ -82,6 +82,11 @@ class StorageFaultProxy:
             return answer.status, answer.getheaders(), answer.read()
         finally:
             connection.close()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Connections the proxy itself cut end in errors: not worth a traceback."""
 
 
 def _handler_for(proxy: StorageFaultProxy) -> type[BaseHTTPRequestHandler]:

@@ -26,6 +26,8 @@ def test_twenty_trials_lose_no_event(tmp_path: Path) -> None:
     # the campaign did what it says: faults happened and were survived
     assert {o.trial.runner for o in outcomes} == {"meltano-record", "meltano-batch", "pipe"}
     assert any(o.trial.kill for o in outcomes)
+    assert any(o.trial.kill == "term" and o.trial.runner == "pipe" for o in outcomes)
+    assert any(o.trial.s3_fault_rates for o in outcomes)
     assert any(sum(o.dead_lettered.values()) for o in outcomes)  # strict-mode refusals
     assert "missing" in table.getvalue()
     # pii: kept addresses reach Mixpanel (as Braze's export sends them); hashed or dropped never
