@@ -341,14 +341,19 @@ class TargetMixpanel(SecretSafeConfig, Target):
         """A bad input line: deliver every record before it and emit their state first."""
         if self._pool is None:
             return
+        self._finish_pool()
+        logger.error("Stopped at a bad input line (below); every record before it was "
+                     "delivered and its state emitted")
+
+    def _finish_pool(self) -> None:
+        """Let every worker deliver and release the last state; log the summary."""
+        assert self._pool is not None
         try:
             self._pool.finish()
         except BaseException:
             self._abandon()
             raise
         self._log_summary(failed=False)
-        logger.error("Stopped at a bad input line (below); every record before it was "
-                     "delivered and its state emitted")
 
     def _abandon(self) -> None:
         if self._pool is not None:
@@ -437,12 +442,7 @@ class TargetMixpanel(SecretSafeConfig, Target):
     def process_endofpipe(self) -> None:
         """Deliver what is left, emit the last state, log the summary."""
         if self._pool is not None:
-            try:
-                self._pool.finish()
-            except BaseException:
-                self._abandon()
-                raise
-            self._log_summary(failed=False)
+            self._finish_pool()
         super().process_endofpipe()
         reader = self.message_reader
         if isinstance(reader, FastReader) and (reader.stop_requested
