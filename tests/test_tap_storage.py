@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import ssl
 import subprocess
 import sys
 from collections import Counter
@@ -13,7 +12,7 @@ import pytest
 
 from tap_braze_currents.demo_export import write_demo_export
 from tests.conftest import SAMPLE_TYPES
-from tests.services import Service
+from tests.services import Service, self_signed_tls
 from tests.storage_fault_proxy import StorageFaultProxy
 
 CLOUDS = [("s3_server", "s3://currents-bucket/exports/currents"),
@@ -125,12 +124,7 @@ def test_tls_certificates_of_storage_are_checked_unless_turned_off(
     export = write_demo_export(url, storage_options=s3_server.storage_options,
                                event_types=["users.behaviors.CustomEvent"], hours=1,
                                events_per_file=5)
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    context = self_signed_tls(tmp_path)
     proxy = StorageFaultProxy(s3_server.endpoint, tls=context).start()
     try:
         options = {**s3_server.storage_options, "endpoint_url": proxy.url,

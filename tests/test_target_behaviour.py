@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import ssl
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 
 from tests.conftest import singer_lines, target_config, write_json
 from tests.mixpanel_server import MixpanelServer
+from tests.services import self_signed_tls
 
 NOW = int(time.time())
 STREAM = "users_behaviors_customevent"
@@ -170,12 +170,7 @@ def test_a_duration_that_is_not_a_number_is_named(mixpanel, run_target, tmp_path
 
 
 def test_tls_certificates_are_checked_unless_turned_off(run_target, tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    context = self_signed_tls(tmp_path)
     server = MixpanelServer(tls=context).start()
     try:
         lines = singer_lines("s", [{"id": "a", "time": 1743500000, "distinct_id": "u"}])
