@@ -1,7 +1,7 @@
 """Fault campaign: seeded trials of the whole pipeline under faults; no event may go missing.
 
     python bench/fault_campaign.py --trials 200 --seed 1    # the long form (totals in README)
-    python bench/fault_campaign.py --trials 20 --seed 7     # the short form CI runs
+    python bench/fault_campaign.py --trials 20 --seed 12    # the short form CI runs
 
 Each trial generates a small Currents export (in a local folder or in moto's S3 server), then
 runs the pipeline (`meltano run`, in RECORD or BATCH mode, or the bare `tap | target` pipe)
@@ -13,9 +13,10 @@ against the Mixpanel-compatible server with a random mix of faults:
 - storage: a truncated file, a file rewritten under the same key, a late file for an old hour;
   and, for S3, a proxy in front of the S3 server answering 503 SlowDown, dropping
   connections, cutting transfers midway and answering slowly;
-- processes: SIGKILL of the tap, the target or `meltano run` at a random moment, or SIGTERM
-  (to `meltano run`, or to both processes of the pipe, as a scheduler stopping a task does),
-  which must end cleanly and cost no duplicates.
+- processes: SIGKILL of the tap, the target or `meltano run` at a random moment; a graceful
+  stop (SIGTERM to both processes of the pipe, or to the tap under `meltano run`), which must
+  end cleanly and cost no duplicates; or SIGTERM to `meltano run` itself, whose cost in
+  replays is counted (Meltano 4.4.1 drops the state emitted after it, README).
 
 A run that was killed or stopped is followed by a clean rerun from the saved state. After the
 trial it prints: events expected (every identified event the files hold, read the way the tap reads
@@ -69,13 +70,17 @@ RETRIES = {"retry_first_delay_seconds": 0.05, "retry_max_delay_seconds": 0.4,
 BATCH_CONFIG = {"encoding": {"format": "jsonl", "compression": "none"},
                 "storage": {"root": ".meltano/run/braze-batches"}, "batch_size": 500}
 RUN_TIMEOUT = 300
-# Runners under which a SIGTERM must cost no duplicates. `meltano run` (4.4) stops recording
-# the STATE its target emits once it begins its graceful termination, so the events delivered
-# after the signal are sent again by the next run; the campaign counts them (README).
-SIGTERM_COSTS_NONE = {"pipe"}
-# Exit codes of a run stopped by SIGTERM that ended cleanly: the pipe's plugins exit 0;
-# `meltano run` reports the signal (143) after its plugins ended and their state was saved.
-CLEAN_STOP_CODES = {"pipe": {0}, "meltano-record": {0, 143}, "meltano-batch": {0, 143}}
+# Process faults: SIGKILL of one process; "term", the graceful stop (SIGTERM to both processes
+# of the pipe, to the tap under `meltano run`), which must cost no duplicates; "meltano-term",
+# SIGTERM to `meltano run` itself. Meltano 4.4.1 cannot record the STATE its target emits
+# after that signal (its job record is already detached: DetachedInstanceError in its
+# BookmarkWriter), so the next run resends what was delivered since the last recorded STATE;
+# the campaign counts those replays (README).
+KILLS = ["tap", "target", "term"]
+MELTANO_KILLS = ["meltano", "meltano-term"]
+STOPS = {"term", "meltano-term"}
+# Exit codes of a stopped run that ended cleanly.
+CLEAN_STOP_CODES = {"term": {0}, "meltano-term": {0, 143}}
 PLUGIN_EXECUTABLES = {"tap": "extractors/tap-braze-currents/venv/bin/tap-braze-currents",
                       "target": "loaders/target-mixpanel/venv/bin/target-mixpanel"}
 
@@ -94,7 +99,7 @@ class Trial:
     refused_users: int               # external ids the server refuses in strict mode
     storage_faults: list[str]        # truncated, rewritten, late
     s3_fault_rates: dict[str, float]  # the S3 proxy's faults: slowdown, drop, cut, slow
-    kill: str | None                 # SIGKILL tap | target | meltano, or term (SIGTERM)
+    kill: str | None                 # one of KILLS or MELTANO_KILLS
     kill_at: float                   # ... once this share of the events reached the server
     pii: str = "keep"                # the target's pii setting: keep | hash | drop
 
@@ -127,20 +132,20 @@ def plan(rng: random.Random, number: int, runners: list[str], storages: list[str
     rates.update({f: rng.choice([0, 0, 0.04, 0.08]) for f in ("drop_before", "drop_after")})
     rates["slow:0.3"] = rng.choice([0, 0, 0.05])
     runner = rng.choice(runners)
-    kill = rng.choice([None, None, "tap", "target", "term"]
-                      + (["meltano"] if "meltano" in runner else []))
+    allowed = KILLS + (MELTANO_KILLS if "meltano" in runner else [])
+    kill = rng.choice([None, None, *allowed])
     if kills is not None:
-        kill = rng.choice([k for k in kills if k != "meltano" or "meltano" in runner])
+        kill = rng.choice([k for k in kills if k in allowed or k == "none"])
         kill = None if kill == "none" else kill
     storage = rng.choice(storages)
     s3_rates = {}
     if storage == "s3" and rng.random() < 0.5:
         s3_rates = {"slowdown": rng.choice([0.05, 0.1]), "drop": rng.choice([0, 0.05]),
                     "cut": rng.choice([0, 0.05]), "slow": rng.choice([0, 0.05])}
-    # The replays a SIGTERM costs are measured alone: no batches stored then dropped, no file
+    # The replays a stop costs are measured alone: no batches stored then dropped, no file
     # rewritten under its key (both resend events by design).
     storage_faults = [f for f in ("truncated", "rewritten", "late") if rng.random() < 0.35]
-    if kill == "term":
+    if kill in STOPS:
         rates.pop("drop_after", None)
         storage_faults = [f for f in storage_faults if f != "rewritten"]
     return Trial(number=number, runner=runner, storage=storage,
@@ -243,7 +248,7 @@ class Campaign:
         threshold = int(trial.kill_at * events)
         first = runner.run(kill=trial.kill, when=lambda: server.state.raw_events >= threshold)
         outcome.runs.append(first)
-        if trial.kill == "term" and first not in CLEAN_STOP_CODES[trial.runner]:
+        if trial.kill in STOPS and first not in CLEAN_STOP_CODES[trial.kill]:
             outcome.problem = f"a SIGTERM ended the run with {first}: {runner.last_error()}"
         duplicates_before_rerun = server.state.duplicates
         between()
@@ -252,8 +257,8 @@ class Campaign:
         if final != 0:
             outcome.problem = f"the clean rerun exited {final}: {runner.last_error()}"
         replayed = server.state.duplicates - duplicates_before_rerun
-        if trial.kill == "term" and trial.runner in SIGTERM_COSTS_NONE and replayed:
-            outcome.problem = f"the rerun after a SIGTERM sent {replayed} duplicates"
+        if trial.kill == "term" and replayed:
+            outcome.problem = f"the rerun after a graceful stop sent {replayed} duplicates"
 
     @staticmethod
     def _count(outcome: Outcome, contents: ExportContents, letters: str,
@@ -349,8 +354,11 @@ class Runner:
                                    stdout=stderr, stderr=stderr, start_new_session=True)
         if kill == "meltano":
             _kill_later(process.pid, when)
-        elif kill == "term":
+        elif kill == "meltano-term":
             _kill_later(process.pid, when, signal.SIGTERM)
+        elif kill == "term":  # the tap ends after its current file; the run then ends as usual
+            _kill_later(process.pid, when, signal.SIGTERM,
+                        session_pattern=PLUGIN_EXECUTABLES["tap"])
         elif kill is not None:
             _kill_later(process.pid, when,
                         session_pattern=PLUGIN_EXECUTABLES[kill])
@@ -511,7 +519,7 @@ def run_campaign(trials: int, seed: int, runners: list[str], storages: list[str]
     rng = random.Random(seed)
     campaign = Campaign(work, seed)
     outcomes = []
-    print(f"{'#':>3} {'runner':<14} {'storage':<6} {'kill':<8} {'pii':<5} {'faults':<34} "
+    print(f"{'#':>3} {'runner':<14} {'storage':<6} {'kill':<12} {'pii':<5} {'faults':<34} "
           f"{'expected':>8} "
           f"{'unique':>7} {'dead':>5} {'skipped':>7} {'missing':>7} {'dups':>5}", file=out)
     try:
@@ -524,7 +532,7 @@ def run_campaign(trials: int, seed: int, runners: list[str], storages: list[str]
                               + (["413"] if trial.max_events < 2000 else [])
                               + (["refuse"] if trial.refused_users else [])
                               + [f"s3{k}" for k in sorted(trial.s3_fault_rates)])
-            print(f"{number:>3} {trial.runner:<14} {trial.storage:<6} {trial.kill or '-':<8} "
+            print(f"{number:>3} {trial.runner:<14} {trial.storage:<6} {trial.kill or '-':<12} "
                   f"{trial.pii:<5} {faults[:34]:<34} {outcome.expected:>8} {outcome.unique:>7} "
                   f"{sum(outcome.dead_lettered.values()):>5} {outcome.skipped:>7} "
                   f"{outcome.missing:>7} {outcome.duplicates:>5}"
@@ -540,7 +548,23 @@ def run_campaign(trials: int, seed: int, runners: list[str], storages: list[str]
           f"{sum(o.missing for o in outcomes):,} missing, "
           f"{sum(o.duplicates for o in outcomes):,} duplicates sent, "
           f"{sum(not o.ok for o in outcomes)} trials with a problem", file=out)
+    _print_replay_costs(outcomes, out)
     return outcomes
+
+
+def _print_replay_costs(outcomes: list[Outcome], out: Any) -> None:
+    """Duplicates sent per process fault, among trials with no other fault that replays by
+    design (answers dropped after the server stored a batch, a file rewritten under its key)."""
+    print("duplicates / expected by process fault (trials without replaying faults):", file=out)
+    for kill in [None, *KILLS, *MELTANO_KILLS]:
+        alone = [o for o in outcomes if o.trial.kill == kill
+                 and "drop_after" not in o.trial.fault_rates
+                 and "rewritten" not in o.trial.storage_faults]
+        expected = sum(o.expected for o in alone)
+        if expected:
+            duplicates = sum(o.duplicates for o in alone)
+            print(f"  {kill or 'none':<12} {len(alone):>3} trials  {duplicates:>6,} / "
+                  f"{expected:>7,} = {duplicates / expected:.1%}", file=out)
 
 
 def main() -> None:
@@ -550,8 +574,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runners", default="meltano-record,meltano-batch,pipe")
     parser.add_argument("--storages", default="local,s3")
-    parser.add_argument("--kills", help="only these process faults: none,tap,target,meltano,"
-                        "term (default: a random mix of all)")
+    parser.add_argument("--kills", help="only these process faults: none,tap,target,term,"
+                        "meltano,meltano-term (default: a random mix of all)")
     args = parser.parse_args()
     work = OUT_DIR / "campaign" / f"seed-{args.seed}"
     outcomes = run_campaign(args.trials, args.seed, args.runners.split(","),
