@@ -39,6 +39,8 @@ class Mapping(Protocol):
 class Sender(Protocol):
     """Delivers one batch (see import_client)."""
 
+    def batch_events(self, configured: int) -> int: ...  # noqa: D102
+
     def send(self, events: list[bytes], insert_ids: list[str]) -> BatchResult: ...  # noqa: D102
 
 
@@ -81,6 +83,7 @@ class Delivery:
         self._emit_state = emit_state
         self.counters = counters
         self._batch_size = batch_size
+        self._batch_events = batch_size    # the open batch's limit: batch_size, less when paced
         self._max_batch_bytes = max_batch_bytes
         self._max_in_flight = max_concurrency
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency,
@@ -133,7 +136,7 @@ class Delivery:
         batch.sources.append((stream, record if raw is None else raw, event["event"],
                               properties["$insert_id"]))
         batch.size += size + 1
-        if len(batch.events) >= self._batch_size:
+        if len(batch.events) >= self._batch_events:
             self._submit()
         if not self.received & 1023:
             self._collect(block=False)
@@ -168,6 +171,7 @@ class Delivery:
             return
         self._wait_for_room()
         self._batch = Batch(batch.number + 1)
+        self._batch_events = self._sender.batch_events(self._batch_size)
         insert_ids = [source[3] for source in batch.sources]
         future = self._pool.submit(self._sender.send, batch.events, insert_ids)
         self._in_flight.append((batch, future))

@@ -159,6 +159,10 @@ class ImportClient:
             headers["Content-Encoding"] = "gzip"
         return body, headers
 
+    def batch_events(self, configured: int) -> int:
+        """The most events the next batch should hold (fewer while adaptive sending paces)."""
+        return configured if self._pace is None else self._pace.batch_events(configured)
+
     def send(self, events: Sequence[bytes], insert_ids: Sequence[str]) -> BatchResult:
         """Deliver one batch; failures name events by index. Raises AuthError, RetriesExhausted."""
         result = BatchResult()
@@ -286,6 +290,10 @@ class DryRunClient:
         self._lock = threading.Lock()
         self._prefix = prefix
         (self.folder / "endpoint.txt").write_text(self.url + "\n")
+
+    def batch_events(self, configured: int) -> int:
+        """The configured batch size: a dry run is not paced."""
+        return configured
 
     def send(self, events: Sequence[bytes], insert_ids: Sequence[str]) -> BatchResult:
         """Write the body; count every event as would-be imported."""

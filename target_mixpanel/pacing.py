@@ -9,112 +9,200 @@ like TCP's congestion control (AIMD):
 - a pace in events/s, unset until the first 429 (no limit is known before). On a 429 the
   rate Mixpanel accepted since the previous cut is the measured intake (the ceiling), and the
   pace is cut to `DECREASE` x the lower of itself and the ceiling. After a cut the pace climbs
-  back fast to just under the ceiling, then probes past it by a step per accepted request
-  (additive increase) that doubles every PROBE_REQUESTS requests without a 429, so an intake
-  that grew, or was measured low, is found again quickly.
+  back fast to just under the ceiling, then probes past it (additive increase, a share of the
+  ceiling per second of sending) at a speed that doubles every PROBE_SECONDS without a 429,
+  so an intake that grew, or was measured low, is found again quickly.
 
 A burst of 429s from requests sent before the last cut counts as one signal (they saw the
 old pace), so one congestion event cuts once.
+
+The target's worker processes share one pace (`SharedPace`, numbers in shared memory behind one
+lock): Mixpanel's intake is per project, so one measured ceiling and one schedule of send slots
+serve them all. Each sender keeps its own window.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 DECREASE = 0.85          # multiplicative decrease on a 429
-# Additive increase per accepted request, as a share of the pace right after the last cut:
-# about (1 - DECREASE) / INCREASE_SHARE accepted requests pass between two congestion events.
-INCREASE_SHARE = 0.0005
+# Additive increase while probing past the intake measured at the last cut: this share of it
+# per second of sending, doubled every PROBE_SECONDS without a 429 (the intake may have grown).
+# Per second, not per request: a low intake (few requests) is probed as fast as a high one.
+INCREASE_SHARE = 0.005
+PROBE_SECONDS = 10.0
 # The accepted rate bounds the pace only when measured over at least this long.
 MEASURE_SECONDS = 1.0
 MIN_RATE = 100.0         # events/s: the pace never drops below this
+LATE_SECONDS = 0.05      # how far behind its schedule the pace may send to catch up
+# Once paced, a batch holds at most this many seconds of the pace (at least MIN_BATCH_EVENTS):
+# under a low intake a 2,000-event batch is a large share of it, and each 429 wastes a lot.
+BATCH_SECONDS = 0.1
+MIN_BATCH_EVENTS = 50
 # Below NEAR_CEILING x the intake measured at the last cut, the pace rises by FAST_SHARE of
-# itself per accepted request (recovery); above, by the constant step (probing).
+# itself per accepted request (recovery); above, by INCREASE_SHARE (probing).
 NEAR_CEILING = 0.95
 FAST_SHARE = 0.02
-PROBE_REQUESTS = 100     # the probing step doubles after this many accepted requests
+
+
+# The shared numbers, by index (0.0 stands for "not set" where a rate or a time is meant).
+RATE, CEILING, PROBE_FROM, NEXT_SLOT, LAST_CUT, MEASURED_FROM, ACCEPTED, CUTS = range(8)
+NUMBERS = 8
+
+
+class SharedPace:
+    """The pace numbers every sender of a project shares, with the lock that guards them.
+
+    Made before the worker processes start (it lives in shared memory) and handed to each;
+    `SharedPace.local()` serves a single process.
+    """
+
+    def __init__(self, values: Any, lock: Any):
+        """Use `values` (NUMBERS doubles) and `lock`; see `for_processes` and `local`."""
+        self.values = values
+        self.lock = lock
+
+    @classmethod
+    def for_processes(cls, context: Any = multiprocessing) -> SharedPace:
+        """Numbers in shared memory, for the worker processes `context` starts."""
+        return cls(context.RawArray("d", NUMBERS), context.Lock())
+
+    @classmethod
+    def local(cls) -> SharedPace:
+        """Numbers for the senders of this process only."""
+        return cls([0.0] * NUMBERS, threading.Lock())
 
 
 class AdaptivePace:
     """Gate for one sender's requests; `acquire` before a POST, `release` with its answer."""
 
-    def __init__(self, max_in_flight: int, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, max_in_flight: int, shared: SharedPace | None = None,
+                 clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
-        """Start with the full window and no pace."""
+        """Start with the full window; the pace is `shared` with other senders, or our own."""
         self.max_in_flight = max(1, max_in_flight)
         self.window = float(self.max_in_flight)
-        self.rate: float | None = None       # events/s; None: unpaced
-        self.ceiling: float | None = None    # events/s Mixpanel accepted when it last throttled
-        self.cuts = 0
-        self._step = 0.0
-        self._probes = 0                     # accepted requests probing past the ceiling
         self._in_flight = 0
-        self._next_slot = 0.0
         self._clock = clock
         self._sleep = sleep
-        self._last_cut = clock()             # the first "cut": the start
-        self._measured_from = self._last_cut
-        self._accepted_since_cut = 0         # events accepted since _measured_from
         self._changed = threading.Condition()
+        self._shared = shared or SharedPace.local()
+        with self._shared.lock:
+            numbers = self._shared.values
+            if not numbers[LAST_CUT]:  # the first sender starts the clock: the first "cut"
+                numbers[LAST_CUT] = numbers[MEASURED_FROM] = clock()
+        self._window_cut = clock()  # 429s to requests sent before this were answered already
+
+    @property
+    def rate(self) -> float | None:
+        """The pace in events/s, None while no 429 was seen."""
+        return self._shared.values[RATE] or None
+
+    @property
+    def ceiling(self) -> float | None:
+        """The events/s Mixpanel accepted when it last throttled."""
+        return self._shared.values[CEILING] or None
+
+    def batch_events(self, configured: int) -> int:
+        """How many events a batch should hold at most: `configured`, less under a low pace."""
+        rate = self._shared.values[RATE]
+        if not rate:
+            return configured
+        return max(min(configured, MIN_BATCH_EVENTS), min(configured, int(rate * BATCH_SECONDS)))
+
+    @property
+    def cuts(self) -> int:
+        """How many congestion events cut the pace."""
+        return int(self._shared.values[CUTS])
 
     def acquire(self, events: int) -> float:
-        """Wait for room in the window and for the pace; returns the request's start time."""
+        """Wait for room in the window and for the pace; returns when the request got its slot.
+
+        Hand that time to `release`: a 429 to a request paced before the last cut cuts no more.
+        """
         with self._changed:
             while self._in_flight >= max(1, int(self.window)):
                 self._changed.wait()
             self._in_flight += 1
-            now = self._clock()
-            start = now
-            if self.rate is not None:
-                start = max(now, self._next_slot)
-                self._next_slot = start + events / self.rate
-        if start > now:
-            self._sleep(start - now)
-        return start
+        while (wait := self.take_slot(events)) > 0:
+            self._sleep(wait)
+        return self._clock()
 
-    def release(self, started: float, *, throttled: bool, events: int = 0) -> None:
-        """The answer to a request of `events` started at `started`: 429 (`throttled`) or not."""
+    def take_slot(self, events: int) -> float:
+        """Book the slot for a request of `events` if free (0.0), else the seconds until it is.
+
+        Nothing is booked ahead, so a cut slows down every waiting sender at once.
+        """
+        with self._shared.lock:
+            numbers = self._shared.values
+            now = self._clock()
+            if not numbers[RATE]:
+                return 0.0
+            if numbers[NEXT_SLOT] > now:
+                return numbers[NEXT_SLOT] - now
+            # a sender woken late may catch up on at most LATE_SECONDS of pace
+            numbers[NEXT_SLOT] = (max(numbers[NEXT_SLOT], now - LATE_SECONDS)
+                                  + events / numbers[RATE])
+            return 0.0
+
+    def release(self, paced_at: float, *, throttled: bool, events: int = 0) -> None:
+        """The answer to a request of `events` paced at `paced_at`: 429 (`throttled`) or not."""
+        with self._shared.lock:
+            numbers = self._shared.values
+            if not throttled:
+                numbers[ACCEPTED] += events
+                if numbers[RATE]:
+                    _raise(numbers, events, self._clock())
+            elif paced_at >= numbers[LAST_CUT]:  # else: paced before the last cut, already cut
+                _cut(numbers, self._clock(), events)
         with self._changed:
             self._in_flight -= 1
             if throttled:
-                if started >= self._last_cut:  # else: sent before the last cut, already cut
-                    self._cut()
+                if paced_at >= self._window_cut:  # one congestion event cuts the window once
+                    self.window = max(1.0, self.window * DECREASE)
+                    self._window_cut = self._clock()
             else:
-                self._accepted_since_cut += events
                 self.window = min(float(self.max_in_flight), self.window + 1 / self.window)
-                if self.rate is not None:
-                    self._raise()
             self._changed.notify_all()
 
-    def _raise(self) -> None:
-        """Quickly back to just under the intake last measured, slowly past it."""
-        assert self.rate is not None
-        near = (self.ceiling or 0) * NEAR_CEILING
-        if self.rate < near:
-            self.rate = min(near, self.rate * (1 + FAST_SHARE))
-        else:
-            self._probes += 1
-            if self._probes % PROBE_REQUESTS == 0:
-                self._step *= 2  # no 429 for a while: the intake may have grown; probe faster
-            self.rate += self._step
 
-    def _cut(self) -> None:
-        now = self._clock()
-        elapsed = now - self._measured_from
-        if elapsed >= MEASURE_SECONDS and self._accepted_since_cut:
-            self.ceiling = self._accepted_since_cut / elapsed  # what Mixpanel took
-            self._measured_from = now
-            self._accepted_since_cut = 0
-        elif self.ceiling is None and self.rate is not None:
-            self.ceiling = self.rate
-        if self.ceiling is not None:  # else: nothing measured yet; only the window shrinks
-            current = self.rate if self.rate is not None else self.ceiling
-            self.rate = max(MIN_RATE, min(current, self.ceiling) * DECREASE)
-            self._step = self.ceiling * INCREASE_SHARE
-            self._probes = 0
-        self.window = max(1.0, self.window * DECREASE)
-        self._next_slot = max(self._next_slot, now)
-        self._last_cut = now
-        self.cuts += 1
+def _raise(numbers: Any, events: int, now: float) -> None:
+    """Quickly back to just under the intake last measured, slowly past it."""
+    near = numbers[CEILING] * NEAR_CEILING
+    if numbers[RATE] < near:
+        numbers[RATE] = min(near, numbers[RATE] * (1 + FAST_SHARE))
+        return
+    if not numbers[PROBE_FROM]:
+        numbers[PROBE_FROM] = now
+    doublings = min(20, int((now - numbers[PROBE_FROM]) / PROBE_SECONDS))
+    seconds_of_sending = events / numbers[RATE]
+    numbers[RATE] += numbers[CEILING] * INCREASE_SHARE * 2**doublings * seconds_of_sending
+
+
+def _cut(numbers: Any, now: float, events: int) -> None:
+    """A congestion event (a 429 to a request of `events`): cut the pace below the intake.
+
+    Measures what Mixpanel took, cuts the pace below it, and leaves the intake the time of one
+    such request at the new pace to refill what probing past it used up (else the next request
+    is refused too).
+    """
+    elapsed = now - numbers[MEASURED_FROM]
+    if numbers[ACCEPTED] and (elapsed >= MEASURE_SECONDS or not numbers[CEILING]):
+        # what Mixpanel took; the first throttling may come sooner (after a burst it let
+        # through), and is then counted over MEASURE_SECONDS, not over a few milliseconds
+        numbers[CEILING] = numbers[ACCEPTED] / max(elapsed, MEASURE_SECONDS)
+        numbers[MEASURED_FROM] = now
+        numbers[ACCEPTED] = 0
+    elif not numbers[CEILING] and numbers[RATE]:
+        numbers[CEILING] = numbers[RATE]
+    if numbers[CEILING]:  # else: nothing measured yet; only the windows shrink
+        current = numbers[RATE] or numbers[CEILING]
+        numbers[RATE] = max(MIN_RATE, min(current, numbers[CEILING]) * DECREASE)
+        numbers[PROBE_FROM] = 0.0
+    numbers[NEXT_SLOT] = max(numbers[NEXT_SLOT], now) + events / max(numbers[RATE], MIN_RATE)
+    numbers[LAST_CUT] = now
+    numbers[CUTS] += 1

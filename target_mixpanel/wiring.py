@@ -11,7 +11,7 @@ from target_mixpanel.delivery import Delivery
 from target_mixpanel.event_mapping import BrazeCurrentsMapping, GenericMapping
 from target_mixpanel.import_client import Counters, DryRunClient, ImportClient, RetryPolicy
 from target_mixpanel.mixpanel_rules import MAX_EVENTS_PER_REQUEST, MAX_REQUEST_BYTES, REGION_HOSTS
-from target_mixpanel.pacing import AdaptivePace
+from target_mixpanel.pacing import AdaptivePace, SharedPace
 from target_mixpanel.pii import PiiPolicy
 
 logger = logging.getLogger("target-mixpanel")
@@ -84,8 +84,12 @@ def mapping_for(config: Mapping[str, Any]) -> BrazeCurrentsMapping | GenericMapp
 
 
 def sender_for(config: Mapping[str, Any], counters: Counters, name: str,
-               concurrency: int = 1) -> DryRunClient | ImportClient:
-    """The HTTP client (or the dry-run writer) the settings choose."""
+               concurrency: int = 1, pace: SharedPace | None = None
+               ) -> DryRunClient | ImportClient:
+    """The HTTP client (or the dry-run writer) the settings choose.
+
+    With adaptive sending it paces itself by `pace` (shared by the worker processes), or alone.
+    """
     if config.get("dry_run"):
         return DryRunClient(config.get("dry_run_path", "mixpanel-dry-run"), api_url_for(config),
                             counters, prefix=name)
@@ -104,17 +108,21 @@ def sender_for(config: Mapping[str, Any], counters: Counters, name: str,
                         timeout=float(config.get("request_timeout_seconds", 120)),
                         retry=retry, verify=bool(config.get("verify_tls", True)),
                         counters=counters, describe_auth=describe,
-                        pace=(AdaptivePace(concurrency)
+                        pace=(AdaptivePace(concurrency, pace)
                               if config.get("adaptive_sending", True) else None))
 
 
 def build_delivery(config: Mapping[str, Any], emit_state: Callable[[dict], None], *,
-                   name: str = "", concurrency: int | None = None) -> Delivery:
-    """A delivery pipeline for one process; `name` tells its files apart from other workers'."""
+                   name: str = "", concurrency: int | None = None,
+                   pace: SharedPace | None = None) -> Delivery:
+    """A delivery pipeline for one process.
+
+    `name` tells its files apart from other workers'; `pace` is the one the processes share.
+    """
     concurrency = concurrency or max(1, int(config.get("max_concurrency", 10)))
     counters = Counters()
     return Delivery(mapping=mapping_for(config),
-                    sender=sender_for(config, counters, name, concurrency),
+                    sender=sender_for(config, counters, name, concurrency, pace),
                     dead_letters=DeadLetterFile(config.get("dead_letter_path",
                                                            "mixpanel-dead-letters.jsonl")),
                     pii=PiiPolicy(config.get("pii", "keep"), config.get("pii_salt") or ""),

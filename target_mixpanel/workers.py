@@ -29,6 +29,8 @@ from typing import Any
 
 import msgspec
 
+from target_mixpanel.pacing import SharedPace
+
 logger = logging.getLogger("target-mixpanel")
 
 CHUNK_LINES = 2000
@@ -215,8 +217,8 @@ def _let_go_of_the_main_process_files(inherited: list[int]) -> None:
     os.dup2(2, 1)
 
 
-def _worker_main(config: dict[str, Any], name: str, concurrency: int, inbox: Connection,
-                 outbox: Connection, inherited: list[int]) -> None:
+def _worker_main(config: dict[str, Any], name: str, concurrency: int, pace: SharedPace,
+                 inbox: Connection, outbox: Connection, inherited: list[int]) -> None:
     """A worker process: chunks in, "done" markers (with running totals) out."""
     _let_go_of_the_main_process_files(inherited)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the main process decides when to stop
@@ -252,7 +254,8 @@ def _worker_main(config: dict[str, Any], name: str, concurrency: int, inbox: Con
         results.put(("done", marker["chunk"], summary()))
 
     try:
-        delivery = build_delivery(config, report, name=name, concurrency=concurrency)
+        delivery = build_delivery(config, report, name=name, concurrency=concurrency,
+                                  pace=pace)
         _serve(delivery, _receive_in_background(inbox), from_files, batch_files)
         results.put(("finished", summary()))
     except BaseException as exc:
@@ -330,6 +333,7 @@ class WorkerPool:
         forked = "fork" in methods
         context: Any = multiprocessing.get_context("fork" if forked else "spawn")
         concurrency = max(1, int(config.get("max_concurrency", 10)) // processes)
+        pace = SharedPace.for_processes(context)  # one pace for the project's intake
         self._inboxes: list[Connection] = []
         self._outboxes: list[Connection] = []
         self._processes = []
@@ -341,8 +345,9 @@ class WorkerPool:
             inherited = [c.fileno() for c in (*self._inboxes, *self._outboxes, inbox_write,
                                               outbox_read)] if forked else []
             process = context.Process(target=_worker_main, name=f"mixpanel-worker-{index}",
-                                      args=(config, f"w{index}-", concurrency, inbox_read,
-                                            outbox_write, inherited), daemon=True)
+                                      args=(config, f"w{index}-", concurrency, pace,
+                                            inbox_read, outbox_write, inherited),
+                                      daemon=True)
             with _light_children():
                 process.start()
             inbox_read.close()
