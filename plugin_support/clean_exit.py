@@ -29,7 +29,10 @@ def unread_bytes(fd: int) -> int:
 
 def wait_until_stdout_is_read(timeout: float = 10.0) -> None:
     """Flush standard output, then wait (at most `timeout`) until its reader has taken it."""
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader is gone: nothing to wait for
+        return
     fd = sys.stdout.fileno()
     deadline = time.monotonic() + timeout
     while unread_bytes(fd) and time.monotonic() < deadline:

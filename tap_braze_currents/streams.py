@@ -233,10 +233,18 @@ class CurrentsStream(Stream):
 
     def _write_directly(self, write: Callable[[AvroFile], None]) -> None:
         """Write each new file's records with `write`, then the final state."""
-        with self.get_record_counter() as counter, self.get_sync_timer():
-            for avro in self._decoded_files():
-                write(avro)
-                counter.increment(avro.count)
+        try:
+            with self.get_record_counter() as counter, self.get_sync_timer():
+                for avro in self._decoded_files():
+                    write(avro)
+                    counter.increment(avro.count)
+        except BrokenPipeError:
+            if not self._currents_tap.stop_requested:
+                raise
+            # stopped by a signal too, the target read up to a STATE and left; what follows
+            # it is read again by the next run
+            self._currents_tap.discard_output()
+            return
         self._log_summary()
         self._finalize_state(self.stream_state)
         self._write_state_message()

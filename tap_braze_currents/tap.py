@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
+import sys
 from functools import cached_property
 from typing import Any
 
@@ -68,6 +70,14 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
         atexit.register(wait_until_stdout_is_read)  # `meltano run` relays what was written
         self.logger.info("Received signal %d: stopping after the file being read; the next "
                          "run goes on from there", signum)
+
+    def discard_output(self) -> None:
+        """After a stop signal, the reader of our output is gone: write to nowhere from now."""
+        self.logger.info("The target stopped reading after the stop signal; the rest is left "
+                         "to the next run")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
     @cached_property
     def storage(self) -> CurrentsStorage:

@@ -130,3 +130,26 @@ def test_sigterm_ends_after_the_file_being_read_with_its_state(tmp_path: Path, r
     got = Counter(first_ids) + Counter(rerun.ids)
     assert set(got) == expected
     assert sum(got.values()) == len(expected)  # nothing read twice
+
+
+def test_a_target_gone_after_the_stop_signal_ends_the_tap_cleanly(tmp_path: Path) -> None:
+    """A scheduler signals tap and target; the target stops at its STATE and closes the pipe
+    while the tap is still writing a file: the tap ends with 0, not a broken-pipe error."""
+    write_demo_export(str(tmp_path / "export"), event_types=SAMPLE_TYPES[:1], hours=1,
+                      events_per_file=50_000, integrations=1)
+    config_path = write_json(tmp_path / "config.json", {"storage_url": str(tmp_path / "export")})
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(tap_command(config_path), stdout=subprocess.PIPE,
+                                   stderr=stderr)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith(b'{"type":"RECORD"'):
+            break  # in the middle of the file, with the pipe full behind us
+    process.send_signal(signal.SIGTERM)
+    process.stdout.close()
+    assert process.wait(timeout=60) == 0, log.read_text()[-2000:]
+    text = log.read_text()
+    assert "The target stopped reading after the stop signal" in text
+    assert "unhandled error" not in text
+    assert "Traceback" not in text
