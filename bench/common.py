@@ -50,13 +50,13 @@ def _pss_kb(pid: int) -> int:
 
 def measure(command: list[str] | str, *, stdin=None, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, env: dict | None = None, one_core: bool = False,
-            shell: bool = False) -> Measured:
+            shell: bool = False, cwd: Path | None = None) -> Measured:
     """Run a command to its end, sampling the memory of its whole process tree."""
     if one_core and shutil.which("taskset") and not shell:
         command = ["taskset", "-c", "0", *command]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdin=stdin, stdout=stdout, stderr=stderr,
-                               env={**os.environ, **(env or {})}, shell=shell)
+                               env={**os.environ, **(env or {})}, shell=shell, cwd=cwd)
     peak = [0]
     done = threading.Event()
 
