@@ -68,13 +68,14 @@ def run_rate(rate: int, seconds: float, work: Path) -> dict:
         feeder = subprocess.Popen([sys.executable, "-c", FEEDER, str(events), STREAM],
                                   stdout=subprocess.PIPE)
         started = time.perf_counter()
-        target = subprocess.run([sys.executable, "-m", "target_mixpanel.target", "--config",
-                                 str(config)], stdin=feeder.stdout, capture_output=True,
-                                check=False)
+        with (work / f"target-{rate}.log").open("wb") as log:  # its progress lines
+            target = subprocess.run([sys.executable, "-m", "target_mixpanel.target",
+                                     "--config", str(config)], stdin=feeder.stdout,
+                                    stdout=subprocess.DEVNULL, stderr=log, check=False)
         elapsed = time.perf_counter() - started
         feeder.wait()
         if target.returncode != 0:
-            raise SystemExit(target.stderr.decode()[-2000:])
+            raise SystemExit((work / f"target-{rate}.log").read_text()[-2000:])
         counts = stats(url)
     finally:
         server.terminate()

@@ -35,8 +35,11 @@ DECREASE = 0.85          # multiplicative decrease on a 429
 # Per second, not per request: a low intake (few requests) is probed as fast as a high one.
 INCREASE_SHARE = 0.005
 PROBE_SECONDS = 10.0
-# The accepted rate bounds the pace only when measured over at least this long.
+# The accepted rate bounds the pace only when measured over at least this long; it is counted
+# in windows of WINDOW_SECONDS, and a cut takes the better of the current and the last window
+# (the rate just before the 429, not an average since the last cut, which a ramp-up lowers).
 MEASURE_SECONDS = 1.0
+WINDOW_SECONDS = 2.0
 MIN_RATE = 100.0         # events/s: the pace never drops below this
 LATE_SECONDS = 0.05      # how far behind its schedule the pace may send to catch up
 # Once paced, a batch holds at most this many seconds of the pace (at least MIN_BATCH_EVENTS):
@@ -50,8 +53,9 @@ FAST_SHARE = 0.02
 
 
 # The shared numbers, by index (0.0 stands for "not set" where a rate or a time is meant).
-RATE, CEILING, PROBE_FROM, NEXT_SLOT, LAST_CUT, MEASURED_FROM, ACCEPTED, CUTS = range(8)
-NUMBERS = 8
+(RATE, CEILING, PROBE_FROM, NEXT_SLOT, LAST_CUT, MEASURED_FROM, ACCEPTED, CUTS, MEASURED,
+ LAST_WINDOW_RATE) = range(10)
+NUMBERS = 10
 
 
 class SharedPace:
@@ -155,6 +159,7 @@ class AdaptivePace:
             numbers = self._shared.values
             if not throttled:
                 numbers[ACCEPTED] += events
+                _roll_window(numbers, self._clock())
                 if numbers[RATE]:
                     _raise(numbers, events, self._clock())
             elif paced_at >= numbers[LAST_CUT]:  # else: paced before the last cut, already cut
@@ -172,6 +177,9 @@ class AdaptivePace:
 
 def _raise(numbers: Any, events: int, now: float) -> None:
     """Quickly back to just under the intake last measured, slowly past it."""
+    if not numbers[MEASURED]:  # the ceiling is a first guess: grow until the next 429
+        numbers[RATE] *= 1 + FAST_SHARE
+        return
     near = numbers[CEILING] * NEAR_CEILING
     if numbers[RATE] < near:
         numbers[RATE] = min(near, numbers[RATE] * (1 + FAST_SHARE))
@@ -183,6 +191,14 @@ def _raise(numbers: Any, events: int, now: float) -> None:
     numbers[RATE] += numbers[CEILING] * INCREASE_SHARE * 2**doublings * seconds_of_sending
 
 
+def _roll_window(numbers: Any, now: float) -> None:
+    elapsed = now - numbers[MEASURED_FROM]
+    if elapsed >= WINDOW_SECONDS:
+        numbers[LAST_WINDOW_RATE] = numbers[ACCEPTED] / elapsed
+        numbers[MEASURED_FROM] = now
+        numbers[ACCEPTED] = 0
+
+
 def _cut(numbers: Any, now: float, events: int) -> None:
     """A congestion event (a 429 to a request of `events`): cut the pace below the intake.
 
@@ -191,12 +207,15 @@ def _cut(numbers: Any, now: float, events: int) -> None:
     is refused too).
     """
     elapsed = now - numbers[MEASURED_FROM]
-    if numbers[ACCEPTED] and (elapsed >= MEASURE_SECONDS or not numbers[CEILING]):
-        # what Mixpanel took; the first throttling may come sooner (after a burst it let
-        # through), and is then counted over MEASURE_SECONDS, not over a few milliseconds
-        numbers[CEILING] = numbers[ACCEPTED] / max(elapsed, MEASURE_SECONDS)
-        numbers[MEASURED_FROM] = now
-        numbers[ACCEPTED] = 0
+    current = numbers[ACCEPTED] / elapsed if elapsed >= MEASURE_SECONDS else 0.0
+    if current or numbers[LAST_WINDOW_RATE]:
+        numbers[CEILING] = max(current, numbers[LAST_WINDOW_RATE])  # what Mixpanel took
+        numbers[MEASURED] = 1.0
+    elif numbers[ACCEPTED] and not numbers[CEILING]:
+        # a first 429 within MEASURE_SECONDS: what was accepted before its answer, counted
+        # over MEASURE_SECONDS (not a few milliseconds); a guess, low when accepted requests
+        # were still on their way back, so the pace grows fast until the next 429
+        numbers[CEILING] = numbers[ACCEPTED] / MEASURE_SECONDS
     elif not numbers[CEILING] and numbers[RATE]:
         numbers[CEILING] = numbers[RATE]
     if numbers[CEILING]:  # else: nothing measured yet; only the windows shrink

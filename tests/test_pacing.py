@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from target_mixpanel.pacing import NUMBERS, RATE, AdaptivePace, SharedPace
+from target_mixpanel.pacing import CEILING, MEASURED, NUMBERS, RATE, AdaptivePace, SharedPace
 
 BATCH = 2000
 
@@ -109,6 +109,8 @@ def test_worker_processes_share_one_pace() -> None:
     shared = SharedPace.for_processes(context)
     assert len(shared.values) == NUMBERS
     shared.values[RATE] = 1000.0  # 10 requests of 100 events per second, for all together
+    shared.values[CEILING] = 1000.0
+    shared.values[MEASURED] = 1.0
     counts: multiprocessing.Queue = context.Queue()
     until = time.monotonic() + 1.0
     workers = [context.Process(target=_take_slots, args=(shared, until, counts))
