@@ -29,6 +29,9 @@ from target_mixpanel.pacing import AdaptivePace
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# With adaptive sending and a pace set, a batch answered 429 goes again as soon as the pace
+# gives it a slot, this many times; then the retry delays apply (Mixpanel asks for backoff).
+PACED_RETRIES = 3
 
 
 class AuthError(Exception):
@@ -207,6 +210,7 @@ class ImportClient:
         body, headers = self._body(events)
         deadline = time.monotonic() + self._retry.budget_seconds
         delays = self._retry.delays()
+        paced_retries = 0
         while True:
             self.counters.add(requests=1)
             problem: str
@@ -242,7 +246,15 @@ class ImportClient:
                     self._pace.release(started, events=len(events),
                                        throttled=response is not None
                                        and response.status_code == 429)
-            delay = next(delays) if retry_after is None else retry_after
+            if retry_after is not None:
+                delay = retry_after
+            elif (response is not None and response.status_code == 429
+                  and self._pace is not None and self._pace.rate is not None
+                  and paced_retries < PACED_RETRIES):
+                paced_retries += 1
+                delay = 0.0  # the pace, cut by the 429, gives the retry its slot
+            else:
+                delay = next(delays)
             if time.monotonic() + delay > deadline:
                 msg = (f"Mixpanel still failing after the retry budget of "
                        f"{self._retry.budget_seconds:g} s (last: {problem}); raise "

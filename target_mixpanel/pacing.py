@@ -7,11 +7,16 @@ like TCP's congestion control (AIMD):
 - a window of requests in flight, at most `max_in_flight`: +1/window per accepted request,
   x`DECREASE` on a 429;
 - a pace in events/s, unset until the first 429 (no limit is known before). On a 429 the
-  rate Mixpanel accepted since the previous cut is the measured intake (the ceiling), and the
-  pace is cut to `DECREASE` x the lower of itself and the ceiling. After a cut the pace climbs
-  back fast to just under the ceiling, then probes past it (additive increase, a share of the
-  ceiling per second of sending) at a speed that doubles every PROBE_SECONDS without a 429,
-  so an intake that grew, or was measured low, is found again quickly.
+  rate Mixpanel accepted in the current or the last WINDOW_SECONDS is the measured intake
+  (the ceiling), and the pace is cut to `DECREASE` x the lower of itself and the ceiling,
+  after a pause of one request at the new pace for the intake to refill. After a cut the
+  pace climbs back fast to just under the ceiling, then probes past it (additive increase, a
+  share of the ceiling per second of sending) at a speed that doubles every PROBE_SECONDS
+  without a 429, so an intake that grew, or was measured low, is found again quickly. A
+  first 429 within a second only gives a guess, from which the pace grows fast.
+- no slot booked ahead: a sender waits for the next free one, so a cut slows every sender at
+  once; and once paced, batches of at most BATCH_SECONDS of the pace (a 2,000-event batch is
+  a large share of a low intake, and each 429 then wastes much of it).
 
 A burst of 429s from requests sent before the last cut counts as one signal (they saw the
 old pace), so one congestion event cuts once.
@@ -19,6 +24,11 @@ old pace), so one congestion event cuts once.
 The target's worker processes share one pace (`SharedPace`, numbers in shared memory behind one
 lock): Mixpanel's intake is per project, so one measured ceiling and one schedule of send slots
 serve them all. Each sender keeps its own window.
+
+Known limit: 429s that are not the intake's doing (the benchmark's random 429s) look the same
+as congestion, and each cut lowers the measured intake to what was then sent: the pace falls
+far below what the endpoint would take. Mixpanel answers 429 for its rate limits;
+`adaptive_sending: false` sends at full speed with per-batch backoff only.
 """
 
 from __future__ import annotations
