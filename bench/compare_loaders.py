@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -167,7 +168,7 @@ def run(name: str, scenario: str, expected: int, work: Path, tap_config: Path, l
     server, url = start_server(SCENARIOS[scenario])
     try:
         command, env = contestants(work, tap_config, lines, node_modules, site, url)[name]
-        label = "-".join(name.split()[:2]).strip(",:")
+        label = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
         with (work / f"{label}-{scenario}.log").open("wb") as log:
             measured = measure(command, shell=True, env=env, stderr=log, stdout=log,
                                cwd=work)
