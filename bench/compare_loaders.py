@@ -1,6 +1,6 @@
 """Benchmark: this project's pipeline beside the loaders people use today, on the same events.
 
-    python bench/compare_loaders.py                     # 500,000 events; no faults, then 10% 429s
+    python bench/compare_loaders.py                     # 300,000 events; no faults, then 10% 429s
     python bench/compare_loaders.py --events 100000 --scenarios 429
 
 Contestants, each against a fresh local Mixpanel-compatible server (tests/mixpanel_server.py
@@ -185,7 +185,7 @@ def run(name: str, scenario: str, expected: int, work: Path, tap_config: Path, l
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--scenarios", default="none,429")
     parser.add_argument("--only", help="comma-separated contestant names (default: all)")
     args = parser.parse_args()
