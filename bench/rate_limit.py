@@ -2,6 +2,7 @@
 
     python bench/rate_limit.py                          # R = 5,000, 20,000, 30,000; 3 min each
     python bench/rate_limit.py --rates 30000 --seconds 60
+    python bench/rate_limit.py --rates 20000 --seconds 60 --no-adaptive
 
 For each R the Mixpanel-compatible server runs with a token bucket of R events/s (one second
 of burst) and answers 429 above it, as Mixpanel does above its intake. The target gets R x
@@ -51,7 +52,7 @@ def stats(url: str) -> dict:
         return json.loads(answer.read())
 
 
-def run_rate(rate: int, seconds: float, work: Path) -> dict:
+def run_rate(rate: int, seconds: float, work: Path, adaptive: bool = True) -> dict:
     """One run against a server limited to `rate` events/s; the measured outcome."""
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "tests.mixpanel_server", "--port",
@@ -63,7 +64,7 @@ def run_rate(rate: int, seconds: float, work: Path) -> dict:
     config = work / "target.json"
     config.write_text(json.dumps({"api_url": url, "project_token": Credentials().project_token,
                                   "dead_letter_path": str(work / "dead-letters.jsonl"),
-                                  "max_retry_seconds": 3600}))
+                                  "max_retry_seconds": 3600, "adaptive_sending": adaptive}))
     try:
         feeder = subprocess.Popen([sys.executable, "-c", FEEDER, str(events), STREAM],
                                   stdout=subprocess.PIPE)
@@ -92,6 +93,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rates", default="5000,20000,30000")
     parser.add_argument("--seconds", type=float, default=180)
+    parser.add_argument("--no-adaptive", action="store_true",
+                        help="with adaptive_sending: false (full speed, per-batch backoff)")
     args = parser.parse_args()
     work = OUT_DIR / "rate-limit"
     work.mkdir(parents=True, exist_ok=True)
@@ -99,7 +102,7 @@ def main() -> None:
           f"{'requests':>9} {'429s':>6} {'429 share':>9} {'missing':>8}")
     failed = False
     for rate in (int(r) for r in args.rates.split(",")):
-        row = run_rate(rate, args.seconds, work)
+        row = run_rate(rate, args.seconds, work, adaptive=not args.no_adaptive)
         share = row["events_per_second"] / rate
         failed |= share < 0.9 or row["throttled_share"] >= 0.02
         print(f"{rate:>8,} {row['events']:>10,} {row['seconds']:>8.1f} "
