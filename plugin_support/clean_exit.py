@@ -8,7 +8,9 @@ line in the pipe; one that waits until the pipe is empty has it relayed (and sav
 from __future__ import annotations
 
 import array
+import atexit
 import fcntl
+import signal
 import sys
 import termios
 import time
@@ -38,3 +40,13 @@ def wait_until_stdout_is_read(timeout: float = 10.0) -> None:
     while unread_bytes(fd) and time.monotonic() < deadline:
         time.sleep(0.02)
     time.sleep(RELAY_GRACE_SECONDS)
+
+
+def ignore_stop_signal_while_exiting() -> None:
+    """From the start of interpreter exit on, ignore SIGTERM.
+
+    Python puts back the default handlers while it shuts down, so a SIGTERM landing then (a
+    scheduler stopping a run that is ending anyway) would kill the process (exit -15) after a
+    complete run. Call once, at start-up; exit handlers registered later run before this one.
+    """
+    atexit.register(signal.signal, signal.SIGTERM, signal.SIG_IGN)

@@ -13,7 +13,7 @@ from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 
-from plugin_support.clean_exit import wait_until_stdout_is_read
+from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_until_stdout_is_read
 from plugin_support.config_errors import SecretSafeConfig
 from tap_braze_currents.avro_decoding import AvroFile
 from tap_braze_currents.event_types import catalog, catalog_avro_schema
@@ -70,6 +70,11 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
         atexit.register(wait_until_stdout_is_read)  # `meltano run` relays what was written
         self.logger.info("Received signal %d: stopping after the file being read; the next "
                          "run goes on from there", signum)
+
+    def _setup_signal_handlers(self) -> None:
+        """The SDK's (ours: `_handle_termination`), and none once the process is exiting."""
+        super()._setup_signal_handlers()
+        ignore_stop_signal_while_exiting()
 
     def discard_output(self) -> None:
         """After a stop signal, the reader of our output is gone: write to nowhere from now."""

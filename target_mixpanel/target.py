@@ -17,7 +17,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import MissingKeyPropertiesError, RecordsWithoutSchemaException
 from singer_sdk.singerlib.encoding.base import GenericSingerReader
 
-from plugin_support.clean_exit import wait_until_stdout_is_read
+from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_until_stdout_is_read
 from plugin_support.config_errors import SecretSafeConfig
 from target_mixpanel.mixpanel_rules import MAX_EVENTS_PER_REQUEST, REGION_HOSTS
 from target_mixpanel.sinks import MixpanelSink
@@ -448,6 +448,11 @@ class TargetMixpanel(SecretSafeConfig, Target):
         if isinstance(reader, FastReader) and (reader.stop_requested
                                                or reader.stop_at_next_state):
             wait_until_stdout_is_read()  # `meltano run` is stopping: let it relay the state
+
+    def _setup_signal_handlers(self) -> None:
+        """The SDK's (ours: `_handle_termination`), and none once the process is exiting."""
+        super()._setup_signal_handlers()
+        ignore_stop_signal_while_exiting()
 
     def _handle_termination(self, signum: int, frame: Any) -> None:
         """SIGTERM/SIGINT: read on to the next STATE, deliver, emit that state, exit 0.
