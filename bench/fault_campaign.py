@@ -339,10 +339,8 @@ class Runner:
         elif kill is not None:
             _kill_later({"tap": tap, "target": target}[kill].pid, when)
         states = target.stdout.read().decode().splitlines()
-        code = target.wait(timeout=RUN_TIMEOUT)
-        tap_code = tap.wait(timeout=RUN_TIMEOUT)
-        for process in (tap, target):
-            _kill_group(process.pid)
+        code = _end_with_group(target)
+        tap_code = _end_with_group(tap)
         if states:
             self.state_path.write_text(states[-1])
         return code or tap_code
@@ -362,8 +360,7 @@ class Runner:
         elif kill is not None:
             _kill_later(process.pid, when,
                         session_pattern=PLUGIN_EXECUTABLES[kill])
-        code = process.wait(timeout=RUN_TIMEOUT)
-        _kill_group(process.pid)  # what a killed `meltano run` left behind
+        code = _end_with_group(process)  # and what a killed `meltano run` left behind
         # A `meltano run` killed outright leaves its run marked as running; an operator reruns
         # with --force (README), as the next run here does.
         self._force = kill == "meltano"
@@ -430,6 +427,19 @@ def _running(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _end_with_group(process: subprocess.Popen) -> int:
+    """Wait (at most RUN_TIMEOUT) for `process` to exit, kill what is left of its process
+    group, then reap it and return its exit code. Until it is reaped its PID, which is the
+    group's id, cannot be taken by a new process (of another campaign on the machine, say)."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while not os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG):
+        if time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(process.args, RUN_TIMEOUT)
+        time.sleep(0.02)
+    _kill_group(process.pid)
+    return process.wait()
 
 
 def _kill_group(pid: int) -> None:
