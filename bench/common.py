@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_DIR = BENCH_DIR / "out"
+
+
+def start_mixpanel_server(*flags: str) -> tuple[subprocess.Popen, str]:
+    """The Mixpanel-compatible server (tests/mixpanel_server.py) with `flags`: (process, URL)."""
+    from tests.services import free_port, wait_for_port  # noqa: PLC0415 - needs ROOT on path
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "tests.mixpanel_server", "--port",
+                                str(port), *flags], cwd=BENCH_DIR.parent,
+                               stdout=subprocess.DEVNULL)
+    wait_for_port(port, process, "Mixpanel-compatible server")
+    return process, f"http://127.0.0.1:{port}"
+
+
+def server_stats(url: str) -> dict:
+    """What the server counted (GET /stats; with --count-ids, unique events too)."""
+    with urllib.request.urlopen(f"{url}/stats", timeout=30) as answer:
+        return json.loads(answer.read())
 
 
 @dataclass

@@ -32,17 +32,15 @@ import shlex
 import shutil
 import subprocess
 import sys
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import OUT_DIR, measure  # noqa: E402
+from bench.common import OUT_DIR, measure, server_stats, start_mixpanel_server  # noqa: E402
 from tap_braze_currents.demo_export import write_demo_export  # noqa: E402
 from tests.mixpanel_server import Credentials  # noqa: E402
-from tests.services import free_port, wait_for_port  # noqa: E402
 
 MIXPANEL_IMPORT = "mixpanel-import@3.1.43"
 MIXPANEL_UTILS = "mixpanel-utils==2.2.7"
@@ -149,30 +147,17 @@ def contestants(work: Path, tap_config: Path, lines: Path, node_modules: Path, s
     }
 
 
-def start_server(faults: dict[str, float]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "tests.mixpanel_server", "--port",
-                                str(port), "--fast", "--count-ids", "--fault-rates",
-                                json.dumps(faults)], cwd=ROOT, stdout=subprocess.DEVNULL)
-    wait_for_port(port, process, "Mixpanel-compatible server")
-    return process, f"http://127.0.0.1:{port}"
-
-
-def stats(url: str) -> dict:
-    with urllib.request.urlopen(f"{url}/stats", timeout=30) as answer:
-        return json.loads(answer.read())
-
-
 def run(name: str, scenario: str, expected: int, work: Path, tap_config: Path, lines: Path,
         node_modules: Path, site: Path) -> Row:
-    server, url = start_server(SCENARIOS[scenario])
+    server, url = start_mixpanel_server("--fast", "--count-ids", "--fault-rates",
+                                        json.dumps(SCENARIOS[scenario]))
     try:
         command, env = contestants(work, tap_config, lines, node_modules, site, url)[name]
         label = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
         with (work / f"{label}-{scenario}.log").open("wb") as log:
             measured = measure(command, shell=True, env=env, stderr=log, stdout=log,
                                cwd=work)
-        counts = stats(url)
+        counts = server_stats(url)
     finally:
         server.terminate()
         server.wait()

@@ -18,15 +18,13 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import OUT_DIR  # noqa: E402
+from bench.common import OUT_DIR, server_stats, start_mixpanel_server  # noqa: E402
 from tests.mixpanel_server import Credentials  # noqa: E402
-from tests.services import free_port, wait_for_port  # noqa: E402
 
 STREAM = "users_behaviors_customevent"
 FEEDER = r'''
@@ -47,19 +45,9 @@ out.write(b'{"type":"STATE","value":{"done":true}}\n')
 '''
 
 
-def stats(url: str) -> dict:
-    with urllib.request.urlopen(f"{url}/stats", timeout=30) as answer:
-        return json.loads(answer.read())
-
-
 def run_rate(rate: int, seconds: float, work: Path, adaptive: bool = True) -> dict:
     """One run against a server limited to `rate` events/s; the measured outcome."""
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tests.mixpanel_server", "--port",
-                               str(port), "--fast", "--count-ids", "--rate-limit", str(rate)],
-                              cwd=ROOT, stdout=subprocess.DEVNULL)
-    wait_for_port(port, server, "Mixpanel-compatible server")
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_mixpanel_server("--fast", "--count-ids", "--rate-limit", str(rate))
     events = int(rate * seconds)
     config = work / "target.json"
     config.write_text(json.dumps({"api_url": url, "project_token": Credentials().project_token,
@@ -77,7 +65,7 @@ def run_rate(rate: int, seconds: float, work: Path, adaptive: bool = True) -> di
         feeder.wait()
         if target.returncode != 0:
             raise SystemExit((work / f"target-{rate}.log").read_text()[-2000:])
-        counts = stats(url)
+        counts = server_stats(url)
     finally:
         server.terminate()
     requests = counts["requests"]

@@ -19,10 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import OUT_DIR, measure
+from bench.common import OUT_DIR, measure, start_mixpanel_server
 from bench.tap_throughput import make_export
 from tests.mixpanel_server import Credentials
-from tests.services import free_port, wait_for_port
 
 
 def singer_input(work: Path, events: int) -> tuple[Path, int]:
@@ -39,12 +38,8 @@ def singer_input(work: Path, events: int) -> tuple[Path, int]:
 
 
 def start_server() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "tests.mixpanel_server", "--port",
-                                str(port), "--fast"], stdout=subprocess.DEVNULL,
-                               cwd=Path(__file__).resolve().parent.parent)
-    wait_for_port(port, process, "Mixpanel-compatible server")
-    return process, f"http://127.0.0.1:{port}"
+    """The server answering at once, counting only."""
+    return start_mixpanel_server("--fast")
 
 
 def run_target(module: str, config: dict, source: Path, work: Path):
