@@ -216,7 +216,7 @@ class ImportClient:
             problem: str
             retry_after: float | None = None
             started = self._pace.acquire(len(events)) if self._pace is not None else 0.0
-            response = None
+            throttled = False
             try:
                 # verify per request: a session's verify=False loses to REQUESTS_CA_BUNDLE
                 response = self._session().post(self.url, params=self._params, data=body,
@@ -238,18 +238,16 @@ class ImportClient:
                     raise AuthError(msg)
                 if status not in RETRYABLE_STATUSES:
                     return response
-                self.counters.add(throttled=int(status == 429), server_errors=int(status != 429))
+                throttled = status == 429
+                self.counters.add(throttled=int(throttled), server_errors=int(not throttled))
                 problem = f"HTTP {status}"
                 retry_after = _retry_after(response)
             finally:
                 if self._pace is not None:
-                    self._pace.release(started, events=len(events),
-                                       throttled=response is not None
-                                       and response.status_code == 429)
+                    self._pace.release(started, events=len(events), throttled=throttled)
             if retry_after is not None:
                 delay = retry_after
-            elif (response is not None and response.status_code == 429
-                  and self._pace is not None and self._pace.rate is not None
+            elif (throttled and self._pace is not None and self._pace.rate is not None
                   and paced_retries < PACED_RETRIES):
                 paced_retries += 1
                 delay = 0.0  # the pace, cut by the 429, gives the retry its slot

@@ -95,14 +95,12 @@ class AdaptivePace:
     """Gate for one sender's requests; `acquire` before a POST, `release` with its answer."""
 
     def __init__(self, max_in_flight: int, shared: SharedPace | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+                 clock: Callable[[], float] = time.monotonic):
         """Start with the full window; the pace is `shared` with other senders, or our own."""
         self.max_in_flight = max(1, max_in_flight)
         self.window = float(self.max_in_flight)
         self._in_flight = 0
         self._clock = clock
-        self._sleep = sleep
         self._changed = threading.Condition()
         self._shared = shared or SharedPace.local()
         with self._shared.lock:
@@ -115,11 +113,6 @@ class AdaptivePace:
     def rate(self) -> float | None:
         """The pace in events/s, None while no 429 was seen."""
         return self._shared.values[RATE] or None
-
-    @property
-    def ceiling(self) -> float | None:
-        """The events/s Mixpanel accepted when it last throttled."""
-        return self._shared.values[CEILING] or None
 
     def batch_events(self, configured: int) -> int:
         """How many events a batch should hold at most: `configured`, less under a low pace."""
@@ -143,7 +136,7 @@ class AdaptivePace:
                 self._changed.wait()
             self._in_flight += 1
         while (wait := self.take_slot(events)) > 0:
-            self._sleep(wait)
+            time.sleep(wait)
         return self._clock()
 
     def take_slot(self, events: int) -> float:
@@ -167,13 +160,14 @@ class AdaptivePace:
         """The answer to a request of `events` paced at `paced_at`: 429 (`throttled`) or not."""
         with self._shared.lock:
             numbers = self._shared.values
+            now = self._clock()
             if not throttled:
                 numbers[ACCEPTED] += events
-                _roll_window(numbers, self._clock())
+                _roll_window(numbers, now)
                 if numbers[RATE]:
-                    _raise(numbers, events, self._clock())
+                    _raise(numbers, events, now)
             elif paced_at >= numbers[LAST_CUT]:  # else: paced before the last cut, already cut
-                _cut(numbers, self._clock(), events)
+                _cut(numbers, now, events)
         with self._changed:
             self._in_flight -= 1
             if throttled:
@@ -217,20 +211,18 @@ def _cut(numbers: Any, now: float, events: int) -> None:
     is refused too).
     """
     elapsed = now - numbers[MEASURED_FROM]
-    current = numbers[ACCEPTED] / elapsed if elapsed >= MEASURE_SECONDS else 0.0
-    if current or numbers[LAST_WINDOW_RATE]:
-        numbers[CEILING] = max(current, numbers[LAST_WINDOW_RATE])  # what Mixpanel took
+    window_rate = numbers[ACCEPTED] / elapsed if elapsed >= MEASURE_SECONDS else 0.0
+    if window_rate or numbers[LAST_WINDOW_RATE]:
+        numbers[CEILING] = max(window_rate, numbers[LAST_WINDOW_RATE])  # what Mixpanel took
         numbers[MEASURED] = 1.0
     elif numbers[ACCEPTED] and not numbers[CEILING]:
         # a first 429 within MEASURE_SECONDS: what was accepted before its answer, counted
         # over MEASURE_SECONDS (not a few milliseconds); a guess, low when accepted requests
         # were still on their way back, so the pace grows fast until the next 429
         numbers[CEILING] = numbers[ACCEPTED] / MEASURE_SECONDS
-    elif not numbers[CEILING] and numbers[RATE]:
-        numbers[CEILING] = numbers[RATE]
     if numbers[CEILING]:  # else: nothing measured yet; only the windows shrink
-        current = numbers[RATE] or numbers[CEILING]
-        numbers[RATE] = max(MIN_RATE, min(current, numbers[CEILING]) * DECREASE)
+        pace = numbers[RATE] or numbers[CEILING]
+        numbers[RATE] = max(MIN_RATE, min(pace, numbers[CEILING]) * DECREASE)
         numbers[PROBE_FROM] = 0.0
     numbers[NEXT_SLOT] = max(numbers[NEXT_SLOT], now) + events / max(numbers[RATE], MIN_RATE)
     numbers[LAST_CUT] = now
