@@ -206,8 +206,15 @@ class Handler(BaseHTTPRequestHandler):
             return
         if fault and fault.startswith("slow"):
             time.sleep(float(fault.partition(":")[2] or 1))
+        decoded: list[list[Any]] = []  # the body, decoded once if the rate limit or ids need it
+
+        def body_events() -> list[Any]:
+            if not decoded:
+                decoded.append(_body_events(raw, self.headers))
+            return decoded[0]
+
         if fault is None and state.rate_limit is not None \
-                and not state.take_tokens(_count_events(raw, self.headers)):
+                and not state.take_tokens(len(body_events())):
             fault = "429"
         if fault in ("429", "500", "502", "503"):
             body = {"code": int(fault), "status": 0,
@@ -219,7 +226,7 @@ class Handler(BaseHTTPRequestHandler):
         if state.fast:  # benchmarks: answer at once, parse nothing (or only $insert_ids)
             count = 0
             if state.insert_ids is not None:
-                ids = _insert_ids(raw, self.headers)
+                ids = _insert_ids(body_events())
                 count = len(ids)
                 with state.lock:
                     before = len(state.insert_ids)
@@ -307,12 +314,8 @@ def _body_events(raw: bytes, headers: Any) -> list[Any]:
     return events if isinstance(events, list) else []
 
 
-def _count_events(raw: bytes, headers: Any) -> int:
-    return len(_body_events(raw, headers))
-
-
-def _insert_ids(raw: bytes, headers: Any) -> list[str]:
-    return [str((e.get("properties") or {}).get("$insert_id")) for e in _body_events(raw, headers)
+def _insert_ids(events: list[Any]) -> list[str]:
+    return [str((e.get("properties") or {}).get("$insert_id")) for e in events
             if isinstance(e, dict)]
 
 
