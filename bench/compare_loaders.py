@@ -92,7 +92,7 @@ def make_events(work: Path, events: int) -> tuple[Path, Path, int]:
     target_config = _write(work / "dry-target.json", {
         "dry_run": True, "dry_run_path": str(dry), "project_token": "unused",
         "dead_letter_path": str(work / "dry-dead-letters.jsonl")})
-    subprocess.run(f"{_tap(tap_config)} | {_target(target_config)}", shell=True, check=True,
+    subprocess.run(_pipe(tap_config, target_config), shell=True, check=True,
                    stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=ROOT)
     lines = work / "events.ndjson"
     count = 0
@@ -109,12 +109,12 @@ def _write(path: Path, config: dict) -> Path:
     return path
 
 
-def _tap(config: Path, module: str = "tap_braze_currents.tap") -> str:
-    return f"{shlex.quote(sys.executable)} -m {module} --config {shlex.quote(str(config))}"
-
-
-def _target(config: Path, module: str = "target_mixpanel.target") -> str:
-    return f"{shlex.quote(sys.executable)} -m {module} --config {shlex.quote(str(config))}"
+def _pipe(tap_config: Path, target_config: Path, tap: str = "tap_braze_currents.tap",
+          target: str = "target_mixpanel.target") -> str:
+    """The shell pipe `tap | target`, each a Python module run with its config."""
+    python = shlex.quote(sys.executable)
+    return (f"{python} -m {tap} --config {shlex.quote(str(tap_config))} | "
+            f"{python} -m {target} --config {shlex.quote(str(target_config))}")
 
 
 def contestants(work: Path, tap_config: Path, lines: Path, node_modules: Path, site: Path,
@@ -131,12 +131,12 @@ def contestants(work: Path, tap_config: Path, lines: Path, node_modules: Path, s
         "api_url": url, "project_token": credentials.project_token})
     return {
         "tap-braze-currents | target-mixpanel": (
-            f"{_tap(tap_config)} | {_target(ours)}", {"PYTHONPATH": str(ROOT)}),
+            _pipe(tap_config, ours), {"PYTHONPATH": str(ROOT)}),
         "  the same, adaptive_sending: false": (
-            f"{_tap(tap_config)} | {_target(unpaced)}", {"PYTHONPATH": str(ROOT)}),
+            _pipe(tap_config, unpaced), {"PYTHONPATH": str(ROOT)}),
         "plain singer-sdk tap | target": (
-            f"{_tap(plain_tap, 'bench.baseline_sdk_tap')} | "
-            f"{_target(plain_target, 'bench.baseline_sdk_target')}", {"PYTHONPATH": str(ROOT)}),
+            _pipe(plain_tap, plain_target, "bench.baseline_sdk_tap", "bench.baseline_sdk_target"),
+            {"PYTHONPATH": str(ROOT)}),
         "mixpanel-import (npm)": (
             f"node {ROOT / 'bench/loaders/mixpanel_import.js'} {node_modules} {url} "
             f"{credentials.project_token} {lines}", {}),
