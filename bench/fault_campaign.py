@@ -334,11 +334,16 @@ class Runner:
         assert tap.stdout is not None
         assert target.stdout is not None
         tap.stdout.close()
+        killer: _LaterKill | None = None
         if kill == "term":  # a scheduler stopping the task signals the whole group
-            _kill_later(tap.pid, when, signal.SIGTERM, also=[target.pid])
+            killer = _LaterKill(tap.pid, when, signal.SIGTERM, also=[target.pid])
         elif kill is not None:
-            _kill_later({"tap": tap, "target": target}[kill].pid, when)
+            killer = _LaterKill({"tap": tap, "target": target}[kill].pid, when)
         states = target.stdout.read().decode().splitlines()
+        _wait_exited(target)
+        _wait_exited(tap)
+        if killer is not None:
+            killer.cancel()
         code = _end_with_group(target)
         tap_code = _end_with_group(tap)
         if states:
@@ -350,16 +355,19 @@ class Runner:
         process = subprocess.Popen([str(MELTANO), "run", *force, "tap-braze-currents",
                                     "target-mixpanel"], cwd=ROOT, env=self.env,
                                    stdout=stderr, stderr=stderr, start_new_session=True)
+        killer: _LaterKill | None = None
         if kill == "meltano":
-            _kill_later(process.pid, when)
+            killer = _LaterKill(process.pid, when)
         elif kill == "meltano-term":
-            _kill_later(process.pid, when, signal.SIGTERM)
+            killer = _LaterKill(process.pid, when, signal.SIGTERM)
         elif kill == "term":  # the tap ends after its current file; the run then ends as usual
-            _kill_later(process.pid, when, signal.SIGTERM,
-                        session_pattern=PLUGIN_EXECUTABLES["tap"])
+            killer = _LaterKill(process.pid, when, signal.SIGTERM,
+                                session_pattern=PLUGIN_EXECUTABLES["tap"])
         elif kill is not None:
-            _kill_later(process.pid, when,
-                        session_pattern=PLUGIN_EXECUTABLES[kill])
+            killer = _LaterKill(process.pid, when, session_pattern=PLUGIN_EXECUTABLES[kill])
+        _wait_exited(process)
+        if killer is not None:
+            killer.cancel()
         code = _end_with_group(process)  # and what a killed `meltano run` left behind
         # A `meltano run` killed outright leaves its run marked as running; an operator reruns
         # with --force (README), as the next run here does.
@@ -400,44 +408,56 @@ def _files_holding(files: list[Path], secrets: list[str]) -> list[str]:
 
 # -- faults --------------------------------------------------------------------------------
 
-def _kill_later(pid: int, when: Callable[[], bool], sig: int = signal.SIGKILL,
-                session_pattern: str | None = None, also: list[int] | None = None) -> None:
+class _LaterKill:
     """Signal `pid` and `also` (or the process of pid's session matching a pattern) as soon
-    as `when()` is true (checked every 10 ms while pid runs)."""
-    def kill() -> None:
-        while not when():
+    as `when()` is true (checked every 10 ms), unless `cancel` came first.
+
+    Cancel before the run's processes are reaped: a PID freed by reaping may be taken by a new
+    process (of another campaign on the machine, say), which must never get the signal."""
+
+    def __init__(self, pid: int, when: Callable[[], bool], sig: int = signal.SIGKILL,
+                 session_pattern: str | None = None, also: list[int] | None = None):
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._pid, self._when, self._sig = pid, when, sig
+        self._pattern, self._also = session_pattern, also or []
+        threading.Thread(target=self._kill, daemon=True).start()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+
+    def _kill(self) -> None:
+        while not self._when():
             time.sleep(0.01)
-            if not _running(pid):
+            if self._cancelled:
                 return
-        targets = [pid, *(also or [])]
-        if session_pattern is not None:
-            found = subprocess.run(["pgrep", "-s", str(pid), "-f", session_pattern],
-                                   capture_output=True, text=True, check=False).stdout
-            targets = [int(p) for p in found.split()]
-        for victim in targets:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(victim, sig)
-
-    threading.Thread(target=kill, daemon=True).start()
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        with self._lock:
+            if self._cancelled:
+                return
+            targets = [self._pid, *self._also]
+            if self._pattern is not None:
+                found = subprocess.run(["pgrep", "-s", str(self._pid), "-f", self._pattern],
+                                       capture_output=True, text=True, check=False).stdout
+                targets = [int(p) for p in found.split()]
+            for victim in targets:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(victim, self._sig)
 
 
-def _end_with_group(process: subprocess.Popen) -> int:
-    """Wait (at most RUN_TIMEOUT) for `process` to exit, kill what is left of its process
-    group, then reap it and return its exit code. Until it is reaped its PID, which is the
-    group's id, cannot be taken by a new process (of another campaign on the machine, say)."""
+def _wait_exited(process: subprocess.Popen) -> None:
+    """Wait (at most RUN_TIMEOUT) for `process` to exit, without reaping it: until it is
+    reaped its PID, which is its group's id, cannot be taken by a new process."""
     deadline = time.monotonic() + RUN_TIMEOUT
     while not os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG):
         if time.monotonic() > deadline:
             raise subprocess.TimeoutExpired(process.args, RUN_TIMEOUT)
         time.sleep(0.02)
+
+
+def _end_with_group(process: subprocess.Popen) -> int:
+    """Kill what is left of the exited `process`'s group, then reap it; its exit code."""
+    _wait_exited(process)
     _kill_group(process.pid)
     return process.wait()
 
@@ -465,10 +485,10 @@ def _rewrite(fs: Any, path: str, rng: random.Random) -> None:
     """The same key, new content: its records and some new ones (a new content version)."""
     with fs.open(path, "rb") as handle:
         reader = fastavro.reader(handle)
-        schema = reader.writer_schema
-        records = []
+        schema: dict[str, Any] = reader.writer_schema  # type: ignore[assignment]
+        records: list[dict[str, Any]] = []
         with contextlib.suppress(Exception):
-            records.extend(reader)
+            records.extend(reader)  # type: ignore[arg-type]  # records of a record schema
     extra = [{**(records[0] if records else {}), "id": f"rewritten-{rng.randrange(1 << 40)}-{i}",
               "external_user_id": f"user-rw-{i}"} for i in range(5)]
     if records:
