@@ -5,7 +5,7 @@ speed and sleeping on 429s wastes the intake: most requests bounce. Instead each
 like TCP's congestion control (AIMD):
 
 - a window of requests in flight, at most `max_in_flight`: +1/window per accepted request,
-  x`DECREASE` on a 429;
+  x`DECREASE` on a 429 that cuts the pace;
 - a pace in events/s, unset until the first 429 (no limit is known before). On a 429 the
   rate Mixpanel accepted in the current or the last WINDOW_SECONDS is the measured intake
   (the ceiling), and the pace is cut to `DECREASE` x the lower of itself and the ceiling,
@@ -13,7 +13,8 @@ like TCP's congestion control (AIMD):
   pace climbs back fast to just under the ceiling, then probes past it (additive increase, a
   share of the ceiling per second of sending) at a speed that doubles every PROBE_SECONDS
   without a 429, so an intake that grew, or was measured low, is found again quickly. A
-  first 429 within a second only gives a guess, from which the pace grows fast.
+  first 429 within a second only gives a guess, from which the pace doubles every second of
+  sending until the next 429.
 - no slot booked ahead: a sender waits for the next free one, so a cut slows every sender at
   once; and once paced, batches of at most BATCH_SECONDS of the pace (a 2,000-event batch is
   a large share of a low intake, and each 429 then wastes much of it).
@@ -21,18 +22,24 @@ like TCP's congestion control (AIMD):
 A burst of 429s from requests sent before the last cut counts as one signal (they saw the
 old pace), so one congestion event cuts once.
 
+Not every 429 is congestion: an endpoint may refuse a share of requests whatever the pace (a
+flaky proxy, a benchmark's random 429s). Cutting for each would lower the pace cut after cut
+to nothing, as each cut measures the intake at the pace then sent. So a cut is a test: the
+pace holds, below the intake, for HOLD_SECONDS (after the requests sent before the cut came
+back). Under a rate limit the 429s stop; if they do not, the cut is undone (pace, ceiling and
+probe as before). The 429s seen while holding are the background share, and a 429 starts a
+cut only when the share of 429s since the last cut is clearly above it (a binomial test).
+
 The target's worker processes share one pace (`SharedPace`, numbers in shared memory behind one
 lock): Mixpanel's intake is per project, so one measured ceiling and one schedule of send slots
 serve them all. Each sender keeps its own window.
 
-Known limit: 429s that are not the intake's doing (the benchmark's random 429s) look the same
-as congestion, and each cut lowers the measured intake to what was then sent: the pace falls
-far below what the endpoint would take. Mixpanel answers 429 for its rate limits;
 `adaptive_sending: false` sends at full speed with per-batch backoff only.
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import threading
 import time
@@ -60,12 +67,35 @@ MIN_BATCH_EVENTS = 50
 # itself per accepted request (recovery); above, by INCREASE_SHARE (probing).
 NEAR_CEILING = 0.95
 FAST_SHARE = 0.02
+# The pace never exceeds MAX_PACE_SHARE x the higher of the intake measured at the last cut
+# and the rate taken in the last window (above, it limits nothing, and a cut means nothing).
+MAX_PACE_SHARE = 2.0
+# After a cut the pace holds while the requests sent before it come back (SETTLE_ROUND_TRIPS
+# round trips), then HOLD_SECONDS more, whose requests' answers decide whether the cut stays.
+SETTLE_ROUND_TRIPS = 2.0
+HOLD_SECONDS = 1.0
+# A cut that is no test (from sending unpaced, or soon after another cut) holds this long.
+SETTLE_SECONDS = 2 * WINDOW_SECONDS
+# The share of 429s since the last cut is counted over about RECENT_ANSWERS answers; the
+# background share over about BACKGROUND_ANSWERS answers to requests sent while holding,
+# starting from BACKGROUND_PRIOR answers' worth of none, and never above MAX_BACKGROUND (more
+# is congestion). A 429 starts a cut when the recent count of 429s passes the background's
+# expectation by more than CONGESTION_Z standard deviations plus CONGESTION_MARGIN (so with no
+# background, any 429 does).
+RECENT_ANSWERS = 20
+BACKGROUND_ANSWERS = 30
+BACKGROUND_PRIOR = 5
+MAX_BACKGROUND = 0.3
+CONGESTION_Z = 3.0
+CONGESTION_MARGIN = 0.5
 
 
 # The shared numbers, by index (0.0 stands for "not set" where a rate or a time is meant).
 (RATE, CEILING, PROBE_FROM, NEXT_SLOT, LAST_CUT, MEASURED_FROM, ACCEPTED, CUTS, MEASURED,
- LAST_WINDOW_RATE) = range(10)
-NUMBERS = 10
+ LAST_WINDOW_RATE, RECENT, RECENT_THROTTLED, BACKGROUND, BACKGROUND_THROTTLED, ROUND_TRIP,
+ HOLD_FROM, HOLD_UNTIL, DECIDE_AT, HOLD_ANSWERS, HOLD_THROTTLED, BEFORE_RATE, BEFORE_CEILING,
+ BEFORE_PROBE_FROM, UNDONE, HOLD_TESTS) = range(25)
+NUMBERS = 25
 
 
 class SharedPace:
@@ -123,8 +153,18 @@ class AdaptivePace:
 
     @property
     def cuts(self) -> int:
-        """How many congestion events cut the pace."""
-        return int(self._shared.values[CUTS])
+        """How many congestion events cut the pace (cuts undone not counted)."""
+        return int(self._shared.values[CUTS] - self._shared.values[UNDONE])
+
+    @property
+    def undone(self) -> int:
+        """How many cuts were undone: the 429s went on at the lower pace."""
+        return int(self._shared.values[UNDONE])
+
+    @property
+    def background(self) -> float:
+        """The share of requests answered 429 whatever the pace, as learned so far."""
+        return _background(self._shared.values)
 
     def acquire(self, events: int) -> float:
         """Wait for room in the window and for the pace; returns when the request got its slot.
@@ -158,41 +198,91 @@ class AdaptivePace:
 
     def release(self, paced_at: float, *, throttled: bool, events: int = 0) -> None:
         """The answer to a request of `events` paced at `paced_at`: 429 (`throttled`) or not."""
+        congested = False
         with self._shared.lock:
             numbers = self._shared.values
             now = self._clock()
+            numbers[ROUND_TRIP] += (now - paced_at - numbers[ROUND_TRIP]) / RECENT_ANSWERS
+            if paced_at >= numbers[LAST_CUT]:  # else: paced before the last cut, already cut
+                _count_answer(numbers, throttled, paced_at)
+            if numbers[DECIDE_AT] and now >= numbers[DECIDE_AT]:
+                _end_hold(numbers)
             if not throttled:
                 numbers[ACCEPTED] += events
                 _roll_window(numbers, now)
-                if numbers[RATE]:
-                    _raise(numbers, events, now)
-            elif paced_at >= numbers[LAST_CUT]:  # else: paced before the last cut, already cut
+                if numbers[RATE] and not (numbers[DECIDE_AT] and numbers[HOLD_TESTS]):
+                    _raise(numbers, events, now)  # not while a test holds the pace
+            elif (paced_at >= numbers[LAST_CUT] and not numbers[DECIDE_AT]
+                  and _congested(numbers)):
                 _cut(numbers, now, events)
+                congested = True
         with self._changed:
             self._in_flight -= 1
-            if throttled:
+            if congested:
                 if paced_at >= self._window_cut:  # one congestion event cuts the window once
                     self.window = max(1.0, self.window * DECREASE)
                     self._window_cut = self._clock()
-            else:
+            elif not throttled:
                 self.window = min(float(self.max_in_flight), self.window + 1 / self.window)
             self._changed.notify_all()
 
 
 def _raise(numbers: Any, events: int, now: float) -> None:
     """Quickly back to just under the intake last measured, slowly past it."""
-    if not numbers[MEASURED]:  # the ceiling is a first guess: grow until the next 429
-        numbers[RATE] *= 1 + FAST_SHARE
-        return
-    near = numbers[CEILING] * NEAR_CEILING
-    if numbers[RATE] < near:
+    # requests refused at random took nothing from the intake: send that much more
+    near = numbers[CEILING] * NEAR_CEILING / (1 - _background(numbers))
+    if not numbers[MEASURED]:  # the ceiling is a first guess: double per second until a 429
+        numbers[RATE] *= 2 ** min(1.0, events / numbers[RATE])
+    elif numbers[RATE] < near:
         numbers[RATE] = min(near, numbers[RATE] * (1 + FAST_SHARE))
-        return
-    if not numbers[PROBE_FROM]:
-        numbers[PROBE_FROM] = now
-    doublings = min(20, int((now - numbers[PROBE_FROM]) / PROBE_SECONDS))
-    seconds_of_sending = events / numbers[RATE]
-    numbers[RATE] += numbers[CEILING] * INCREASE_SHARE * 2**doublings * seconds_of_sending
+    else:
+        if not numbers[PROBE_FROM]:
+            numbers[PROBE_FROM] = now
+        doublings = min(20, int((now - numbers[PROBE_FROM]) / PROBE_SECONDS))
+        seconds_of_sending = events / numbers[RATE]
+        numbers[RATE] += numbers[CEILING] * INCREASE_SHARE * 2**doublings * seconds_of_sending
+    numbers[RATE] = min(numbers[RATE],
+                        MAX_PACE_SHARE * max(numbers[CEILING], numbers[LAST_WINDOW_RATE]))
+
+
+def _count_answer(numbers: Any, throttled: bool, paced_at: float) -> None:
+    """Count an answer to a request paced since the last cut.
+
+    All count in the recent share of 429s; those paced while holding decide the cut and count
+    in the background share.
+    """
+    numbers[RECENT] = numbers[RECENT] * (1 - 1 / RECENT_ANSWERS) + 1
+    numbers[RECENT_THROTTLED] = numbers[RECENT_THROTTLED] * (1 - 1 / RECENT_ANSWERS) + throttled
+    if numbers[DECIDE_AT] and numbers[HOLD_FROM] <= paced_at < numbers[HOLD_UNTIL]:
+        numbers[HOLD_ANSWERS] += 1
+        numbers[HOLD_THROTTLED] += throttled
+        if numbers[HOLD_TESTS]:
+            keep = 1 - 1 / BACKGROUND_ANSWERS
+            numbers[BACKGROUND] = numbers[BACKGROUND] * keep + 1
+            numbers[BACKGROUND_THROTTLED] = numbers[BACKGROUND_THROTTLED] * keep + throttled
+
+
+def _background(numbers: Any) -> float:
+    share = numbers[BACKGROUND_THROTTLED] / (numbers[BACKGROUND] + BACKGROUND_PRIOR)
+    return min(MAX_BACKGROUND, share)
+
+
+def _congested(numbers: Any) -> bool:
+    """Whether the 429s since the last cut are more than the background share explains."""
+    share = _background(numbers)
+    expected = share * numbers[RECENT]
+    spread = math.sqrt(expected * (1 - share))
+    return numbers[RECENT_THROTTLED] > expected + CONGESTION_Z * spread + CONGESTION_MARGIN
+
+
+def _end_hold(numbers: Any) -> None:
+    """The held pace was answered: a cut that did not stop the 429s is undone."""
+    if numbers[HOLD_TESTS] and numbers[HOLD_THROTTLED]:
+        numbers[RATE] = numbers[BEFORE_RATE]
+        numbers[CEILING] = numbers[BEFORE_CEILING]
+        numbers[PROBE_FROM] = numbers[BEFORE_PROBE_FROM]
+        numbers[UNDONE] += 1
+    numbers[DECIDE_AT] = numbers[HOLD_ANSWERS] = numbers[HOLD_THROTTLED] = 0.0
 
 
 def _roll_window(numbers: Any, now: float) -> None:
@@ -210,6 +300,13 @@ def _cut(numbers: Any, now: float, events: int) -> None:
     such request at the new pace to refill what probing past it used up (else the next request
     is refused too).
     """
+    numbers[BEFORE_RATE], numbers[BEFORE_CEILING] = numbers[RATE], numbers[CEILING]
+    numbers[BEFORE_PROBE_FROM] = numbers[PROBE_FROM]
+    # Only a cut from a pace set by a measured intake and in force for a while (the measure
+    # is of paced sending, not of a burst) is held below the intake, and tests the 429s. A cut
+    # from sending unpaced, or from a guess, stands; its pace holds while it is measured.
+    numbers[HOLD_TESTS] = float(bool(numbers[RATE] and numbers[MEASURED]
+                                     and now - numbers[LAST_CUT] >= SETTLE_SECONDS))
     elapsed = now - numbers[MEASURED_FROM]
     window_rate = numbers[ACCEPTED] / elapsed if elapsed >= MEASURE_SECONDS else 0.0
     if window_rate or numbers[LAST_WINDOW_RATE]:
@@ -227,3 +324,11 @@ def _cut(numbers: Any, now: float, events: int) -> None:
     numbers[NEXT_SLOT] = max(numbers[NEXT_SLOT], now) + events / max(numbers[RATE], MIN_RATE)
     numbers[LAST_CUT] = now
     numbers[CUTS] += 1
+    numbers[RECENT] = numbers[RECENT_THROTTLED] = 0.0
+    if numbers[HOLD_TESTS]:  # the requests sent before come back, then those sent held decide
+        numbers[HOLD_FROM] = now + SETTLE_ROUND_TRIPS * numbers[ROUND_TRIP]
+        numbers[HOLD_UNTIL] = numbers[HOLD_FROM] + HOLD_SECONDS
+        numbers[DECIDE_AT] = numbers[HOLD_UNTIL] + numbers[ROUND_TRIP]
+    else:
+        numbers[HOLD_FROM] = numbers[HOLD_UNTIL] = now
+        numbers[DECIDE_AT] = now + SETTLE_SECONDS
