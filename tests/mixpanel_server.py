@@ -27,6 +27,7 @@ import random
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections import Counter
@@ -334,6 +335,11 @@ class MixpanelServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.server_address[1]}"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client killed mid-request (the fault campaign does it) is not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
 
     def start(self) -> MixpanelServer:
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
