@@ -7,7 +7,8 @@ Contestants, each against a fresh local Mixpanel-compatible server (tests/mixpan
 --fast --count-ids, which counts every event and every distinct $insert_id):
 
 - tap-braze-currents | target-mixpanel: reads the Avro export, maps, sends (default settings),
-  and the same with adaptive_sending off;
+  the same with adaptive_sending off, and target-mixpanel alone on the tap's output (a file),
+  which does the loaders' share of the work (plus the mapping);
 - a plain singer-sdk tap and target pair (bench/baseline_sdk_*.py) over the same export;
 - mixpanel-import (npm, pinned below) over the same events as Mixpanel JSON lines;
 - mixpanel-utils (PyPI, pinned below) over the same events (it takes a list: read whole).
@@ -49,6 +50,7 @@ TYPES = ["users.messages.email.Send", "users.messages.email.Open",
          "users.behaviors.app.SessionStart", "users.behaviors.Purchase"]
 EVENTS_PER_FILE = 10_000
 SCENARIOS = {"none": {}, "429": {"429": 0.1}}
+TAP_OUTPUT = "tap-output.jsonl"
 
 
 @dataclass
@@ -92,8 +94,15 @@ def make_events(work: Path, events: int) -> tuple[Path, Path, int]:
     target_config = _write(work / "dry-target.json", {
         "dry_run": True, "dry_run_path": str(dry), "project_token": "unused",
         "dead_letter_path": str(work / "dry-dead-letters.jsonl")})
-    subprocess.run(_pipe(tap_config, target_config), shell=True, check=True,
-                   stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=ROOT)
+    singer = work / TAP_OUTPUT  # the tap's output, also for the target-alone contestant
+    with singer.open("wb") as out:
+        subprocess.run([sys.executable, "-m", "tap_braze_currents.tap", "--config",
+                        str(tap_config)], stdout=out, stderr=subprocess.DEVNULL, check=True,
+                       cwd=ROOT)
+    with singer.open("rb") as source:
+        subprocess.run([sys.executable, "-m", "target_mixpanel.target", "--config",
+                        str(target_config)], stdin=source, stderr=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, check=True, cwd=ROOT)
     lines = work / "events.ndjson"
     count = 0
     with lines.open("wb") as out:
@@ -134,6 +143,10 @@ def contestants(work: Path, tap_config: Path, lines: Path, node_modules: Path, s
             _pipe(tap_config, ours), {"PYTHONPATH": str(ROOT)}),
         "  the same, adaptive_sending: false": (
             _pipe(tap_config, unpaced), {"PYTHONPATH": str(ROOT)}),
+        "  target-mixpanel alone (tap's output)": (
+            f"{shlex.quote(sys.executable)} -m target_mixpanel.target --config "
+            f"{shlex.quote(str(ours))} < {shlex.quote(str(work / TAP_OUTPUT))}",
+            {"PYTHONPATH": str(ROOT)}),
         "plain singer-sdk tap | target": (
             _pipe(plain_tap, plain_target, "bench.baseline_sdk_tap", "bench.baseline_sdk_target"),
             {"PYTHONPATH": str(ROOT)}),

@@ -24,11 +24,13 @@ old pace), so one congestion event cuts once.
 
 Not every 429 is congestion: an endpoint may refuse a share of requests whatever the pace (a
 flaky proxy, a benchmark's random 429s). Cutting for each would lower the pace cut after cut
-to nothing, as each cut measures the intake at the pace then sent. So a cut is a test: the
-pace holds, below the intake, for HOLD_SECONDS (after the requests sent before the cut came
-back). Under a rate limit the 429s stop; if they do not, the cut is undone (pace, ceiling and
-probe as before). The 429s seen while holding are the background share, and a 429 starts a
-cut only when the share of 429s since the last cut is clearly above it (a binomial test).
+to nothing, as each cut measures the intake at the pace then sent. So a cut from a measured
+pace is a test: the pace holds below the intake until TEST_ANSWERS requests sent after the
+cut are answered. Under a rate limit their 429s stop; if they do not, the cut is undone (pace,
+ceiling and probe as before) and, no intake having been found, the pace doubles per second
+until the next cut. The 429s seen while holding are the background share; a 429 starts a cut
+only when the share of 429s since the last cut is clearly above it (a binomial test). While
+the pace holds, only a share above MAX_BACKGROUND cuts it again.
 
 The target's worker processes share one pace (`SharedPace`, numbers in shared memory behind one
 lock): Mixpanel's intake is per project, so one measured ceiling and one schedule of send slots
@@ -71,11 +73,18 @@ FAST_SHARE = 0.02
 # and the rate taken in the last window (above, it limits nothing, and a cut means nothing).
 MAX_PACE_SHARE = 2.0
 # After a cut the pace holds while the requests sent before it come back (SETTLE_ROUND_TRIPS
-# round trips), then HOLD_SECONDS more, whose requests' answers decide whether the cut stays.
+# round trips), then until TEST_ANSWERS requests sent since were answered (at most
+# MAX_HOLD_SECONDS of them): those answers decide whether the cut stays. Fewer would often
+# see no 429 at all where 10% are refused at random, and keep cuts that should be undone.
 SETTLE_ROUND_TRIPS = 2.0
-HOLD_SECONDS = 1.0
-# A cut that is no test (from sending unpaced, or soon after another cut) holds this long.
-SETTLE_SECONDS = 2 * WINDOW_SECONDS
+TEST_ANSWERS = 25
+MAX_HOLD_SECONDS = 4.0
+# A cut that is no test (from sending unpaced, or soon after another cut) holds the pace this
+# long. While the pace holds, only more than MAX_BACKGROUND of at least
+# MIN_ANSWERS_TO_CUT_AGAIN answers answered 429 cuts it again.
+SETTLE_SECONDS = WINDOW_SECONDS
+MIN_ANSWERS_TO_CUT_AGAIN = 10
+GUESS_SECONDS = 1.0
 # The share of 429s since the last cut is counted over about RECENT_ANSWERS answers; the
 # background share over about BACKGROUND_ANSWERS answers to requests sent while holding,
 # starting from BACKGROUND_PRIOR answers' worth of none, and never above MAX_BACKGROUND (more
@@ -136,7 +145,7 @@ class AdaptivePace:
         with self._shared.lock:
             numbers = self._shared.values
             if not numbers[LAST_CUT]:  # the first sender starts the clock: the first "cut"
-                numbers[LAST_CUT] = numbers[MEASURED_FROM] = clock()
+                numbers[LAST_CUT] = clock()
         self._window_cut = clock()  # 429s to requests sent before this were answered already
 
     @property
@@ -203,17 +212,19 @@ class AdaptivePace:
             numbers = self._shared.values
             now = self._clock()
             numbers[ROUND_TRIP] += (now - paced_at - numbers[ROUND_TRIP]) / RECENT_ANSWERS
+            if not numbers[MEASURED_FROM]:  # the intake is measured from the first request
+                numbers[MEASURED_FROM] = paced_at
             if paced_at >= numbers[LAST_CUT]:  # else: paced before the last cut, already cut
                 _count_answer(numbers, throttled, paced_at)
-            if numbers[DECIDE_AT] and now >= numbers[DECIDE_AT]:
+            if numbers[DECIDE_AT] and (now >= numbers[DECIDE_AT]
+                                       or numbers[HOLD_ANSWERS] >= TEST_ANSWERS):
                 _end_hold(numbers)
             if not throttled:
                 numbers[ACCEPTED] += events
                 _roll_window(numbers, now)
-                if numbers[RATE] and not (numbers[DECIDE_AT] and numbers[HOLD_TESTS]):
-                    _raise(numbers, events, now)  # not while a test holds the pace
-            elif (paced_at >= numbers[LAST_CUT] and not numbers[DECIDE_AT]
-                  and _congested(numbers)):
+                if numbers[RATE] and not numbers[DECIDE_AT]:  # not while the pace holds
+                    _raise(numbers, events, now)
+            elif paced_at >= numbers[LAST_CUT] and _cuts_again(numbers):
                 _cut(numbers, now, events)
                 congested = True
         with self._changed:
@@ -275,12 +286,24 @@ def _congested(numbers: Any) -> bool:
     return numbers[RECENT_THROTTLED] > expected + CONGESTION_Z * spread + CONGESTION_MARGIN
 
 
+def _cuts_again(numbers: Any) -> bool:
+    """Whether a 429 to a request paced since the last cut cuts the pace (again)."""
+    if not numbers[DECIDE_AT]:
+        return _congested(numbers)
+    # the pace holds (a test, or a cut that is no test while it is measured): its 429s are
+    # what it measures; only an intake clearly below it (more 429s than any background)
+    # cuts again
+    return (numbers[RECENT] >= MIN_ANSWERS_TO_CUT_AGAIN
+            and numbers[RECENT_THROTTLED] > MAX_BACKGROUND * numbers[RECENT])
+
+
 def _end_hold(numbers: Any) -> None:
     """The held pace was answered: a cut that did not stop the 429s is undone."""
     if numbers[HOLD_TESTS] and numbers[HOLD_THROTTLED]:
         numbers[RATE] = numbers[BEFORE_RATE]
         numbers[CEILING] = numbers[BEFORE_CEILING]
         numbers[PROBE_FROM] = numbers[BEFORE_PROBE_FROM]
+        numbers[MEASURED] = 0.0  # no intake was found: the pace doubles until the next cut
         numbers[UNDONE] += 1
     numbers[DECIDE_AT] = numbers[HOLD_ANSWERS] = numbers[HOLD_THROTTLED] = 0.0
 
@@ -314,9 +337,9 @@ def _cut(numbers: Any, now: float, events: int) -> None:
         numbers[MEASURED] = 1.0
     elif numbers[ACCEPTED] and not numbers[CEILING]:
         # a first 429 within MEASURE_SECONDS: what was accepted before its answer, counted
-        # over MEASURE_SECONDS (not a few milliseconds); a guess, low when accepted requests
-        # were still on their way back, so the pace grows fast until the next 429
-        numbers[CEILING] = numbers[ACCEPTED] / MEASURE_SECONDS
+        # over at least GUESS_SECONDS (not a few milliseconds); a guess, low when accepted
+        # requests were still on their way back, so the pace grows fast until the next 429
+        numbers[CEILING] = numbers[ACCEPTED] / max(GUESS_SECONDS, elapsed)
     if numbers[CEILING]:  # else: nothing measured yet; only the windows shrink
         pace = numbers[RATE] or numbers[CEILING]
         numbers[RATE] = max(MIN_RATE, min(pace, numbers[CEILING]) * DECREASE)
@@ -327,7 +350,7 @@ def _cut(numbers: Any, now: float, events: int) -> None:
     numbers[RECENT] = numbers[RECENT_THROTTLED] = 0.0
     if numbers[HOLD_TESTS]:  # the requests sent before come back, then those sent held decide
         numbers[HOLD_FROM] = now + SETTLE_ROUND_TRIPS * numbers[ROUND_TRIP]
-        numbers[HOLD_UNTIL] = numbers[HOLD_FROM] + HOLD_SECONDS
+        numbers[HOLD_UNTIL] = numbers[HOLD_FROM] + MAX_HOLD_SECONDS
         numbers[DECIDE_AT] = numbers[HOLD_UNTIL] + numbers[ROUND_TRIP]
     else:
         numbers[HOLD_FROM] = numbers[HOLD_UNTIL] = now
