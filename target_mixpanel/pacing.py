@@ -84,7 +84,6 @@ MAX_HOLD_SECONDS = 4.0
 # MIN_ANSWERS_TO_CUT_AGAIN answers answered 429 cuts it again.
 SETTLE_SECONDS = WINDOW_SECONDS
 MIN_ANSWERS_TO_CUT_AGAIN = 10
-GUESS_SECONDS = 1.0
 # The share of 429s since the last cut is counted over about RECENT_ANSWERS answers; the
 # background share over about BACKGROUND_ANSWERS answers to requests sent while holding,
 # starting from BACKGROUND_PRIOR answers' worth of none, and never above MAX_BACKGROUND (more
@@ -224,7 +223,7 @@ class AdaptivePace:
                 _roll_window(numbers, now)
                 if numbers[RATE] and not numbers[DECIDE_AT]:  # not while the pace holds
                     _raise(numbers, events, now)
-            elif paced_at >= numbers[LAST_CUT] and _cuts_again(numbers):
+            elif paced_at >= numbers[LAST_CUT] and _should_cut(numbers):
                 _cut(numbers, now, events)
                 congested = True
         with self._changed:
@@ -286,7 +285,7 @@ def _congested(numbers: Any) -> bool:
     return numbers[RECENT_THROTTLED] > expected + CONGESTION_Z * spread + CONGESTION_MARGIN
 
 
-def _cuts_again(numbers: Any) -> bool:
+def _should_cut(numbers: Any) -> bool:
     """Whether a 429 to a request paced since the last cut cuts the pace (again)."""
     if not numbers[DECIDE_AT]:
         return _congested(numbers)
@@ -337,9 +336,9 @@ def _cut(numbers: Any, now: float, events: int) -> None:
         numbers[MEASURED] = 1.0
     elif numbers[ACCEPTED] and not numbers[CEILING]:
         # a first 429 within MEASURE_SECONDS: what was accepted before its answer, counted
-        # over at least GUESS_SECONDS (not a few milliseconds); a guess, low when accepted
-        # requests were still on their way back, so the pace grows fast until the next 429
-        numbers[CEILING] = numbers[ACCEPTED] / max(GUESS_SECONDS, elapsed)
+        # over MEASURE_SECONDS (not a few milliseconds); a guess, low when accepted requests
+        # were still on their way back, so the pace grows fast until the next 429
+        numbers[CEILING] = numbers[ACCEPTED] / MEASURE_SECONDS
     if numbers[CEILING]:  # else: nothing measured yet; only the windows shrink
         pace = numbers[RATE] or numbers[CEILING]
         numbers[RATE] = max(MIN_RATE, min(pace, numbers[CEILING]) * DECREASE)
