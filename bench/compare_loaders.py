@@ -119,12 +119,15 @@ def _write(path: Path, config: dict) -> Path:
     return path
 
 
+def _plugin(module: str, config: Path) -> str:
+    """The shell command running a plugin's Python module with its config."""
+    return f"{shlex.quote(sys.executable)} -m {module} --config {shlex.quote(str(config))}"
+
+
 def _pipe(tap_config: Path, target_config: Path, tap: str = "tap_braze_currents.tap",
           target: str = "target_mixpanel.target") -> str:
-    """The shell pipe `tap | target`, each a Python module run with its config."""
-    python = shlex.quote(sys.executable)
-    return (f"{python} -m {tap} --config {shlex.quote(str(tap_config))} | "
-            f"{python} -m {target} --config {shlex.quote(str(target_config))}")
+    """The shell pipe `tap | target`."""
+    return f"{_plugin(tap, tap_config)} | {_plugin(target, target_config)}"
 
 
 def contestants(work: Path, tap_config: Path, lines: Path, node_modules: Path, site: Path,
@@ -145,8 +148,7 @@ def contestants(work: Path, tap_config: Path, lines: Path, node_modules: Path, s
         "  the same, adaptive_sending: false": (
             _pipe(tap_config, unpaced), {"PYTHONPATH": str(ROOT)}),
         "  target-mixpanel alone (tap's output)": (
-            f"{shlex.quote(sys.executable)} -m target_mixpanel.target --config "
-            f"{shlex.quote(str(ours))} < {shlex.quote(str(work / TAP_OUTPUT))}",
+            f"{_plugin('target_mixpanel.target', ours)} < {shlex.quote(str(work / TAP_OUTPUT))}",
             {"PYTHONPATH": str(ROOT)}),
         "plain singer-sdk tap | target": (
             _pipe(plain_tap, plain_target, "bench.baseline_sdk_tap", "bench.baseline_sdk_target"),

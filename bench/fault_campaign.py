@@ -456,8 +456,8 @@ def _wait_exited(process: subprocess.Popen) -> None:
 
 
 def _end_with_group(process: subprocess.Popen) -> int:
-    """Kill what is left of the exited `process`'s group, then reap it; its exit code."""
-    _wait_exited(process)
+    """Kill what is left of the group of `process` (exited: see `_wait_exited`), then reap
+    it; its exit code."""
     _kill_group(process.pid)
     return process.wait()
 
