@@ -120,6 +120,12 @@ def _epoch(value: object, field: str) -> float:
         return value
     if isinstance(value, str):
         try:
+            number = float(value)
+        except ValueError:
+            pass
+        else:
+            return int(number) if number.is_integer() else number
+        try:
             moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise Refused(field, f"time field {field!r} is not a number or ISO date-time: "
@@ -152,17 +158,17 @@ class GenericMapping:
             raise Refused("distinct_id", f"record has no {self.distinct_id_field!r} "
                           "(distinct_id_field)")
         moment = _epoch(record.get(self.time_field), self.time_field)
-        if self.insert_id_field and record.get(self.insert_id_field) is not None:
+        if self.insert_id_field and record.get(self.insert_id_field) not in (None, ""):
             insert_id = insert_id_for(record[self.insert_id_field])
         else:
             insert_id = insert_id_for({"stream": stream, "record": record})
         values = {f: record.get(f, "") for f in self._name_fields}
-        values.setdefault("stream", stream)
+        values["stream"] = stream
         name = self.event_name.format(**values) if self._name_fields else self.event_name
         properties: dict[str, Any] = {"time": moment, "distinct_id": distinct_id,
                                       "$insert_id": insert_id}
         for field, value in record.items():
             if value is not None and field not in self._used \
-                    and field not in SINGER_METADATA_FIELDS:
+                    and not field.startswith("_sdc_"):
                 properties[field] = value
         return {"event": name, "properties": properties}

@@ -394,3 +394,22 @@ def test_retry_after_is_honoured(mixpanel, run_target, tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert run.summary["throttled_429"] == 2
     assert len(mixpanel.state.unique_events) == 5
+
+
+def test_generic_default_event_name_is_the_stream(mixpanel, run_target, tmp_path: Path) -> None:
+    records = [{"id": f"o-{i}", "customer": f"c-{i}", "time": NOW - 60} for i in range(2)]
+    config = target_config(mixpanel, tmp_path, mapping="generic", distinct_id_field="customer")
+    run = run_target(config, singer_lines("orders", records))
+    assert run.returncode == 0, run.stderr
+    assert [e["event"] for e in mixpanel.state.unique_events] == ["orders", "orders"]
+
+
+def test_generic_empty_insert_id_falls_back_to_the_record_digest(
+        mixpanel, run_target, tmp_path: Path) -> None:
+    records = [{"id": "", "customer": f"c-{i}", "time": NOW - 60} for i in range(2)]
+    config = target_config(mixpanel, tmp_path, mapping="generic", event_name="Seen",
+                           distinct_id_field="customer")
+    run = run_target(config, singer_lines("rows", records))
+    assert run.returncode == 0, run.stderr
+    assert sorted(e["properties"]["distinct_id"] for e in mixpanel.state.unique_events) \
+        == ["c-0", "c-1"]

@@ -1,0 +1,43 @@
+"""GenericMapping.map on single records: event name, identity, time, properties."""
+
+from __future__ import annotations
+
+import pytest
+
+from target_mixpanel.event_mapping import GenericMapping
+
+RECORD = {"id": "r-1", "user": "u-1", "time": 1795255200}
+
+
+def mapped(record: dict, event_name: str = "{stream}", insert_id_field: str | None = "id") -> dict:
+    return GenericMapping(event_name, "user", "time", insert_id_field).map("rows", record)
+
+
+def test_stream_placeholder_is_the_stream_name() -> None:
+    assert mapped(RECORD, "{stream} seen")["event"] == "rows seen"
+    assert mapped({**RECORD, "stream": "x"}, "{stream}")["event"] == "rows"
+
+
+@pytest.mark.parametrize("empty", ["", None])
+def test_an_empty_insert_id_is_absent(empty: object) -> None:
+    first = mapped({**RECORD, "id": empty})["properties"]["$insert_id"]
+    second = mapped({**RECORD, "id": empty, "user": "u-2"})["properties"]["$insert_id"]
+    assert first != second
+    unset = mapped({**RECORD, "id": empty}, insert_id_field=None)
+    assert first == unset["properties"]["$insert_id"]
+
+
+def test_every_sdc_column_is_dropped() -> None:
+    record = {**RECORD, "_sdc_filename": "a.csv", "_sdc_source_lineno": 3,
+              "_sdc_last_modified": "2026-01-01", "_sdc_stream": "rows", "kept": 1}
+    assert mapped(record)["properties"] == {"time": 1795255200, "distinct_id": "u-1",
+                                            "$insert_id": "r-1", "kept": 1}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1795255200", 1795255200), ("1795255200123", 1795255200123), ("1795255200.5", 1795255200.5),
+    (" 1795255200 ", 1795255200)])
+def test_numeric_strings_are_epoch_times(text: str, expected: float) -> None:
+    moment = mapped({**RECORD, "time": text})["properties"]["time"]
+    assert moment == expected
+    assert type(moment) is type(expected)
