@@ -1,0 +1,120 @@
+"""Membership snapshots: one immutable Parquet file per cohort and run, under snapshot_url.
+
+A snapshot holds a cohort's members (user_id, distinct_id) sorted by user_id. The tap's STATE
+names, per cohort, the snapshot its last delivered changes were diffed into; a file is never
+rewritten, so whatever state Meltano saved still finds its snapshot. Files no state names are
+deleted once older than the grace period (their creation time is part of their name).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import polars as pl
+
+from plugin_support.config_errors import redact
+from plugin_support.storage_location import open_location, option_secrets
+
+logger = logging.getLogger(__name__)
+
+SUFFIX = ".parquet"
+TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+NAME_PATTERN = re.compile(r"^cohort-(?P<cohort>\d+)/(?P<time>\d{8}T\d{6}Z)-[0-9a-f]{12}\.parquet$")
+MEMBER_SCHEMA = {"user_id": pl.String, "distinct_id": pl.String}
+
+
+class SnapshotError(Exception):
+    """A snapshot cannot be written or read; the message names the setting or file."""
+
+
+def empty_members() -> pl.DataFrame:
+    """A membership without members."""
+    return pl.DataFrame(schema=MEMBER_SCHEMA)
+
+
+class SnapshotStore:
+    """The snapshots under one snapshot_url, reached with snapshot_options."""
+
+    def __init__(self, url: str, options: Mapping[str, Any] | None = None):
+        """Open the filesystem (nothing is read or written yet)."""
+        self.url = url
+        self._secrets = option_secrets(options or {})
+        try:
+            self.fs, self.root = open_location(url, options, "snapshot_url", "snapshot_options")
+        except Exception as exc:
+            raise SnapshotError(str(exc)) from None
+
+    def _clean(self, exc: BaseException) -> str:
+        return redact(f"{type(exc).__name__}: {exc}", self._secrets)
+
+    def _path(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    def check(self) -> None:
+        """Fail early, naming the settings, when snapshots cannot be written here."""
+        probe = self._path(f".write-check-{uuid.uuid4().hex[:12]}")
+        try:
+            self.fs.makedirs(self.root, exist_ok=True)
+            self.fs.pipe_file(probe, b"ok")
+            self.fs.rm_file(probe)
+        except Exception as exc:
+            msg = (f"snapshot_url {self.url!r} cannot be written ({self._clean(exc)}). Check "
+                   "snapshot_url (bucket/container/folder) and the endpoint and credentials in "
+                   "snapshot_options.")
+            raise SnapshotError(msg) from None
+
+    @staticmethod
+    def new_name(cohort_id: int, now: dt.datetime) -> str:
+        """A fresh, unique name for a snapshot of `cohort_id` taken `now` (UTC)."""
+        return f"cohort-{cohort_id}/{now.strftime(TIME_FORMAT)}-{uuid.uuid4().hex[:12]}{SUFFIX}"
+
+    def write(self, name: str, members: pl.DataFrame) -> None:
+        """Store a membership under `name` (a new file)."""
+        try:
+            self.fs.makedirs(self._path(name.rsplit("/", 1)[0]), exist_ok=True)
+            with self.fs.open(self._path(name), "wb") as handle:
+                members.write_parquet(handle)
+        except Exception as exc:
+            msg = f"snapshot_url {self.url!r}: could not write {name} ({self._clean(exc)})"
+            raise SnapshotError(msg) from None
+
+    def read(self, name: str) -> pl.DataFrame:
+        """The membership stored under `name`."""
+        try:
+            with self.fs.open(self._path(name), "rb") as handle:
+                return pl.read_parquet(handle)
+        except FileNotFoundError:
+            msg = (f"snapshot_url {self.url!r}: the state names snapshot {name}, which is gone. "
+                   "Without it removals cannot be computed; restore it, or clear the state "
+                   "(`meltano state clear`) for a full sync of adds.")
+            raise SnapshotError(msg) from None
+        except Exception as exc:
+            msg = f"snapshot_url {self.url!r}: could not read {name} ({self._clean(exc)})"
+            raise SnapshotError(msg) from None
+
+    def delete_unnamed(self, keep: set[str], grace: dt.timedelta, now: dt.datetime) -> int:
+        """Delete the snapshots not in `keep` taken more than `grace` before `now`."""
+        try:
+            paths = self.fs.glob(self._path(f"cohort-*/*{SUFFIX}"))
+        except Exception as exc:
+            logger.warning("Old snapshots not cleaned up: %s", self._clean(exc))
+            return 0
+        deleted = 0
+        for path in paths:
+            name = path[len(self.root) + 1:] if path.startswith(self.root + "/") else path
+            found = NAME_PATTERN.match(name)
+            if found is None or name in keep:
+                continue
+            taken = dt.datetime.strptime(found["time"], TIME_FORMAT).replace(tzinfo=dt.timezone.utc)
+            if now - taken > grace:
+                try:
+                    self.fs.rm_file(path)
+                    deleted += 1
+                except Exception as exc:
+                    logger.warning("Could not delete old snapshot %s: %s", name, self._clean(exc))
+        return deleted

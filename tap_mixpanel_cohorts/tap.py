@@ -1,0 +1,76 @@
+"""tap-mixpanel-cohorts: the Singer tap, its settings and its streams."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+from dataclasses import asdict
+from functools import cached_property
+from typing import Any
+
+from singer_sdk import Stream, Tap
+from singer_sdk.contrib.msgspec import MsgSpecWriter
+
+from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_until_stdout_is_read
+from plugin_support.config_errors import SecretSafeConfig
+from tap_mixpanel_cohorts.cohort_sync import CohortSync
+from tap_mixpanel_cohorts.settings import CONFIG_SCHEMA, Settings
+from tap_mixpanel_cohorts.streams import (
+    CohortMembershipChangesStream,
+    CohortMembersStream,
+    CohortsStream,
+)
+
+logger = logging.getLogger(__name__)
+
+MEMBER_STREAMS = (CohortMembersStream.name, CohortMembershipChangesStream.name)
+
+
+class TapMixpanelCohorts(SecretSafeConfig, Tap):
+    """Mixpanel cohorts, their members, and the membership changes since the last sync."""
+
+    name = "tap-mixpanel-cohorts"
+    message_writer_class = MsgSpecWriter
+    config_jsonschema = CONFIG_SCHEMA
+
+    def _handle_termination(self, signum: int, frame: Any) -> None:
+        """SIGTERM/SIGINT: the SDK writes the state (it names only delivered cohorts), exit 0.
+
+        Before exiting, wait until `meltano run` has read what was written.
+        """
+        atexit.register(wait_until_stdout_is_read)
+        super()._handle_termination(signum, frame)
+
+    def _setup_signal_handlers(self) -> None:
+        """The SDK's (ours: `_handle_termination`), and none once the process is exiting."""
+        super()._setup_signal_handlers()
+        ignore_stop_signal_while_exiting()
+
+    @cached_property
+    def settings(self) -> Settings:
+        """The config, typed."""
+        return Settings.from_config(self.config)
+
+    @cached_property
+    def sync_run(self) -> CohortSync:
+        """The run's cohorts and memberships (nothing is queried until a stream asks)."""
+        reads_members = any(self.streams[name].selected for name in MEMBER_STREAMS)
+        return CohortSync(self.settings, reads_members)
+
+    def discover_streams(self) -> list[Stream]:
+        """The three streams."""
+        return [CohortsStream(self), CohortMembersStream(self),
+                CohortMembershipChangesStream(self)]
+
+    def sync_all(self) -> None:  # type: ignore[misc]  # final in the SDK; extended, not replaced
+        """Sync the streams, then drop snapshots no state names and log the run's summary."""
+        super().sync_all()
+        changes = self.streams[CohortMembershipChangesStream.name]
+        assert isinstance(changes, CohortMembershipChangesStream)
+        summary = self.sync_run.finish(changes.named_snapshots())
+        self.logger.info("summary: %s", json.dumps(asdict(summary)))
+
+
+if __name__ == "__main__":
+    TapMixpanelCohorts.cli()
