@@ -7,10 +7,11 @@ import json
 import logging
 from dataclasses import asdict
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from singer_sdk import Stream, Tap
 from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_until_stdout_is_read
 from plugin_support.config_errors import SecretSafeConfig
@@ -33,6 +34,14 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
     name = "tap-mixpanel-cohorts"
     message_writer_class = MsgSpecWriter
     config_jsonschema = CONFIG_SCHEMA
+    # No BATCH: a cohort's STATE follows its last record, which must be out, not in a file
+    # announced later.
+    capabilities: ClassVar[list[Any]] = [
+        TapCapabilities.CATALOG, TapCapabilities.STATE, TapCapabilities.DISCOVER,
+        TapCapabilities.ACTIVATE_VERSION, PluginCapabilities.ABOUT,
+        PluginCapabilities.STREAM_MAPS, PluginCapabilities.FLATTENING,
+        PluginCapabilities.STRUCTURED_LOGGING,
+    ]
 
     def _handle_termination(self, signum: int, frame: Any) -> None:
         """SIGTERM/SIGINT: the SDK writes the state (it names only delivered cohorts), exit 0.
