@@ -52,9 +52,15 @@ def planned_queries(cohorts: list[dict[str, Any]]) -> int:
 class CohortSync:
     """The cohorts of one run and their memberships."""
 
-    def __init__(self, settings: Settings, reads_members: bool):
-        """Nothing is sent yet; `reads_members` says whether /engage will be paged."""
+    def __init__(self, settings: Settings, reads_members: bool,
+                 saved_snapshots: set[str] | None = None):
+        """Nothing is sent yet; `reads_members` says whether /engage will be paged.
+
+        `saved_snapshots`: those the state the run started from names (what Meltano saved);
+        they are kept until a later run starts from a state that no longer names them.
+        """
         self.settings = settings
+        self.saved_snapshots = set(saved_snapshots or ())
         self.reads_members = reads_members
         self.started_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
         self.budget = QueryBudget(settings.max_queries_per_hour,
@@ -146,8 +152,11 @@ class CohortSync:
         return self.store.read(self.snapshot_of(cohort))
 
     def finish(self, named_snapshots: set[str]) -> Summary:
-        """Delete snapshots nothing names any longer (after the grace period); the summary."""
-        keep = named_snapshots | set(self.written.values())
+        """Delete old snapshots no state names (after the grace period); the run's summary.
+
+        `named_snapshots`: those the state emitted at the end names.
+        """
+        keep = named_snapshots | self.saved_snapshots | set(self.written.values())
         self.summary.snapshots_deleted = self.store.delete_unnamed(
             keep, self.settings.snapshot_grace, dt.datetime.now(dt.timezone.utc))
         self.summary.queries = self.budget.queries

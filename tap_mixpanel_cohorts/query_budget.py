@@ -29,7 +29,11 @@ def describe_duration(seconds: float) -> str:
 
 
 class QueryBudget:
-    """At most `max_per_window` queries started per window, `max_concurrent` running at once."""
+    """At most `max_per_window` queries per window, `max_concurrent` running at once.
+
+    A query counts in the window from when it ends (Mixpanel counts it somewhere between its
+    start and its end), so the window the server sees never holds more than the budget.
+    """
 
     def __init__(self, max_per_window: int, max_concurrent: int,
                  window_seconds: float = HOUR_SECONDS):
@@ -37,43 +41,48 @@ class QueryBudget:
         self.max_per_window = max_per_window
         self.window_seconds = window_seconds
         self._slots = threading.BoundedSemaphore(max_concurrent)
-        self._started: deque[float] = deque()
+        self._ended: deque[float] = deque()  # end times of the queries in the window
+        self._running = 0
         self._paused_until = 0.0
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self.queries = 0
 
     def seconds_for(self, queries: int) -> float:
         """How much budget `queries` use: at `max_per_window` per window."""
         return queries * self.window_seconds / self.max_per_window
 
-    def _wait_needed(self, now: float) -> float:
-        while self._started and self._started[0] <= now - self.window_seconds:
-            self._started.popleft()
-        wait = self._paused_until - now
-        if len(self._started) >= self.max_per_window:
-            wait = max(wait, self._started[0] + self.window_seconds - now)
-        return max(wait, 0.0)
+    def _wait_needed(self, now: float) -> float | None:
+        """0 when a query may start now, else seconds to wait (None: until one ends)."""
+        while self._ended and self._ended[0] <= now - self.window_seconds:
+            self._ended.popleft()
+        if self._paused_until > now:
+            return self._paused_until - now
+        if len(self._ended) + self._running < self.max_per_window:
+            return 0.0
+        return self._ended[0] + self.window_seconds - now if self._ended else None
 
     @contextmanager
     def query(self) -> Iterator[None]:
         """Hold a slot and a place in the window for one query."""
         with self._slots:
-            while True:
-                with self._lock:
-                    now = time.monotonic()
-                    wait = self._wait_needed(now)
-                    if wait <= 0:
-                        self._started.append(now)
-                        self.queries += 1
-                        break
-                if wait > 5:
-                    logger.info("Query budget: waiting %s before the next query (at most %d "
-                                "queries per %s)", describe_duration(wait), self.max_per_window,
-                                describe_duration(self.window_seconds))
-                time.sleep(wait)
-            yield
+            with self._changed:
+                while (wait := self._wait_needed(time.monotonic())) != 0:
+                    if wait is not None and wait > 5:
+                        logger.info("Query budget: waiting %s before the next query (at most "
+                                    "%d queries per %s)", describe_duration(wait),
+                                    self.max_per_window, describe_duration(self.window_seconds))
+                    self._changed.wait(wait)
+                self._running += 1
+                self.queries += 1
+            try:
+                yield
+            finally:
+                with self._changed:
+                    self._running -= 1
+                    self._ended.append(time.monotonic())
+                    self._changed.notify_all()
 
     def pause(self, seconds: float) -> None:
         """No query starts within the next `seconds` (a 429 asked for it)."""
-        with self._lock:
+        with self._changed:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)

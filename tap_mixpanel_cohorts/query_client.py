@@ -146,7 +146,7 @@ class QueryClient:
         if status == 200:
             return Outcome(body=response.content)
         if status in AUTH_STATUSES:
-            msg = (f"Mixpanel refused the service account ({status}: "
+            msg = (f"Mixpanel at {self.base_url} refused the service account ({status}: "
                    f"{self._clean(_error_text(response))}). Check service_account_username, "
                    "service_account_secret and project_id (and workspace_id, region/api_url: "
                    "a project's service account works only on its region's host).")

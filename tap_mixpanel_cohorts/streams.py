@@ -55,14 +55,17 @@ class CohortsStream(CohortStream):
         th.Property("description", th.StringType),
         th.Property("count", th.IntegerType),
         th.Property("created", th.StringType),
-        th.Property("is_visible", th.CustomType({"type": ["integer", "boolean", "null"]})),
+        th.Property("is_visible", th.BooleanType),
         th.Property("project_id", th.IntegerType),
     ).to_dict()
 
     def get_records(self, context: Any) -> Iterable[dict[str, Any]]:
         """One record per selected cohort."""
         for cohort in self.sync_run.cohorts:
-            yield {key: cohort.get(key) for key in self.schema["properties"]}
+            record = {key: cohort.get(key) for key in self.schema["properties"]}
+            if record["is_visible"] is not None:  # Mixpanel answers 0 or 1
+                record["is_visible"] = bool(record["is_visible"])
+            yield record
 
 
 def _rows(user_ids: pl.Series, fixed: dict[str, Any]) -> Iterator[dict[str, Any]]:

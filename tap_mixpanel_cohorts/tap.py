@@ -65,7 +65,9 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
     def sync_run(self) -> CohortSync:
         """The run's cohorts and memberships (nothing is queried until a stream asks)."""
         reads_members = any(self.streams[name].selected for name in MEMBER_STREAMS)
-        return CohortSync(self.settings, reads_members)
+        changes = self.streams[CohortMembershipChangesStream.name]
+        assert isinstance(changes, CohortMembershipChangesStream)
+        return CohortSync(self.settings, reads_members, saved_snapshots=changes.named_snapshots())
 
     def discover_streams(self) -> list[Stream]:
         """The three streams."""
@@ -77,7 +79,7 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
         super().sync_all()
         changes = self.streams[CohortMembershipChangesStream.name]
         assert isinstance(changes, CohortMembershipChangesStream)
-        summary = self.sync_run.finish(changes.named_snapshots())
+        summary = self.sync_run.finish(changes.named_snapshots())  # and those of the saved state
         self.logger.info("summary: %s", json.dumps(asdict(summary)))
 
 

@@ -215,7 +215,7 @@ class Handler(BaseHTTPRequestHandler):
     def _answer(self, path: str, handler: Any, form: dict[str, str]) -> None:
         state = self.server.state
         with state.lock:
-            state.log.append({"path": path, "form": form})
+            state.log.append({"path": path, "form": form, "at": time.monotonic()})
             number = state.queries
         if state.hang_at_query == number:
             state.hanging.set()
