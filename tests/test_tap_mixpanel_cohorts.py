@@ -207,6 +207,17 @@ def test_later_runs_emit_exactly_who_left_and_who_joined(server, tmp_path, run) 
     assert '"adds": 0, "removes": 0' in unchanged.stderr
 
 
+def test_a_run_whose_state_was_not_saved_is_diffed_again(server, tmp_path, run) -> None:
+    """The target failed after the tap ended: Meltano kept the old state; nothing is lost."""
+    cohort = server.state.add_cohort(7, "Power users", ["a", "b"])
+    first = run(tap_config(server, tmp_path))
+    cohort.members = [Member("b"), Member("c")]
+    undelivered = run(tap_config(server, tmp_path), first.last_state)
+    again = run(tap_config(server, tmp_path), first.last_state)
+    assert changes(again) == changes(undelivered) == \
+        {(7, "Power users", "a", "remove"), (7, "Power users", "c", "add")}
+
+
 def test_a_renamed_cohort_moves_every_member_to_the_new_name(server, tmp_path, run) -> None:
     cohort = server.state.add_cohort(7, "Power users", ["a", "b", "c"])
     first = run(tap_config(server, tmp_path))
