@@ -124,7 +124,7 @@ def apply_fan_out(project: dict[str, Any]) -> None:
 
 # Mixpanel cohorts into Braze: target-braze applies the membership changes.
 COHORTS_TAP = {
-    "name": "tap-mixpanel-cohorts", "namespace": "tap_mixpanel_cohorts", "pip_url": "-e .",
+    "name": "tap-mixpanel-cohorts", "namespace": "tap_mixpanel_cohorts", "pip_url": "-e .[tap-mixpanel-cohorts]",
     "executable": "tap-mixpanel-cohorts",
     "capabilities": ["catalog", "discover", "state", "about", "stream-maps",
                      "schema-flattening"],
@@ -135,8 +135,11 @@ COHORTS_SELECT = ["cohort_membership_changes.*"]
 def ensure_cohorts_tap(project: dict[str, Any]) -> None:
     """tap-mixpanel-cohorts among the extractors (added once, then kept where it is)."""
     extractors = project["plugins"]["extractors"]
-    if not any(e["name"] == COHORTS_TAP["name"] for e in extractors):
+    found = next((e for e in extractors if e["name"] == COHORTS_TAP["name"]), None)
+    if found is None:
         extractors.insert(1, dict(COHORTS_TAP))
+    else:
+        found.update(COHORTS_TAP)
 
 
 def render(project: dict[str, Any]) -> str:
