@@ -13,7 +13,6 @@ from functools import cached_property
 from typing import Any
 
 import msgspec
-import polars as pl
 
 from tap_mixpanel_cohorts.membership import read_membership
 from tap_mixpanel_cohorts.mixpanel_query_api import COHORTS_LIST_PATH, ENGAGE_PAGE_SIZE
@@ -127,29 +126,24 @@ class CohortSync:
         if cohort_id in self.written:
             return self.written[cohort_id]
         self.check_store()
-        membership = read_membership(self.client, cohort_id, self.settings.id_property)
-        size = len(membership.members)
+        name = self.store.new_name(cohort_id, self.started_at)
+        membership = read_membership(self.client, cohort_id, self.settings.id_property,
+                                     self.store, name)
         if membership.without_id:
             self.summary.members_without_id += membership.without_id
             self.summary.without_id_by_cohort[str(cohort_id)] = membership.without_id
             logger.warning("Cohort %s (%r): %d members have no %s and are skipped", cohort_id,
                            cohort["name"], membership.without_id, self.settings.id_property)
-            if size == 0:
+            if membership.stored == 0:
                 msg = (f"id_property {self.settings.id_property!r}: none of the "
                        f"{membership.without_id} members of cohort {cohort_id} "
                        f"({cohort['name']!r}) has it. Check id_property.")
                 raise CohortSettingError(msg)
-        name = self.store.new_name(cohort_id, self.started_at)
-        self.store.write(name, membership.members)
-        self.summary.members += size
+        self.summary.members += membership.stored
         self.written[cohort_id] = name
         logger.info("Cohort %s (%r): %d members read in %d queries, snapshot %s", cohort_id,
-                    cohort["name"], size, membership.queries, name)
+                    cohort["name"], membership.stored, membership.queries, name)
         return name
-
-    def members_of(self, cohort: dict[str, Any]) -> pl.DataFrame:
-        """The membership of a cohort as this run read it."""
-        return self.store.read(self.snapshot_of(cohort))
 
     def finish(self, named_snapshots: set[str]) -> Summary:
         """Delete old snapshots no state names (after the grace period); the run's summary.

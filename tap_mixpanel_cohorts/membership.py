@@ -1,7 +1,7 @@
-"""Paging a cohort's members out of /engage into a compact table (no Python object per member).
+"""Paging a cohort's members out of /engage into snapshot parts (no Python object per member).
 
-Each page is decoded, its ids moved into a small Arrow-backed frame, and dropped; the frames are
-joined and sorted by user_id at the end.
+Each page is decoded and its ids gathered; every 100,000 members become a part of the new
+snapshot, written at once and dropped.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import polars as pl
 
 from tap_mixpanel_cohorts.mixpanel_query_api import DISTINCT_ID, ENGAGE_PATH
 from tap_mixpanel_cohorts.query_client import QueryClient
-from tap_mixpanel_cohorts.snapshots import MEMBER_SCHEMA
+from tap_mixpanel_cohorts.snapshots import MEMBER_SCHEMA, SnapshotStore
+
+PART_ROWS = 100_000  # members per snapshot part
 
 
 class EngageProfile(msgspec.Struct):
@@ -36,9 +38,9 @@ class EngagePage(msgspec.Struct):
 
 @dataclass
 class Membership:
-    """A cohort's members, sorted by user_id, and how many had no user id."""
+    """What paging a cohort gave: members stored (duplicates included), members without id."""
 
-    members: pl.DataFrame
+    stored: int
     without_id: int
     queries: int
 
@@ -61,31 +63,42 @@ def _user_id(profile: EngageProfile, id_property: str) -> str | None:
     return text if text.strip() else None
 
 
-def read_membership(client: QueryClient, cohort_id: int, id_property: str) -> Membership:
-    """Every member of the cohort, paging while pages are full."""
+def read_membership(client: QueryClient, cohort_id: int, id_property: str,
+                    store: SnapshotStore, snapshot: str) -> Membership:
+    """Every member of the cohort into snapshot `snapshot`, paging while pages are full."""
     decoder = msgspec.json.Decoder(EngagePage)
     form = engage_form(cohort_id, id_property)
-    frames: list[pl.DataFrame] = []
-    without_id = 0
+    user_ids: list[str] = []
+    distinct_ids: list[str | None] = []
+    parts = stored = without_id = 0
     page, session_id = 0, None
+
+    def write_part() -> None:
+        nonlocal parts, stored, user_ids, distinct_ids
+        store.write_part(snapshot, parts, pl.DataFrame(
+            {"user_id": user_ids, "distinct_id": distinct_ids}, schema=MEMBER_SCHEMA))
+        parts += 1
+        stored += len(user_ids)
+        user_ids, distinct_ids = [], []
+
     while True:
         params = {**form, "page": str(page)}
         if session_id:
             params["session_id"] = session_id
         answer = decoder.decode(client.post(ENGAGE_PATH, params))
-        user_ids, distinct_ids = [], []
         for profile in answer.results:
             user_id = _user_id(profile, id_property)
             if user_id is None:
                 without_id += 1
                 continue
             user_ids.append(user_id)
-            distinct_ids.append(profile.distinct_id)
-        frames.append(pl.DataFrame({"user_id": user_ids, "distinct_id": distinct_ids},
-                                   schema=MEMBER_SCHEMA))
+            distinct_ids.append(None if profile.distinct_id == user_id else profile.distinct_id)
+        if len(user_ids) >= PART_ROWS:
+            write_part()
         session_id = answer.session_id or session_id
         if len(answer.results) < answer.page_size or not answer.results:
             break
         page += 1
-    members = pl.concat(frames, rechunk=True).unique("user_id", keep="first").sort("user_id")
-    return Membership(members, without_id, page + 1)
+    if user_ids or parts == 0:  # an empty cohort still has a (empty) part: the snapshot exists
+        write_part()
+    return Membership(stored, without_id, page + 1)

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import backoff
 import requests
@@ -22,6 +23,7 @@ from tap_mixpanel_cohorts.query_budget import QueryBudget
 
 logger = logging.getLogger(__name__)
 
+FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
 NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout,
                   requests.exceptions.ChunkedEncodingError)
 
@@ -135,8 +137,11 @@ class QueryClient:
     def _attempt(self, url: str, path: str, form: Mapping[str, str]) -> Outcome:
         try:
             with self._budget.query():
-                response = self._session.post(url, params=self._params, data=dict(form),
-                                              timeout=self._timeout)
+                # bytes, not a dict: headers and body then leave in one write (a body sent
+                # after the headers waits for a delayed ACK, 40 ms a query)
+                response = self._session.post(url, params=self._params,
+                                              data=urlencode(form).encode(),
+                                              headers=FORM_HEADERS, timeout=self._timeout)
         except requests.exceptions.InvalidURL as exc:
             msg = f"api_url {self.base_url!r} is not a valid URL ({self._clean(str(exc))})"
             raise QuerySettingError(msg) from None

@@ -1,9 +1,11 @@
-"""Membership snapshots: one immutable Parquet file per cohort and run, under snapshot_url.
+"""Membership snapshots: one immutable folder of Parquet parts per cohort and run.
 
-A snapshot holds a cohort's members (user_id, distinct_id) sorted by user_id. The tap's STATE
-names, per cohort, the snapshot its last delivered changes were diffed into; a file is never
-rewritten, so whatever state Meltano saved still finds its snapshot. Files no state names are
-deleted once older than the grace period (their creation time is part of their name).
+A snapshot holds a cohort's members (user_id, and distinct_id where it differs) in parts of up
+to 100,000 rows, written while /engage is paged, so no run holds a whole membership as
+strings. The tap's STATE names, per cohort, the snapshot its last delivered changes were
+diffed into; a snapshot is never rewritten, so whatever state Meltano saved still finds it.
+Snapshots no state names are deleted once older than the grace period (their creation time is
+part of their name).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import datetime as dt
 import logging
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import polars as pl
@@ -22,19 +24,15 @@ from plugin_support.storage_location import open_location, option_secrets
 
 logger = logging.getLogger(__name__)
 
-SUFFIX = ".parquet"
+PART_SUFFIX = ".parquet"
 TIME_FORMAT = "%Y%m%dT%H%M%SZ"
-NAME_PATTERN = re.compile(r"^cohort-(?P<cohort>\d+)/(?P<time>\d{8}T\d{6}Z)-[0-9a-f]{12}\.parquet$")
+NAME_PATTERN = re.compile(r"^cohort-(?P<cohort>\d+)/(?P<time>\d{8}T\d{6}Z)-[0-9a-f]{12}$")
+# distinct_id is null where it equals user_id (id_property $distinct_id: always).
 MEMBER_SCHEMA = {"user_id": pl.String, "distinct_id": pl.String}
 
 
 class SnapshotError(Exception):
     """A snapshot cannot be written or read; the message names the setting or file."""
-
-
-def empty_members() -> pl.DataFrame:
-    """A membership without members."""
-    return pl.DataFrame(schema=MEMBER_SCHEMA)
 
 
 class SnapshotStore:
@@ -71,36 +69,45 @@ class SnapshotStore:
     @staticmethod
     def new_name(cohort_id: int, now: dt.datetime) -> str:
         """A fresh, unique name for a snapshot of `cohort_id` taken `now` (UTC)."""
-        return f"cohort-{cohort_id}/{now.strftime(TIME_FORMAT)}-{uuid.uuid4().hex[:12]}{SUFFIX}"
+        return f"cohort-{cohort_id}/{now.strftime(TIME_FORMAT)}-{uuid.uuid4().hex[:12]}"
 
-    def write(self, name: str, members: pl.DataFrame) -> None:
-        """Store a membership under `name` (a new file)."""
+    def write_part(self, name: str, number: int, members: pl.DataFrame) -> None:
+        """Store part `number` of snapshot `name` (a new file)."""
+        path = self._path(f"{name}/part-{number:05d}{PART_SUFFIX}")
         try:
-            self.fs.makedirs(self._path(name.rsplit("/", 1)[0]), exist_ok=True)
-            with self.fs.open(self._path(name), "wb") as handle:
+            if number == 0:
+                self.fs.makedirs(self._path(name), exist_ok=True)
+            with self.fs.open(path, "wb") as handle:
                 members.write_parquet(handle)
         except Exception as exc:
             msg = f"snapshot_url {self.url!r}: could not write {name} ({self._clean(exc)})"
             raise SnapshotError(msg) from None
 
-    def read(self, name: str) -> pl.DataFrame:
-        """The membership stored under `name`."""
+    def parts(self, name: str) -> Iterator[pl.DataFrame]:
+        """The parts of snapshot `name`, in order."""
         try:
-            with self.fs.open(self._path(name), "rb") as handle:
-                return pl.read_parquet(handle)
-        except FileNotFoundError:
+            paths = sorted(self.fs.glob(self._path(f"{name}/part-*{PART_SUFFIX}")))
+        except Exception as exc:
+            msg = f"snapshot_url {self.url!r}: could not list {name} ({self._clean(exc)})"
+            raise SnapshotError(msg) from None
+        if not paths:
             msg = (f"snapshot_url {self.url!r}: the state names snapshot {name}, which is gone. "
                    "Without it removals cannot be computed; restore it, or clear the state "
                    "(`meltano state clear`) for a full sync of adds.")
-            raise SnapshotError(msg) from None
-        except Exception as exc:
-            msg = f"snapshot_url {self.url!r}: could not read {name} ({self._clean(exc)})"
-            raise SnapshotError(msg) from None
+            raise SnapshotError(msg)
+        for path in paths:
+            try:
+                with self.fs.open(path, "rb") as handle:
+                    frame = pl.read_parquet(handle)
+            except Exception as exc:
+                msg = f"snapshot_url {self.url!r}: could not read {path} ({self._clean(exc)})"
+                raise SnapshotError(msg) from None
+            yield frame
 
     def delete_unnamed(self, keep: set[str], grace: dt.timedelta, now: dt.datetime) -> int:
         """Delete the snapshots not in `keep` taken more than `grace` before `now`."""
         try:
-            paths = self.fs.glob(self._path(f"cohort-*/*{SUFFIX}"))
+            paths = self.fs.glob(self._path("cohort-*/*"))
         except Exception as exc:
             logger.warning("Old snapshots not cleaned up: %s", self._clean(exc))
             return 0
@@ -113,7 +120,7 @@ class SnapshotStore:
             taken = dt.datetime.strptime(found["time"], TIME_FORMAT).replace(tzinfo=dt.timezone.utc)
             if now - taken > grace:
                 try:
-                    self.fs.rm_file(path)
+                    self.fs.rm(path, recursive=True)
                     deleted += 1
                 except Exception as exc:
                     logger.warning("Could not delete old snapshot %s: %s", name, self._clean(exc))

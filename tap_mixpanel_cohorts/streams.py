@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
 from singer_sdk import Stream
 from singer_sdk import typing as th
 
@@ -19,14 +18,11 @@ try:
 except ImportError:  # singer-sdk before it moved
     from singer_sdk.helpers._typing import TypeConformanceLevel
 
-from tap_mixpanel_cohorts.membership_diff import Changes, membership_changes
+from tap_mixpanel_cohorts.membership_diff import CohortSide, membership_changes, unique_parts
 
 if TYPE_CHECKING:
     from tap_mixpanel_cohorts.cohort_sync import CohortSync
     from tap_mixpanel_cohorts.tap import TapMixpanelCohorts
-
-ROWS_PER_SLICE = 10_000  # records are built from the snapshot this many at a time
-
 
 class CohortStream(Stream):
     """A stream of this tap: simple records, already of their schema's types."""
@@ -68,12 +64,6 @@ class CohortsStream(CohortStream):
             yield record
 
 
-def _rows(user_ids: pl.Series, fixed: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for start in range(0, len(user_ids), ROWS_PER_SLICE):
-        for user_id in user_ids.slice(start, ROWS_PER_SLICE).to_list():
-            yield {**fixed, "user_id": user_id}
-
-
 class CohortMembersStream(CohortStream):
     """Every member of every selected cohort (for warehouses)."""
 
@@ -87,13 +77,13 @@ class CohortMembersStream(CohortStream):
     ).to_dict()
 
     def get_records(self, context: Any) -> Iterable[dict[str, Any]]:
-        """The members of each cohort, as this run read them."""
-        for cohort in self.sync_run.cohorts:
-            members = self.sync_run.members_of(cohort)
+        """The members of each cohort, as this run read them (each once)."""
+        sync_run = self.sync_run
+        for cohort in sync_run.cohorts:
             fixed = {"cohort_id": int(cohort["id"]), "cohort_name": cohort["name"]}
-            for frame in members.iter_slices(ROWS_PER_SLICE):
-                for user_id, distinct_id in frame.iter_rows():
-                    yield {**fixed, "user_id": user_id, "distinct_id": distinct_id}
+            for part in unique_parts(sync_run.store, sync_run.snapshot_of(cohort)):
+                for user_id, distinct_id, _ in part.iter_rows():
+                    yield {**fixed, "user_id": user_id, "distinct_id": distinct_id or user_id}
 
 
 class CohortMembershipChangesStream(CohortStream):
@@ -111,7 +101,7 @@ class CohortMembershipChangesStream(CohortStream):
 
     @property
     def delivered(self) -> dict[str, dict[str, Any]]:
-        """Cohort id -> {name, snapshot, members, synced_at} of the last delivered run."""
+        """Cohort id -> {name, snapshot, synced_at} of the last delivered run."""
         cohorts: dict[str, dict[str, Any]] = self.stream_state.setdefault("cohorts", {})
         return cohorts
 
@@ -131,38 +121,31 @@ class CohortMembershipChangesStream(CohortStream):
     def get_records(self, context: Any) -> Iterable[dict[str, Any]]:
         """Each cohort's changes against its delivered snapshot, then the cohorts gone."""
         sync_run = self.sync_run
-        store = sync_run.store
         current = {str(c["id"]): c for c in sync_run.cohorts}
         for cohort_id, cohort in current.items():
-            before = self.delivered.get(cohort_id)
-            new_name = sync_run.snapshot_of(cohort)
-            now = store.read(new_name)
-            old = store.read(before["snapshot"]) if before else None
-            changes = membership_changes(old, before["name"] if before else None, now,
-                                         cohort["name"])
-            yield from self._records(int(cohort_id), changes)
-            self._commit(cohort_id, {"name": cohort["name"], "snapshot": new_name,
-                                     "members": len(now), "synced_at": sync_run.synced_at})
+            entry = self.delivered.get(cohort_id)
+            before = CohortSide(entry["snapshot"], entry["name"]) if entry else None
+            now = CohortSide(sync_run.snapshot_of(cohort), cohort["name"])
+            yield from self._records(int(cohort_id), before, now)
+            self._commit(cohort_id, {"name": cohort["name"], "snapshot": now.snapshot,
+                                     "synced_at": sync_run.synced_at})
         for cohort_id in [c for c in self.delivered if c not in current]:
-            before = self.delivered[cohort_id]
+            entry = self.delivered[cohort_id]
             self.logger.info("Cohort %s (%r) is deleted in Mixpanel or no longer selected: "
-                             "removing its %s members", cohort_id, before["name"],
-                             before.get("members", "?"))
-            changes = membership_changes(store.read(before["snapshot"]), before["name"], None,
-                                         before["name"])
-            yield from self._records(int(cohort_id), changes)
+                             "removing its members", cohort_id, entry["name"])
+            yield from self._records(int(cohort_id), CohortSide(entry["snapshot"], entry["name"]),
+                                     None)
             self._commit(cohort_id, None)
 
-    def _records(self, cohort_id: int, changes: Changes) -> Iterator[dict[str, Any]]:
+    def _records(self, cohort_id: int, before: CohortSide | None,
+                 now: CohortSide | None) -> Iterator[dict[str, Any]]:
         summary = self.sync_run.summary
-        synced_at = self.sync_run.synced_at
-        for action, user_ids, name in (("remove", changes.removes, changes.remove_name),
-                                       ("add", changes.adds, changes.add_name)):
-            fixed = {"cohort_id": cohort_id, "cohort_name": name, "action": action,
-                     "synced_at": synced_at}
-            for record in _rows(user_ids, fixed):
-                yield record
-                if action == "add":
-                    summary.adds += 1
-                else:
-                    summary.removes += 1
+        for batch in membership_changes(self.sync_run.store, before, now):
+            fixed = {"cohort_id": cohort_id, "cohort_name": batch.cohort_name,
+                     "action": batch.action, "synced_at": self.sync_run.synced_at}
+            for user_id in batch.user_ids:
+                yield {**fixed, "user_id": user_id}
+            if batch.action == "add":
+                summary.adds += len(batch.user_ids)
+            else:
+                summary.removes += len(batch.user_ids)

@@ -145,6 +145,12 @@ class QueryState:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Buffered (flushed after each request) and no Nagle: no answer waits on a delayed ACK.
+    wbufsize = -1
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     server: MixpanelQueryServer
 
     def log_message(self, format: str, *args: Any) -> None:
