@@ -266,6 +266,18 @@ def test_id_property_other_than_distinct_id(server, tmp_path, run) -> None:
     assert json.loads(engage["output_properties"]) == ["$braze_external_id"]
 
 
+def test_a_member_listed_twice_is_emitted_once(server, tmp_path, run) -> None:
+    """Two profiles with one Braze id, on different pages: one member, one add."""
+    profiles = [Member(f"d{i}", {"$braze_external_id": f"e{i}"}) for i in range(1500)]
+    profiles.append(Member("d-other", {"$braze_external_id": "e3"}))
+    server.state.add_cohort(7, "Power users", profiles)
+    first = run(tap_config(server, tmp_path, id_property="$braze_external_id"))
+    assert first.returncode == 0, first.stderr
+    assert changes(first) == {(7, "Power users", f"e{i}", "add") for i in range(1500)}
+    members = [(m["user_id"], m["distinct_id"]) for m in records(first, "cohort_members")]
+    assert sorted(members) == sorted((f"e{i}", f"d{i}") for i in range(1500))
+
+
 def test_an_id_property_no_member_has_fails_naming_it(server, tmp_path, run) -> None:
     server.state.add_cohort(7, "Power users", ["a", "b"])
     failed = run(tap_config(server, tmp_path, id_property="$braze_id"))
