@@ -15,8 +15,10 @@ from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_until_stdout_is_read
 from plugin_support.config_errors import SecretSafeConfig
-from tap_mixpanel_cohorts.cohort_sync import CohortSync
+from tap_mixpanel_cohorts.cohort_sync import CohortSettingError, CohortSync
+from tap_mixpanel_cohorts.query_client import QuerySettingError
 from tap_mixpanel_cohorts.settings import CONFIG_SCHEMA, Settings
+from tap_mixpanel_cohorts.snapshots import SnapshotError
 from tap_mixpanel_cohorts.streams import (
     CohortMembershipChangesStream,
     CohortMembersStream,
@@ -25,6 +27,8 @@ from tap_mixpanel_cohorts.streams import (
 
 logger = logging.getLogger(__name__)
 
+# Errors whose message says which setting to fix.
+SETTING_ERRORS = (QuerySettingError, SnapshotError, CohortSettingError)
 MEMBER_STREAMS = (CohortMembersStream.name, CohortMembershipChangesStream.name)
 
 
@@ -75,8 +79,15 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
                 CohortMembershipChangesStream(self)]
 
     def sync_all(self) -> None:  # type: ignore[misc]  # final in the SDK; extended, not replaced
-        """Sync the streams, then drop snapshots no state names and log the run's summary."""
-        super().sync_all()
+        """Sync the streams, then drop snapshots no state names and log the run's summary.
+
+        A setting error ends the run with its message (naming the setting), not a traceback.
+        """
+        try:
+            super().sync_all()
+        except SETTING_ERRORS as exc:
+            self.logger.error("%s", exc)  # the message names the setting to fix
+            raise SystemExit(1) from None
         changes = self.streams[CohortMembershipChangesStream.name]
         assert isinstance(changes, CohortMembershipChangesStream)
         summary = self.sync_run.finish(changes.named_snapshots())  # and those of the saved state

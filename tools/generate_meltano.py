@@ -124,8 +124,8 @@ def apply_fan_out(project: dict[str, Any]) -> None:
 
 # Mixpanel cohorts into Braze: target-braze applies the membership changes.
 COHORTS_TAP = {
-    "name": "tap-mixpanel-cohorts", "namespace": "tap_mixpanel_cohorts", "pip_url": "-e .[tap-mixpanel-cohorts]",
-    "executable": "tap-mixpanel-cohorts",
+    "name": "tap-mixpanel-cohorts", "namespace": "tap_mixpanel_cohorts",
+    "pip_url": "-e .[tap-mixpanel-cohorts]", "executable": "tap-mixpanel-cohorts",
     "capabilities": ["catalog", "discover", "state", "about", "stream-maps",
                      "schema-flattening"],
 }
