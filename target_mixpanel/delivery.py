@@ -64,6 +64,7 @@ class Tally:
     skipped: Counter[str] = field(default_factory=Counter)
     dead_lettered: Counter[str] = field(default_factory=Counter)
     imported_by_event: Counter[str] = field(default_factory=Counter)
+    received_by_stream: Counter[str] = field(default_factory=Counter)
 
 
 class Delivery:
@@ -93,6 +94,7 @@ class Delivery:
         self._completed_through = 0        # every batch numbered <= this has its outcome
         self._pending_states: deque[tuple[int, dict]] = deque()
         self.tally = Tally()
+        self._received_by_stream = self.tally.received_by_stream
         self._encode = msgspec.json.Encoder(decimal_format="number").encode
         self._max_batch_age = max_batch_age
         self._started = time.monotonic()
@@ -110,6 +112,7 @@ class Delivery:
         record (a third of the memory), and decodes them again only to dead-letter.
         """
         self.received += 1
+        self._received_by_stream[stream] += 1
         if self._pii_active:
             record = self._pii.apply(record)
         try:
@@ -271,5 +274,6 @@ class Delivery:
             "network_errors": counters.network_errors,
             "batch_splits_413": counters.splits,
             "imported_by_event": dict(tally.imported_by_event.most_common()),
+            "received_by_stream": dict(tally.received_by_stream),
             "seconds": round(time.monotonic() - self._started, 3),
         }

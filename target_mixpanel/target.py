@@ -354,6 +354,20 @@ class TargetMixpanel(SecretSafeConfig, Target):
             self._abandon()
             raise
         self._log_summary(failed=False)
+        self._count_records_in_sinks()
+
+    def _count_records_in_sinks(self) -> None:
+        """Give the SDK's record_count metric (logged when a sink is cleaned up) its count.
+
+        Records skip the sinks (FastReader hands them to the workers), so the SDK never
+        counted them; each stream's count is what the workers received of it.
+        """
+        assert self._pool is not None
+        received = self._pool.summary().get("received_by_stream") or {}
+        for stream, count in received.items():
+            sink = self._sinks_active.get(stream)
+            if sink is not None and count:
+                sink.record_counter_metric.increment(int(count))
 
     def _abandon(self) -> None:
         if self._pool is not None:

@@ -413,3 +413,26 @@ def test_generic_empty_insert_id_falls_back_to_the_record_digest(
     run = run_target(config, singer_lines("rows", records))
     assert run.returncode == 0, run.stderr
     assert sorted(e["properties"]["n"] for e in mixpanel.state.unique_events) == [0, 1]
+
+
+def record_count_metrics(stderr: str) -> dict[str, int]:
+    """The SDK's record_count metric per stream, summed over its log lines."""
+    counts: dict[str, int] = {}
+    for line in stderr.splitlines():
+        if "METRIC: " in line:
+            point = json.loads(line.split("METRIC: ", 1)[1])
+            if point["metric"] == "record_count":
+                stream = point["tags"]["stream"]
+                counts[stream] = counts.get(stream, 0) + point["value"]
+    return counts
+
+
+def test_the_sdk_record_count_metric_counts_each_streams_records(
+        mixpanel, run_target, tmp_path: Path) -> None:
+    orders = [{"id": f"o-{i}", "customer": f"c-{i}", "time": NOW - 60} for i in range(3)]
+    refunds = [{"id": f"r-{i}", "customer": f"c-{i}", "time": NOW - 60} for i in range(2)]
+    config = target_config(mixpanel, tmp_path, mapping="generic", distinct_id_field="customer")
+    run = run_target(config, singer_lines("orders", orders) + singer_lines("refunds", refunds))
+    assert run.returncode == 0, run.stderr
+    assert len(mixpanel.state.unique_events) == 5
+    assert record_count_metrics(run.stderr) == {"orders": 3, "refunds": 2}
