@@ -65,6 +65,8 @@ class Tally:
     dead_lettered: Counter[str] = field(default_factory=Counter)
     imported_by_event: Counter[str] = field(default_factory=Counter)
     received_by_stream: Counter[str] = field(default_factory=Counter)
+    # records refused because of a target setting (see Refused.setting), by setting
+    refused_by_setting: Counter[str] = field(default_factory=Counter)
 
 
 class Delivery:
@@ -154,6 +156,8 @@ class Delivery:
     def _refuse(self, stream: str, record: dict[str, Any], refused: Refused) -> None:
         self._dead_letter(stream, record, f"refused before sending: {refused.field}",
                           refused.field, refused.message)
+        if refused.setting:
+            self.tally.refused_by_setting[refused.setting] += 1
 
     def _record_of(self, source: dict[str, Any] | bytes) -> dict[str, Any]:
         if isinstance(source, dict):
@@ -275,5 +279,6 @@ class Delivery:
             "batch_splits_413": counters.splits,
             "imported_by_event": dict(tally.imported_by_event.most_common()),
             "received_by_stream": dict(tally.received_by_stream),
+            "refused_by_setting": dict(tally.refused_by_setting),
             "seconds": round(time.monotonic() - self._started, 3),
         }

@@ -115,7 +115,7 @@ class BrazeCurrentsMapping:
 
 def _epoch(value: object, field: str) -> float:
     if isinstance(value, bool):
-        raise Refused(field, f"time field {field!r} holds a boolean")
+        raise Refused(field, f"time field {field!r} holds a boolean", "time_field")
     if isinstance(value, (int, float)):
         return value
     if isinstance(value, str):
@@ -129,11 +129,12 @@ def _epoch(value: object, field: str) -> float:
             moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise Refused(field, f"time field {field!r} is not a number or ISO date-time: "
-                          f"{value!r}") from None
+                          f"{value!r}", "time_field") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=dt.timezone.utc)
         return round(moment.timestamp() * 1000)
-    raise Refused(field, f"time field {field!r} is missing or not a time: {value!r}")
+    raise Refused(field, f"time field {field!r} is missing or not a time: {value!r}",
+                  "time_field")
 
 
 class GenericMapping:
@@ -156,7 +157,7 @@ class GenericMapping:
             distinct_id = str(distinct_id)
         if distinct_id is None or distinct_id == "":
             raise Refused("distinct_id", f"record has no {self.distinct_id_field!r} "
-                          "(distinct_id_field)")
+                          "(distinct_id_field)", "distinct_id_field")
         moment = _epoch(record.get(self.time_field), self.time_field)
         if self.insert_id_field and record.get(self.insert_id_field) not in (None, ""):
             insert_id = insert_id_for(record[self.insert_id_field])
@@ -165,6 +166,9 @@ class GenericMapping:
         values = {f: record.get(f, "") for f in self._name_fields}
         values["stream"] = stream
         name = self.event_name.format(**values) if self._name_fields else self.event_name
+        if not name:
+            raise Refused("event", f"event_name {self.event_name!r} gives an empty name for "
+                          "this record", "event_name")
         properties: dict[str, Any] = {"time": moment, "distinct_id": distinct_id,
                                       "$insert_id": insert_id}
         for field, value in record.items():

@@ -313,6 +313,7 @@ class TargetMixpanel(SecretSafeConfig, Target):
         """The SDK target, plus the fast path for RECORD lines of streams without maps."""
         super().__init__(*args, **kwargs)
         self._pool: WorkerPool | None = None
+        self._held_state: dict | None = None  # see _write_state_message
         reader = self.message_reader
         if isinstance(reader, FastReader):
             reader.on_failure = self._abandon
@@ -350,9 +351,12 @@ class TargetMixpanel(SecretSafeConfig, Target):
         assert self._pool is not None
         try:
             self._pool.finish()
+            self._fail_if_a_setting_refused_everything()
         except BaseException:
             self._abandon()
             raise
+        if self._held_state is not None:
+            self._write_state_message(self._held_state)
         self._log_summary(failed=False)
         self._count_records_in_sinks()
 
@@ -450,8 +454,37 @@ class TargetMixpanel(SecretSafeConfig, Target):
                                                       "record": _decode_line(line)})
 
     def _write_state_message(self, state: dict) -> None:
+        if self._setting_at_fault() is not None:
+            self._held_state = state  # emitted once a record is imported, or never
+            return
+        self._held_state = None
         sys.stdout.write(msgspec.json.encode(state).decode() + "\n")
         sys.stdout.flush()
+
+    def _setting_at_fault(self) -> str | None:
+        """The setting that refused every record so far, if nothing else happened to any."""
+        if self._pool is None:
+            return None
+        summary = self._pool.summary()
+        received = sum((summary.get("received_by_stream") or {}).values())
+        refused = summary.get("refused_by_setting") or {}
+        if summary.get("imported") or not received or len(refused) != 1:
+            return None
+        setting, count = next(iter(refused.items()))
+        return str(setting) if count == received else None
+
+    def _fail_if_a_setting_refused_everything(self) -> None:
+        """A run that imported nothing because of a mapping setting fails, naming it."""
+        setting = self._setting_at_fault()
+        if setting is None:
+            return
+        assert self._pool is not None
+        summary = self._pool.summary()
+        msg = (f"Nothing was imported: every record ({summary['received']}) was refused "
+               f"because of the setting {setting} (= {self.config.get(setting)!r}); see the "
+               f"dead-letter file {summary.get('dead_letter_file')}. Fix {setting} and rerun: "
+               "no state was emitted, so the rerun reads these records again.")
+        raise SettingError(msg)
 
     def process_endofpipe(self) -> None:
         """Deliver what is left, emit the last state, log the summary."""

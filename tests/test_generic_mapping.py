@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from target_mixpanel.event_mapping import GenericMapping
+from target_mixpanel.mixpanel_rules import Refused
 
 RECORD = {"id": "r-1", "user": "u-1", "time": 1795255200}
 
@@ -41,3 +42,16 @@ def test_numeric_strings_are_epoch_times(text: str, expected: float) -> None:
     moment = mapped({**RECORD, "time": text})["properties"]["time"]
     assert moment == expected
     assert type(moment) is type(expected)
+
+
+@pytest.mark.parametrize(("record", "event_name", "setting"), [
+    ({"id": "r-1", "time": 1795255200}, "{stream}", "distinct_id_field"),
+    ({"id": "r-1", "user": "u-1"}, "{stream}", "time_field"),
+    ({**RECORD, "time": "yesterday"}, "{stream}", "time_field"),
+    (RECORD, "{status}", "event_name"),
+])
+def test_a_refusal_caused_by_a_setting_names_it(record: dict, event_name: str,
+                                                setting: str) -> None:
+    with pytest.raises(Refused) as refused:
+        mapped(record, event_name)
+    assert refused.value.setting == setting
