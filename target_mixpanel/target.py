@@ -19,6 +19,7 @@ from singer_sdk.singerlib.encoding.base import GenericSingerReader
 
 from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_until_stdout_is_read
 from plugin_support.config_errors import SecretSafeConfig
+from plugin_support.distribution import DISTRIBUTION
 from target_mixpanel.mixpanel_rules import MAX_EVENTS_PER_REQUEST, REGION_HOSTS
 from target_mixpanel.sinks import MixpanelSink
 from target_mixpanel.wiring import DEFAULT_MAX_BATCH_BYTES, SettingError, check_settings
@@ -228,6 +229,7 @@ class TargetMixpanel(SecretSafeConfig, Target):
     """Singer target for Mixpanel's Import API."""
 
     name = "target-mixpanel"
+    package_name = DISTRIBUTION  # for --version
     default_sink_class = MixpanelSink
     message_reader_class = FastReader
 
