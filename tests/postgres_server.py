@@ -16,7 +16,11 @@ from pathlib import Path
 
 from tests.services import free_port, wait_for_port
 
-BIN = Path(os.environ.get("POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
+# Debian's layout: /usr/lib/postgresql/<major>/bin (bookworm: 15); the newest one found
+_FOUND = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+BIN = Path(os.environ.get("POSTGRES_BIN") or (_FOUND[-1].parent if _FOUND
+                                              else "/usr/lib/postgresql/15/bin"))
 USER = "postgres"
 
 

@@ -4,7 +4,9 @@
 - tap-braze-currents | MeltanoLabs target-postgres on a real PostgreSQL, RECORD and BATCH mode:
   rows per table, `properties` as jsonb, a rerun with the state adds nothing;
 - tap-spreadsheets (CSV) | target-mixpanel with the generic mapping: every row once at the
-  Mixpanel-compatible server, with its event name, distinct_id, time and $insert_id.
+  Mixpanel-compatible server, with its event name, distinct_id, time and $insert_id;
+- `meltano run tap-braze-currents target-jsonl`: every selected record once, a rerun reads
+  nothing.
 
 scripts/setup-tests installs each plugin into .plugins/<executable>/. Run locally without them,
 these tests skip saying so; under .ci/run (THIRD_PARTY_PLUGINS_REQUIRED=1) they fail instead.
@@ -28,6 +30,8 @@ from target_mixpanel.event_mapping import insert_id_for
 from tests.conftest import parse_messages, target_config, write_json
 from tests.mixpanel_server import MixpanelServer
 from tests.postgres_server import PostgresServer, missing
+from tests.test_meltano_pipeline import _meltano as meltano
+from tests.test_meltano_pipeline import meltano_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TYPES = ["users.behaviors.CustomEvent", "users.behaviors.Purchase", "users.messages.email.Send"]
@@ -196,3 +200,30 @@ def test_a_csv_tap_feeds_the_generic_mapping(mixpanel: MixpanelServer, tmp_path:
         NOW - 3600, NOW - 1800, NOW - 1800, (NOW - 600) * 1000, 1767261600000]
     assert got[1]["properties"]["note"] == ""                # empty cells are sent as such
     assert not any(k.startswith("_sdc_") for e in got for k in e["properties"])
+
+
+# -- through Meltano -------------------------------------------------------------------------
+
+def test_meltano_run_into_target_jsonl_delivers_each_record_once_and_resumes(
+        mixpanel: MixpanelServer, tmp_path: Path) -> None:
+    if not (ROOT / ".meltano" / "loaders" / "target-jsonl" / "venv").exists():
+        _unavailable("target-jsonl is not installed for Meltano: run bash scripts/setup-tests")
+    exported = write_demo_export(str(tmp_path / "export"), event_types=TYPES, hours=2,
+                                 events_per_file=10)
+    folder = tmp_path / "jsonl"
+    env = {**meltano_env(tmp_path, mixpanel), "TARGET_JSONL_DESTINATION_PATH": str(folder)}
+
+    def written() -> dict[str, list[str]]:
+        return {path.stem: sorted(json.loads(line)["id"]
+                                  for line in path.read_text().splitlines())
+                for path in sorted(folder.glob("*.jsonl"))}
+
+    first = meltano("run", "tap-braze-currents", "target-jsonl", env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "in incremental mode" in first.stderr
+    expected = {STREAMS[t]: sorted(exported.ids[t]) for t in TYPES}
+    assert written() == expected  # the default selection, each record once
+    second = meltano("run", "tap-braze-currents", "target-jsonl", env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert written() == expected  # nothing read again
+    assert "tap-braze-currents-to-target-jsonl" in meltano("state", "list", env=env).stdout
