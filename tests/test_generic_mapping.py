@@ -55,3 +55,20 @@ def test_a_refusal_caused_by_a_setting_names_it(record: dict, event_name: str,
     with pytest.raises(Refused) as refused:
         mapped(record, event_name)
     assert refused.value.setting == setting
+
+
+def test_columns_named_like_the_identity_never_replace_it() -> None:
+    record = {"id": "r-1", "user": "u-1", "created": 1795255200, "time": "soon",
+              "distinct_id": "someone-else", "$insert_id": "other"}
+    properties = GenericMapping("{stream}", "user", "created", "id").map("rows", record)[
+        "properties"]
+    assert (properties["time"], properties["distinct_id"], properties["$insert_id"]) == (
+        1795255200, "u-1", "r-1")
+
+
+def test_sdc_columns_first_seen_late_are_dropped_too() -> None:
+    mapping = GenericMapping("{stream}", "user", "time", "id")
+    mapping.map("rows", RECORD)
+    later = mapping.map("rows", {**RECORD, "_sdc_new": 1, "kept": 2})["properties"]
+    assert "_sdc_new" not in later
+    assert later["kept"] == 2
