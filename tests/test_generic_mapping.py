@@ -1,10 +1,11 @@
-"""GenericMapping.map on single records: event name, identity, time, properties."""
+"""GenericMapping.map on single records: event name, identity, time, properties (and the
+Singer metadata rule both mappings share)."""
 
 from __future__ import annotations
 
 import pytest
 
-from target_mixpanel.event_mapping import GenericMapping
+from target_mixpanel.event_mapping import BrazeCurrentsMapping, GenericMapping
 from target_mixpanel.mixpanel_rules import Refused
 
 RECORD = {"id": "r-1", "user": "u-1", "time": 1795255200}
@@ -72,3 +73,12 @@ def test_sdc_columns_first_seen_late_are_dropped_too() -> None:
     later = mapping.map("rows", {**RECORD, "_sdc_new": 1, "kept": 2})["properties"]
     assert "_sdc_new" not in later
     assert later["kept"] == 2
+
+
+def test_the_braze_mapping_drops_every_sdc_column_too() -> None:
+    record = {"id": "e-1", "external_user_id": "u-1", "time": 1795255200, "name": "x",
+              "event_type": "users.behaviors.CustomEvent", "_sdc_source_file": "s3://f",
+              "_sdc_source_lineno": 4, "_sdc_extracted_at": "2026-01-01"}
+    properties = BrazeCurrentsMapping().map("users_behaviors_customevent", record)["properties"]
+    assert properties == {"name": "x", "time": 1795255200, "distinct_id": "u-1",
+                          "$insert_id": "e-1"}
