@@ -15,6 +15,7 @@ from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_until_stdout_is_read
 from plugin_support.config_errors import SecretSafeConfig
+from plugin_support.distribution import DISTRIBUTION
 from tap_mixpanel_cohorts.cohort_sync import CohortSettingError, CohortSync
 from tap_mixpanel_cohorts.query_client import QuerySettingError
 from tap_mixpanel_cohorts.settings import CONFIG_SCHEMA, Settings
@@ -36,6 +37,7 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
     """Mixpanel cohorts, their members, and the membership changes since the last sync."""
 
     name = "tap-mixpanel-cohorts"
+    package_name = DISTRIBUTION  # for --version
     message_writer_class = MsgSpecWriter
     config_jsonschema = CONFIG_SCHEMA
     # No BATCH: a cohort's STATE follows its last record, which must be out, not in a file
