@@ -22,18 +22,19 @@ import base64
 import contextlib
 import json
 import socket
-import sys
 import threading
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import msgspec
+
+from tests.loopback_server import LoopbackServer
 
 PAGE_SIZE = 1000  # Mixpanel's engage page size
 
@@ -295,31 +296,14 @@ class Handler(BaseHTTPRequestHandler):
         self._reply(404, {"error": "not found"})
 
 
-class MixpanelQueryServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class MixpanelQueryServer(LoopbackServer):
     def __init__(self, port: int = 0, state: QueryState | None = None):
-        super().__init__(("127.0.0.1", port), Handler)
+        super().__init__(port, Handler)
         self.state = state or QueryState()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
-            super().handle_error(request, client_address)
-
-    def start(self) -> MixpanelQueryServer:
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-        self._thread.start()
-        return self
 
     def stop(self) -> None:
-        self.state.release.set()
-        self.shutdown()
-        self.server_close()
+        self.state.release.set()  # a hanging query ends
+        super().stop()
 
 
 def main() -> None:
