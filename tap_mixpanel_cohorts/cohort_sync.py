@@ -23,6 +23,9 @@ from tap_mixpanel_cohorts.snapshots import SnapshotStore
 
 logger = logging.getLogger(__name__)
 
+# Beside the snapshots: when the last hour's queries ended, for the next run's budget.
+QUERY_LOG = "query-log.json"
+
 
 class CohortSettingError(Exception):
     """cohort_ids or id_property do not fit the project; the message names the setting."""
@@ -84,6 +87,7 @@ class CohortSync:
     @cached_property
     def cohorts(self) -> list[dict[str, Any]]:
         """The selected cohorts as /cohorts/list gives them (one query); logs the plan."""
+        self._load_query_log()
         listed = msgspec.json.decode(self.client.post(COHORTS_LIST_PATH, {}))
         if not isinstance(listed, list):
             msg = f"{COHORTS_LIST_PATH} answered {type(listed).__name__}, not a list of cohorts"
@@ -114,6 +118,25 @@ class CohortSync:
             total, engage, len(cohorts), f"{members:,}", self.settings.max_queries_per_hour,
             describe_duration(self.budget.seconds_for(total)), self.settings.max_queries_per_hour)
 
+    def _load_query_log(self) -> None:
+        try:
+            ended = self.store.read_json(QUERY_LOG) or []
+        except Exception as exc:
+            logger.warning("No query log from earlier runs (%s): the budget starts empty",
+                           self.store.describe_error(exc))
+            return
+        self.budget.seed([t for t in ended if isinstance(t, (int, float))])
+        if ended:
+            logger.info("Query budget: %d queries of earlier runs still in the last hour",
+                        len(self.budget.recent()))
+
+    def save_query_log(self) -> None:
+        """Keep the last hour's query times for the next run (best effort)."""
+        try:
+            self.store.write_json(QUERY_LOG, self.budget.recent())
+        except Exception as exc:
+            logger.warning("Could not save the query log (%s)", self.store.describe_error(exc))
+
     def check_store(self) -> None:
         """Fail early, naming snapshot_url, when snapshots cannot be written (checked once)."""
         if not self._store_checked:
@@ -139,6 +162,7 @@ class CohortSync:
                        f"{membership.without_id} members of cohort {cohort_id} "
                        f"({cohort['name']!r}) has it. Check id_property.")
                 raise CohortSettingError(msg)
+        self.save_query_log()
         self.summary.members += membership.stored
         self.written[cohort_id] = name
         logger.info("Cohort %s (%r): %d members read in %d queries, snapshot %s", cohort_id,
@@ -150,6 +174,7 @@ class CohortSync:
 
         `named_snapshots`: those the state emitted at the end names.
         """
+        self.save_query_log()
         keep = named_snapshots | self.saved_snapshots | set(self.written.values())
         self.summary.snapshots_deleted = self.store.delete_unnamed(
             keep, self.settings.snapshot_grace, dt.datetime.now(dt.timezone.utc))

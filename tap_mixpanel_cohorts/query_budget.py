@@ -3,6 +3,8 @@
 Every query takes a slot for as long as it runs (at most `max_concurrent` slots) and is counted
 in a sliding window of `window_seconds`; a query that would be one too many in the window waits
 until the oldest one leaves it. A 429 pauses every query until its Retry-After has passed.
+The window is carried from one run to the next (`recent`, `seed`): a run started right after
+another spends only what is left of the hour.
 """
 
 from __future__ import annotations
@@ -81,6 +83,21 @@ class QueryBudget:
                     self._running -= 1
                     self._ended.append(time.monotonic())
                     self._changed.notify_all()
+
+    def recent(self) -> list[float]:
+        """End times (epoch seconds) of the queries still in the window, oldest first."""
+        with self._changed:
+            offset = time.time() - time.monotonic()
+            self._wait_needed(time.monotonic())  # drops what left the window
+            return [end + offset for end in self._ended]
+
+    def seed(self, ended: list[float]) -> None:
+        """Count queries an earlier run ended (epoch seconds) in the window."""
+        with self._changed:
+            offset = time.time() - time.monotonic()
+            earlier = sorted(float(t) - offset for t in ended)
+            self._ended = deque(sorted([*earlier, *self._ended]))
+            self._wait_needed(time.monotonic())
 
     def pause(self, seconds: float) -> None:
         """No query starts within the next `seconds` (a 429 asked for it)."""

@@ -11,6 +11,7 @@ part of their name).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 import uuid
@@ -49,6 +50,10 @@ class SnapshotStore:
 
     def _clean(self, exc: BaseException) -> str:
         return redact(f"{type(exc).__name__}: {exc}", self._secrets)
+
+    def describe_error(self, exc: BaseException) -> str:
+        """An exception's text with the storage secrets removed."""
+        return self._clean(exc)
 
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}"
@@ -103,6 +108,18 @@ class SnapshotStore:
                 msg = f"snapshot_url {self.url!r}: could not read {path} ({self._clean(exc)})"
                 raise SnapshotError(msg) from None
             yield frame
+
+    def read_json(self, name: str) -> Any:
+        """A small JSON file beside the snapshots (None when there is none)."""
+        try:
+            return json.loads(self.fs.cat_file(self._path(name)))
+        except FileNotFoundError:
+            return None
+
+    def write_json(self, name: str, value: Any) -> None:
+        """Replace a small JSON file beside the snapshots."""
+        self.fs.makedirs(self.root, exist_ok=True)
+        self.fs.pipe_file(self._path(name), json.dumps(value).encode())
 
     def delete_unnamed(self, keep: set[str], grace: dt.timedelta, now: dt.datetime) -> int:
         """Delete the snapshots not in `keep` taken more than `grace` before `now`."""

@@ -461,6 +461,30 @@ def test_each_cohort_is_paged_once_within_the_query_limits(server, tmp_path, run
     assert len(records(done, "cohort_members")) == len(records(done, CHANGES)) == 7500
 
 
+def test_a_run_right_after_another_spends_only_what_is_left_of_the_hour(
+        server, tmp_path, run) -> None:
+    """Budget 6 an hour; the first run spends 5: the next one waits after its 1st query."""
+    server.state.add_cohort(7, "Power users", [f"u{i}" for i in range(3500)])
+    config = tap_config(server, tmp_path, max_queries_per_hour=6)
+    first = run(config)
+    assert first.returncode == 0, first.stderr
+    assert server.state.queries == 5
+    process = subprocess.Popen(tap_command(*run.files(config, first.last_state, None)),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        waiting = ""
+        for line in process.stderr:  # type: ignore[union-attr]
+            if "Query budget: waiting" in line:
+                waiting = line
+                break
+        assert "Query budget: waiting" in waiting  # about an hour, not a 429
+        assert server.state.queries == 6
+        assert server.state.limit_rejections == 0
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_the_budget_keeps_concurrent_queries_and_queries_per_window_in_bounds(server) -> None:
     """Eight threads share one budget of 3 queries a second, 2 at once: never a 429."""
     state = server.state
