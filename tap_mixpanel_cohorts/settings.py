@@ -18,6 +18,9 @@ from tap_mixpanel_cohorts.mixpanel_query_api import (
 
 DEFAULT_SNAPSHOT_URL = "mixpanel-cohort-snapshots"
 NUMERIC_ID = th.CustomType({"type": ["integer", "string"], "pattern": "^[0-9]+$"})
+# Seconds as a number or a numeric string (Meltano passes "0.5" from the environment as is;
+# a decimal setting would reach the tap as a Decimal it cannot write).
+SECONDS = th.CustomType({"type": ["number", "string"], "pattern": r"^[0-9]+(\.[0-9]+)?$"})
 
 CONFIG_SCHEMA = th.PropertiesList(
     th.Property("project_id", NUMERIC_ID, required=True,
@@ -55,10 +58,10 @@ CONFIG_SCHEMA = th.PropertiesList(
                 "never starts more in any hour."),
     th.Property("max_concurrent_queries", th.IntegerType, default=MAX_CONCURRENT_QUERIES,
                 description="Queries at once (Mixpanel: 5 per project)."),
-    th.Property("max_retry_seconds", th.NumberType, default=600,
+    th.Property("max_retry_seconds", SECONDS, default=600,
                 description="How long one query is retried (429, 5xx, dropped connections) "
                 "before the run fails."),
-    th.Property("retry_first_delay_seconds", th.NumberType, default=2,
+    th.Property("retry_first_delay_seconds", SECONDS, default=2,
                 description="First wait before a retry; it doubles up to 60 s."),
 ).to_dict()
 

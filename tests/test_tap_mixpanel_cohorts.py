@@ -7,6 +7,7 @@ Braze-like view), the state, what a killed run leaves, the errors a user sees, t
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -537,6 +538,42 @@ def test_region_picks_the_host_and_api_url_overrides_it(server, tmp_path, run) -
     done = run(tap_config(server, tmp_path, region="EU", workspace_id=55))
     assert done.returncode == 0, done.stderr
     assert changes(done) == {(7, "Power users", "a", "add")}
+
+
+# -- through Meltano, with a third-party target ------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+MELTANO = ROOT / ".meltano-venv" / "bin" / "meltano"
+
+
+def test_meltano_run_saves_the_state_the_next_run_diffs_against(server, tmp_path) -> None:
+    """`meltano run tap-mixpanel-cohorts target-jsonl` twice: Meltano keeps what it confirmed."""
+    if not MELTANO.exists():
+        pytest.fail("Meltano is not installed: run bash scripts/setup-tests")
+    cohort = server.state.add_cohort(7, "Power users", ["a", "b"])
+    (tmp_path / "jsonl").mkdir()
+    env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+           "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path}/meltano.db",
+           "TAP_MIXPANEL_COHORTS_API_URL": server.url,
+           "TAP_MIXPANEL_COHORTS_PROJECT_ID": server.state.project_id,
+           "TAP_MIXPANEL_COHORTS_SERVICE_ACCOUNT_USERNAME": server.state.service_account[0],
+           "TAP_MIXPANEL_COHORTS_SERVICE_ACCOUNT_SECRET": server.state.service_account[1],
+           "TAP_MIXPANEL_COHORTS_SNAPSHOT_URL": str(tmp_path / "snapshots"),
+           "TAP_MIXPANEL_COHORTS_RETRY_FIRST_DELAY_SECONDS": "0.05",
+           "TARGET_JSONL_DESTINATION_PATH": str(tmp_path / "jsonl")}
+
+    def meltano_run() -> list[tuple[str, str]]:
+        done = subprocess.run([str(MELTANO), "run", "tap-mixpanel-cohorts", "target-jsonl"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+                              check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert server.state.service_account[1] not in done.stderr + done.stdout
+        lines = (tmp_path / "jsonl" / f"{CHANGES}.jsonl").read_text().splitlines()
+        return [(r["action"], r["user_id"]) for r in map(json.loads, lines)]
+
+    assert meltano_run() == [("add", "a"), ("add", "b")]
+    cohort.members = [Member("b"), Member("c")]
+    assert meltano_run() == [("add", "a"), ("add", "b"), ("remove", "a"), ("add", "c")]
 
 
 # -- the Singer SDK's standard tap tests ---------------------------------------------------
