@@ -53,6 +53,11 @@ def plugin(executable: str) -> Path:
     return path
 
 
+@pytest.fixture
+def target_postgres() -> Path:
+    return plugin("target-postgres")
+
+
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
     reason = missing()
@@ -123,8 +128,9 @@ BATCH = {"encoding": {"format": "jsonl", "compression": "gzip"}, "batch_size": 1
 
 @pytest.mark.parametrize("mode", ["record", "batch"])
 def test_target_postgres_gets_every_row_once_and_a_rerun_adds_nothing(
-        mode: str, export: dict, postgres: PostgresServer, tmp_path: Path) -> None:
-    target = plugin("target-postgres")
+        mode: str, export: dict, target_postgres: Path, postgres: PostgresServer,
+        tmp_path: Path) -> None:
+    target = target_postgres
     schema = f"braze_{mode}"
     config = write_json(tmp_path / "postgres.json", {
         **postgres.config(), "default_target_schema": schema})
