@@ -20,9 +20,11 @@ from typing import Any, Protocol
 
 import msgspec
 
-from target_mixpanel.dead_letter import DeadLetterFile
+from plugin_support.dead_letter import DeadLetterFile
+from plugin_support.retry import Counters
+from plugin_support.state_release import StateGate
 from target_mixpanel.event_mapping import SkippedByRule
-from target_mixpanel.import_client import BatchResult, Counters
+from target_mixpanel.import_client import BatchResult
 from target_mixpanel.mixpanel_rules import MAX_EVENT_BYTES, Refused, check_event
 from target_mixpanel.pii import PiiPolicy
 
@@ -91,7 +93,7 @@ class Delivery:
         self._in_flight: deque[tuple[Batch, Future[BatchResult]]] = deque()
         self._batch = Batch(1)
         self._completed_through = 0        # every batch numbered <= this has its outcome
-        self._pending_states: deque[tuple[int, dict]] = deque()
+        self._states = StateGate()
         self.tally = Tally()
         self._encode = msgspec.json.Encoder(decimal_format="number").encode
         self._max_batch_age = max_batch_age
@@ -225,13 +227,11 @@ class Delivery:
     def add_state(self, state: dict) -> None:
         """Hold a STATE until every record before it is accounted for."""
         needed = self._batch.number if self._batch.events else self._batch.number - 1
-        self._pending_states.append((needed, state))
+        self._states.hold(needed, state)
         self._collect(block=False)
 
     def _release_states(self) -> None:
-        ready = None
-        while self._pending_states and self._pending_states[0][0] <= self._completed_through:
-            ready = self._pending_states.popleft()[1]
+        ready = self._states.release_through(self._completed_through)
         if ready is not None:
             self._dead_letters.flush()
             self._emit_state(ready)
@@ -249,7 +249,7 @@ class Delivery:
 
     def abandon(self) -> None:
         """Stop after a fatal error: wait for requests in flight, release nothing more."""
-        self._pending_states.clear()
+        self._states.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._dead_letters.close()
 

@@ -29,7 +29,8 @@ from typing import Any
 
 import msgspec
 
-from target_mixpanel.pacing import SharedPace
+from plugin_support.pacing import SharedPace
+from plugin_support.state_release import StateGate
 
 logger = logging.getLogger("target-mixpanel")
 
@@ -62,9 +63,9 @@ class _RecordError(Exception):
 
 # Errors a worker reports by name, with the module the main process re-raises them from.
 EXPECTED_FAILURES = {
-    "AuthError": "target_mixpanel.import_client",
-    "RetriesExhausted": "target_mixpanel.import_client",
-    "TlsError": "target_mixpanel.import_client",
+    "AuthError": "plugin_support.retry",
+    "RetriesExhausted": "plugin_support.retry",
+    "TlsError": "plugin_support.retry",
     "MissingKeyPropertiesError": "singer_sdk.exceptions",
     "RecordsWithoutSchemaException": "singer_sdk.exceptions",
     "BatchFileError": "target_mixpanel.workers",
@@ -362,7 +363,7 @@ class WorkerPool:
         self._pending: list[bytes] = []  # runs of RECORD lines not yet handed out
         self._pending_lines = 0
         self._chunk = 0
-        self._pending_states: deque[tuple[int, dict]] = deque()
+        self._states = StateGate()
         self._emit_state = emit_state
         self._progress_seconds = progress_seconds
         self.received = 0
@@ -397,7 +398,7 @@ class WorkerPool:
     def add_state(self, state: dict) -> None:
         """Hold a STATE until every record before it is accounted for."""
         self._dispatch()
-        self._pending_states.append((self._chunk, state))
+        self._states.hold(self._chunk, state)
         self._poll(timeout=0)
 
     def add_batch_file(self, stream: str, url: str, compression: str | None) -> None:
@@ -496,10 +497,7 @@ class WorkerPool:
 
     def _release_states(self) -> None:
         oldest_open = min((chunks[0][0] for chunks in self._open if chunks), default=None)
-        ready = None
-        while self._pending_states and (oldest_open is None
-                                        or self._pending_states[0][0] < oldest_open):
-            ready = self._pending_states.popleft()[1]
+        ready = self._states.release_through(None if oldest_open is None else oldest_open - 1)
         if ready is not None:
             self._emit_state(ready)
 
@@ -521,7 +519,7 @@ class WorkerPool:
 
         Workers ignore SIGTERM (the main process decides when they stop), so they are killed.
         """
-        self._pending_states.clear()
+        self._states.clear()
         for process in self._processes:
             if process.is_alive():
                 process.kill()
