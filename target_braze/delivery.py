@@ -1,0 +1,244 @@
+"""The delivery pipeline: records in, one attributes object per user per request, STATE out.
+
+The reading thread folds each record's change into the open request (a user's changes in one
+request go in one object); a full request goes to a pool of sending threads (at most
+`max_concurrency` in flight). A request holding a user whose earlier request is still on its
+way waits for it, so a user's changes reach Braze in input order. Outcomes are taken in
+request order, and a STATE is released (plugin_support.state_release) once every record
+before it is applied or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from plugin_support.dead_letter import DeadLetterFile
+from plugin_support.retry import Counters
+from plugin_support.state_release import StateGate
+from target_braze.user_changes import Refused, Skipped, UserChanges
+from target_braze.users_track import ObjectFailure
+
+# An open request is sent after this long even when not full (a slow tap).
+MAX_REQUEST_AGE = 2.0
+# Finished requests held (in order) behind an unfinished one, as a multiple of max_concurrency.
+HELD_REQUESTS_FACTOR = 4
+
+
+class Sender(Protocol):
+    """Delivers one request's objects (see users_track)."""
+
+    def send(self, objects: list[dict[str, Any]]) -> list[ObjectFailure]: ...  # noqa: D102
+
+
+@dataclass
+class Request:
+    """Attributes objects on their way, with the records each one stands for."""
+
+    number: int
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)   # by external_id
+    sources: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
+    opened: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Tally:
+    """Where every record went, and what Braze applied."""
+
+    applied: int = 0                 # records
+    users_updated: int = 0           # attributes objects applied
+    adds: int = 0
+    removes: int = 0
+    attributes_set: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    dead_lettered: Counter[str] = field(default_factory=Counter)
+
+
+class Delivery:
+    """Folds, sends and accounts for records; releases STATE messages once they are safe."""
+
+    def __init__(self, *, changes: UserChanges, sender: Sender, dead_letters: DeadLetterFile,
+                 emit_state: Callable[[dict], None], counters: Counters,
+                 objects_per_request: int, max_concurrency: int):
+        """Wire the pipeline; nothing is sent until records arrive."""
+        self._changes = changes
+        self._sender = sender
+        self._dead_letters = dead_letters
+        self._emit_state = emit_state
+        self.counters = counters
+        self._per_request = objects_per_request
+        self._max_in_flight = max_concurrency
+        self._pool = ThreadPoolExecutor(max_workers=max_concurrency,
+                                        thread_name_prefix="braze-track")
+        self._in_flight: deque[tuple[Request, Future[list[ObjectFailure]]]] = deque()
+        self._request = Request(1)
+        self._completed_through = 0      # every request numbered <= this has its outcome
+        self._states = StateGate()
+        self.received = 0
+        self.tally = Tally()
+        self._started = time.monotonic()
+
+    # -- records -------------------------------------------------------------------------
+
+    def add(self, stream: str, record: dict[str, Any]) -> None:
+        """Take one record: skip it, dead-letter it, or fold it into the open request."""
+        self.received += 1
+        try:
+            change = self._changes.change(stream, record)
+        except Skipped as skip:
+            self.tally.skipped[skip.rule] += 1
+            return
+        except Refused as refused:
+            self._dead_letter(stream, record, f"refused before sending: {refused.field}",
+                              refused.field, refused.message)
+            return
+        request = self._request
+        user = change.external_id
+        target = request.objects.get(user)
+        if target is None:
+            if len(request.objects) >= self._per_request:
+                self._submit()
+                request = self._request
+            target = request.objects[user] = self._changes.new_object(user)
+            request.sources[user] = []
+        self._changes.fold(target, change)
+        request.sources[user].append((stream, record))
+        if time.monotonic() - request.opened > MAX_REQUEST_AGE:
+            self._submit()
+        elif not self.received & 255:
+            self._collect(block=False)
+
+    def _dead_letter(self, stream: str, record: dict[str, Any], reason: str,
+                     field_name: str | None, message: str | None) -> None:
+        self._dead_letters.write(stream, record, reason, field_name, message)
+        self.tally.dead_lettered[reason] += 1
+
+    # -- requests ------------------------------------------------------------------------
+
+    def _submit(self) -> None:
+        request = self._request
+        if not request.objects:
+            return
+        self._wait_for_room(set(request.objects))  # the open request counts as unfinished
+        self._request = Request(request.number + 1)
+        future = self._pool.submit(self._sender.send, list(request.objects.values()))
+        self._in_flight.append((request, future))
+
+    def _wait_for_room(self, users: set[str]) -> None:
+        """Until fewer than max_concurrency requests are unfinished, and none holds `users`."""
+        while True:
+            self._collect(block=False)
+            unfinished = [f for _, f in self._in_flight if not f.done()]
+            clashing = [f for r, f in self._in_flight
+                        if not f.done() and not users.isdisjoint(r.objects)]
+            if not clashing and len(unfinished) < self._max_in_flight and \
+                    len(self._in_flight) < self._max_in_flight * HELD_REQUESTS_FACTOR:
+                return
+            wait(clashing or unfinished, timeout=1.0, return_when=FIRST_COMPLETED)
+
+    def _collect(self, *, block: bool) -> None:
+        """Take the outcomes of finished requests, oldest first; release states they cover."""
+        while self._in_flight:
+            request, future = self._in_flight[0]
+            if not future.done():
+                if not block:
+                    break
+                wait([future], timeout=1.0, return_when=FIRST_COMPLETED)
+                continue
+            self._in_flight.popleft()
+            self._account(request, future.result())  # re-raises a fatal send error
+            self._completed_through = request.number
+            block = False
+        if not self._in_flight and not self._request.objects:
+            self._completed_through = self._request.number - 1
+        ready = self._states.release_through(self._completed_through)
+        if ready is not None:
+            self._dead_letters.flush()
+            self._emit_state(ready)
+
+    def _account(self, request: Request, failures: list[ObjectFailure]) -> None:
+        users = list(request.objects)
+        failed = {users[failure.index]: failure for failure in failures}
+        tally = self.tally
+        for user, target in request.objects.items():
+            sources = request.sources[user]
+            if user in failed:
+                refusal = failed[user]
+                for stream, record in sources:
+                    self._dead_letter(stream, record, refusal.reason, None, refusal.message)
+                continue
+            tally.applied += len(sources)
+            tally.users_updated += 1
+            for name, value in target.items():
+                if name in ("external_id", "_update_existing_only"):
+                    continue
+                if isinstance(value, dict):
+                    tally.adds += len(value.get("add", ()))
+                    tally.removes += len(value.get("remove", ()))
+                elif value is True:
+                    tally.adds += 1
+                elif value is None:
+                    tally.removes += 1
+                else:
+                    tally.attributes_set += 1
+
+    # -- state ---------------------------------------------------------------------------
+
+    def add_state(self, state: dict) -> None:
+        """Hold a STATE until every record before it is accounted for (send what is open)."""
+        self._submit()
+        self._states.hold(self._request.number - 1, state)
+        self._collect(block=False)
+
+    def poll(self) -> None:
+        """Take finished outcomes and release states; send a request that waited too long."""
+        if self._request.objects and time.monotonic() - self._request.opened > MAX_REQUEST_AGE:
+            self._submit()
+        self._collect(block=False)
+
+    # -- end -----------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Send what is left, wait for every outcome, release the last state."""
+        self._submit()
+        while self._in_flight:
+            self._collect(block=True)
+        self._collect(block=False)
+        self._pool.shutdown(wait=True)
+        self._dead_letters.close()
+
+    def abandon(self) -> None:
+        """Stop after a fatal error: wait for requests in flight, release nothing more."""
+        self._states.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._dead_letters.close()
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """The closing summary (logged as one JSON line): every record is counted once."""
+        tally, counters = self.tally, self.counters
+        return {
+            "received": self.received,
+            "applied": tally.applied,
+            "skipped": dict(tally.skipped),
+            "dead_lettered": dict(tally.dead_lettered),
+            "in_flight": self.received - tally.applied - sum(tally.skipped.values())
+            - sum(tally.dead_lettered.values()),
+            "users_updated": tally.users_updated,
+            "adds": tally.adds,
+            "removes": tally.removes,
+            "attributes_set": tally.attributes_set,
+            "dead_letter_file": str(self._dead_letters.path) if self._dead_letters.count else None,
+            "requests": counters.requests,
+            "retries": counters.retries,
+            "throttled_429": counters.throttled,
+            "server_errors": counters.server_errors,
+            "network_errors": counters.network_errors,
+            "request_splits_400": counters.splits,
+            "seconds": round(time.monotonic() - self._started, 3),
+        }
