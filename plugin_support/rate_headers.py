@@ -16,6 +16,9 @@ from collections.abc import Callable
 MIN_RESET_WAIT = 0.02
 # Keep this share of a window's requests unused, for answers still on their way.
 HEADROOM = 0.02
+# Spread what remains over this share of the time left: a request sent late then still fits
+# the window (spreading over all of it leaves the window's last requests unsent when late).
+SPREAD_SHARE = 0.8
 
 
 class HeaderPace:
@@ -60,7 +63,7 @@ class HeaderPace:
                 self._hold_until = max(self._hold_until, self._clock() + left)
                 self._interval = 0.0 if limit is None else left / max(1, limit)
             else:
-                self._interval = left / spare
+                self._interval = SPREAD_SHARE * left / spare
 
     def throttled(self, reset: float | None) -> float:
         """A 429: hold every sender until `reset` (epoch seconds); returns the wait, or -1.

