@@ -8,6 +8,7 @@ through per one-second window and answers 429 beyond, with X-RateLimit-* headers
 production-shaped: tap-mixpanel-cohorts' cohort_membership_changes, cohort by cohort (10
 cohorts of different sizes, users in 1-3 of them), 75 objects a request. The ideal is R x 75
 objects/s; the issue asks for at least 90% of it with under 2% of requests answered 429.
+"% of R" is the objects applied over what the windows the run touched could take.
 Baseline: the same target with adaptive_sending off (full speed, wait for the reset on 429).
 """
 
@@ -97,12 +98,14 @@ def run(rate: int, input_path: Path, records: int, adaptive: bool, folder: Path)
         server.kill()
         server.wait()
     sending = max(1e-9, stats["last_answer_at"] - stats["first_request_at"])
+    # the run could use every one-second window it touched (aligned on the epoch)
+    windows = int(stats["last_answer_at"]) - int(stats["first_request_at"]) + 1
     answered = sum(stats["statuses"].values())
     throttled = stats["statuses"].get("429", 0)
     objects = stats["applied_objects"]
     return {"R": rate, "adaptive_sending": adaptive, "rc": measured.returncode,
             "objects": objects, "objects_per_s": objects / sending,
-            "share_of_ideal": objects / sending / (rate * OBJECTS_PER_REQUEST),
+            "share_of_ideal": objects / (windows * rate * OBJECTS_PER_REQUEST),
             "requests": answered, "share_429": throttled / max(1, answered),
             "cpu_us_per_object": measured.cpu_seconds / max(1, objects) * 1e6,
             "seconds": measured.seconds}
