@@ -4,29 +4,26 @@ The reading thread folds each record's change into the open request (a user's ch
 request go in one object); a full request goes to a pool of sending threads (at most
 `max_concurrency` in flight). A request holding a user whose earlier request is still on its
 way waits for it, so a user's changes reach Braze in input order. Outcomes are taken in
-request order, and a STATE is released (plugin_support.state_release) once every record
+request order, and a STATE is released (plugin_support.ordered_sends) once every record
 before it is applied or dead-lettered.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from plugin_support.dead_letter import DeadLetterFile
+from plugin_support.ordered_sends import OrderedSends
 from plugin_support.retry import Counters
-from plugin_support.state_release import StateGate
 from target_braze.user_changes import Refused, Skipped, UserChanges
 from target_braze.users_track import ObjectFailure
 
 # An open request is sent after this long even when not full (a slow tap).
 MAX_REQUEST_AGE = 2.0
-# Finished requests held (in order) behind an unfinished one, as a multiple of max_concurrency.
-HELD_REQUESTS_FACTOR = 4
 
 
 class Sender(Protocol):
@@ -68,16 +65,13 @@ class Delivery:
         self._changes = changes
         self._sender = sender
         self._dead_letters = dead_letters
-        self._emit_state = emit_state
         self.counters = counters
         self._per_request = objects_per_request
-        self._max_in_flight = max_concurrency
-        self._pool = ThreadPoolExecutor(max_workers=max_concurrency,
-                                        thread_name_prefix="braze-track")
-        self._in_flight: deque[tuple[Request, Future[list[ObjectFailure]]]] = deque()
+        self._sends: OrderedSends[Request, list[ObjectFailure]] = OrderedSends(
+            send=self._send, account=self._account, emit_state=emit_state,
+            before_state=dead_letters.flush, max_in_flight=max_concurrency,
+            thread_name="braze-track")
         self._request = Request(1)
-        self._completed_through = 0      # every request numbered <= this has its outcome
-        self._states = StateGate()
         self.received = 0
         self.tally = Tally()
         self._started = time.monotonic()
@@ -123,42 +117,17 @@ class Delivery:
         request = self._request
         if not request.objects:
             return
-        self._wait_for_room(set(request.objects))  # the open request counts as unfinished
+        users = request.objects.keys()
+        # a user's earlier request still on its way goes first: changes arrive in input order
+        self._sends.wait_for_room(lambda sent: not users.isdisjoint(sent.objects))
         self._request = Request(request.number + 1)
-        future = self._pool.submit(self._sender.send, list(request.objects.values()))
-        self._in_flight.append((request, future))
+        self._sends.submit(request)
 
-    def _wait_for_room(self, users: set[str]) -> None:
-        """Until fewer than max_concurrency requests are unfinished, and none holds `users`."""
-        while True:
-            self._collect(block=False)
-            unfinished = [f for _, f in self._in_flight if not f.done()]
-            clashing = [f for r, f in self._in_flight
-                        if not f.done() and not users.isdisjoint(r.objects)]
-            if not clashing and len(unfinished) < self._max_in_flight and \
-                    len(self._in_flight) < self._max_in_flight * HELD_REQUESTS_FACTOR:
-                return
-            wait(clashing or unfinished, timeout=1.0, return_when=FIRST_COMPLETED)
+    def _send(self, request: Request) -> list[ObjectFailure]:
+        return self._sender.send(list(request.objects.values()))
 
     def _collect(self, *, block: bool) -> None:
-        """Take the outcomes of finished requests, oldest first; release states they cover."""
-        while self._in_flight:
-            request, future = self._in_flight[0]
-            if not future.done():
-                if not block:
-                    break
-                wait([future], timeout=1.0, return_when=FIRST_COMPLETED)
-                continue
-            self._in_flight.popleft()
-            self._account(request, future.result())  # re-raises a fatal send error
-            self._completed_through = request.number
-            block = False
-        if not self._in_flight and not self._request.objects:
-            self._completed_through = self._request.number - 1
-        ready = self._states.release_through(self._completed_through)
-        if ready is not None:
-            self._dead_letters.flush()
-            self._emit_state(ready)
+        self._sends.collect(block=block)
 
     def _account(self, request: Request, failures: list[ObjectFailure]) -> None:
         users = list(request.objects)
@@ -191,8 +160,7 @@ class Delivery:
     def add_state(self, state: dict) -> None:
         """Hold a STATE until every record before it is accounted for (send what is open)."""
         self._submit()
-        self._states.hold(self._request.number - 1, state)
-        self._collect(block=False)
+        self._sends.add_state(state, open_batch=False)
 
     def poll(self) -> None:
         """Take finished outcomes and release states; send a request that waited too long."""
@@ -205,16 +173,12 @@ class Delivery:
     def finish(self) -> None:
         """Send what is left, wait for every outcome, release the last state."""
         self._submit()
-        while self._in_flight:
-            self._collect(block=True)
-        self._collect(block=False)
-        self._pool.shutdown(wait=True)
+        self._sends.finish()
         self._dead_letters.close()
 
     def abandon(self) -> None:
         """Stop after a fatal error: wait for requests in flight, release nothing more."""
-        self._states.clear()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._sends.abandon()
         self._dead_letters.close()
 
     # -- reporting -----------------------------------------------------------------------
