@@ -1,4 +1,4 @@
-"""Settings every loader has, declared once: retries, request timeout, progress lines.
+"""Settings every loader has, declared once: retries, timeout, dead letters, dry run, progress.
 
 Both targets splice `delivery_properties()` into their config schema and read the values with
 `retry_policy_from`; the defaults live here only.
@@ -44,6 +44,19 @@ def progress_property() -> th.Property:
     """How often a progress line is logged."""
     return th.Property("progress_interval_seconds", SECONDS, default=10,
                        description="How often a progress line is logged.")
+
+
+def output_properties(prefix: str, outcome: str) -> list[th.Property]:
+    """Where records not `outcome` go (dead letters), and the dry run: files named `prefix`-."""
+    return [
+        th.Property("dead_letter_path", th.StringType, default=f"{prefix}-dead-letters.jsonl",
+                    description=f"Newline-delimited JSON file of records not {outcome}, with "
+                    "the reason."),
+        th.Property("dry_run", th.BooleanType, default=False,
+                    description="Send nothing; write the request bodies to dry_run_path."),
+        th.Property("dry_run_path", th.StringType, default=f"{prefix}-dry-run",
+                    description="Folder for dry-run request bodies."),
+    ]
 
 
 def retry_policy_from(config: Mapping[str, Any]) -> RetryPolicy:

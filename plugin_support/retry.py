@@ -65,6 +65,12 @@ class Counters:
             for name, amount in amounts.items():
                 setattr(self, name, getattr(self, name) + amount)
 
+    def as_summary(self) -> dict[str, int]:
+        """The counts as a run's summary names them."""
+        return {"requests": self.requests, "retries": self.retries,
+                "throttled_429": self.throttled, "server_errors": self.server_errors,
+                "network_errors": self.network_errors}
+
 
 class RetrySchedule:
     """The retries of one request: `wait` before each, until the budget is spent."""

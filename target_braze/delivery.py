@@ -198,11 +198,7 @@ class Delivery:
             "removes": tally.removes,
             "attributes_set": tally.attributes_set,
             "dead_letter_file": str(self._dead_letters.path) if self._dead_letters.count else None,
-            "requests": counters.requests,
-            "retries": counters.retries,
-            "throttled_429": counters.throttled,
-            "server_errors": counters.server_errors,
-            "network_errors": counters.network_errors,
+            **counters.as_summary(),
             "request_splits_400": counters.splits,
             "seconds": round(time.monotonic() - self._started, 3),
         }

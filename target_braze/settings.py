@@ -10,6 +10,7 @@ from singer_sdk import typing as th
 
 from plugin_support.config_errors import SettingError
 from plugin_support.delivery_settings import (
+    output_properties,
     progress_property,
     request_timeout_property,
     retry_policy_from,
@@ -51,13 +52,7 @@ CONFIG_SCHEMA = th.PropertiesList(
                 "near the account's limit without a storm of 429s."),
     *retry_properties(),
     request_timeout_property(),
-    th.Property("dead_letter_path", th.StringType, default="braze-dead-letters.jsonl",
-                description="Newline-delimited JSON file of records not applied, with the "
-                "reason and Braze's message."),
-    th.Property("dry_run", th.BooleanType, default=False,
-                description="Send nothing; write the exact request bodies to dry_run_path."),
-    th.Property("dry_run_path", th.StringType, default="braze-dry-run",
-                description="Folder for dry-run request bodies."),
+    *output_properties("braze", "applied"),
     progress_property(),
 ).to_dict()
 

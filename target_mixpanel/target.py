@@ -16,6 +16,7 @@ from singer_sdk.exceptions import RecordsWithoutSchemaException
 from plugin_support.clean_exit import wait_until_stdout_is_read
 from plugin_support.config_errors import SecretSafeConfig
 from plugin_support.delivery_settings import (
+    output_properties,
     progress_property,
     request_timeout_property,
     retry_properties,
@@ -94,13 +95,7 @@ class TargetMixpanel(StopAtNextState, SecretSafeConfig, Target):
                     description="Gzip level (ISA-L): 0 fastest to 3 smallest."),
         th.Property("strict", th.BooleanType, default=True,
                     description="Ask Mixpanel to validate every event (strict=1)."),
-        th.Property("dead_letter_path", th.StringType, default="mixpanel-dead-letters.jsonl",
-                    description="Newline-delimited JSON file of records not imported, with "
-                    "the reason."),
-        th.Property("dry_run", th.BooleanType, default=False,
-                    description="Send nothing; write the request bodies to dry_run_path."),
-        th.Property("dry_run_path", th.StringType, default="mixpanel-dry-run",
-                    description="Folder for dry-run request bodies."),
+        *output_properties("mixpanel", "imported"),
         th.Property("delete_batch_files", th.BooleanType, default=True,
                     description="BATCH messages: delete each batch file once every record in "
                     "it is imported, skipped or dead-lettered."),

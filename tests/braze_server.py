@@ -24,16 +24,17 @@ import contextlib
 import math
 import random
 import socket
-import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlparse
 
 import msgspec
+
+from tests.loopback_server import LoopbackServer
 
 API_KEY = "braze-rest-key-6f1c2d9e8a7b4c3d"
 NO_PERMISSION_KEY = "braze-rest-key-without-users-track-01"
@@ -255,31 +256,10 @@ class Handler(BaseHTTPRequestHandler):
         self._reply(404, {"message": "Not found"})
 
 
-class BrazeServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class BrazeServer(LoopbackServer):
     def __init__(self, port: int = 0, state: BrazeState | None = None):
-        super().__init__(("127.0.0.1", port), Handler)
+        super().__init__(port, Handler)
         self.state = state or BrazeState()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client killed mid-request is not worth a traceback."""
-        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
-            super().handle_error(request, client_address)
-
-    def start(self) -> BrazeServer:
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
 
 
 def main() -> None:
