@@ -136,9 +136,7 @@ class Delivery:
         for user, target in request.objects.items():
             sources = request.sources[user]
             if user in failed:
-                refusal = failed[user]
-                for stream, record in sources:
-                    self._dead_letter(stream, record, refusal.reason, None, refusal.message)
+                self._account_refused(failed[user], sources)
                 continue
             tally.applied += len(sources)
             tally.users_updated += 1
@@ -154,6 +152,20 @@ class Delivery:
                     tally.removes += 1
                 else:
                     tally.attributes_set += 1
+
+    def _account_refused(self, refusal: ObjectFailure,
+                         sources: list[tuple[str, dict[str, Any]]]) -> None:
+        """A refused object's records are dead-lettered, but for removes Braze applied alone."""
+        removed = False
+        for stream, record in sources:
+            change = self._changes.change(stream, record) if refusal.removes_applied else None
+            if change is not None and change.remove and not (change.add or change.set):
+                self.tally.applied += 1
+                self.tally.removes += len(change.remove)
+                removed = True
+            else:
+                self._dead_letter(stream, record, refusal.reason, None, refusal.message)
+        self.tally.users_updated += int(removed)
 
     # -- state ---------------------------------------------------------------------------
 

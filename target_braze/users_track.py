@@ -48,6 +48,8 @@ class ObjectFailure:
     index: int
     reason: str
     message: str
+    resend_removes: bool = False
+    removes_applied: bool = False   # its array removes were sent again alone, and applied
 
 
 def request_body(objects: list[dict[str, Any]]) -> bytes:
@@ -97,7 +99,9 @@ class UsersTrackClient:
         response = self._post_with_retries(request_body(objects))
         status = response.status
         if status in (200, 201):
-            failures.extend(self._object_errors(response, len(objects), offset))
+            refused = self._object_errors(response, len(objects), offset)
+            failures.extend(refused)
+            self._resend_removes(objects, offset, [f for f in refused if f.resend_removes])
             return
         if status == 400:
             if len(objects) == 1:
@@ -128,9 +132,28 @@ class UsersTrackClient:
                     not isinstance(index, int) or not 0 <= index < count:
                 continue
             message = redact(str(error.get("type") or error.get("message") or ""), self._key)
-            reason, hint = classify_object_error(message)
-            found.append(ObjectFailure(offset + index, reason, f"{message} ({hint})"))
+            reason, hint, resend = classify_object_error(message)
+            found.append(ObjectFailure(offset + index, reason, f"{message} ({hint})", resend))
         return found
+
+    def _resend_removes(self, objects: list[dict[str, Any]], offset: int,
+                        refused: list[ObjectFailure]) -> None:
+        """Send the array removes of refused objects again, alone; mark those applied."""
+        resent: list[tuple[ObjectFailure, dict[str, Any]]] = []
+        for failure in refused:
+            obj = objects[failure.index - offset]
+            removes = {k: {"remove": v["remove"]} for k, v in obj.items()
+                       if isinstance(v, dict) and v.get("remove")}
+            if removes:
+                resent.append((failure, {"external_id": obj["external_id"],
+                                         "_update_existing_only": True, **removes}))
+        if not resent:
+            return
+        again: list[ObjectFailure] = []
+        self._send([obj for _, obj in resent], 0, again)
+        refused_again = {f.index for f in again}
+        for index, (failure, _) in enumerate(resent):
+            failure.removes_applied = index not in refused_again
 
     def _post_with_retries(self, body: bytes) -> urllib3.BaseHTTPResponse:
         schedule = RetrySchedule(self._retry, self.counters, "Braze")

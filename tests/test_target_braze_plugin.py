@@ -199,10 +199,16 @@ def test_a_400_is_never_resent_as_is_it_splits_down_to_the_bad_object(
 def test_array_limit_refusals_point_at_boolean_mode_which_then_works(
         braze, run_braze, tmp_path: Path) -> None:
     braze.state.array_limit = 3
+    braze.state.profiles["user-3"] = {"mixpanel_cohorts": ["A", "B", "C"]}
     records = [change("user-1", f"Cohort {n}") for n in range(5)] + [change("user-2", "Solo")]
+    records += [change("user-3", "D"), change("user-3", "E"),   # one object, refused:
+                change("user-3", "A", "remove")]                # {B, C, D, E} is over 3
     run = run_braze(config_for(braze, tmp_path), lines_of(records))
     assert run.returncode == 0, run.stderr
-    assert len(run.dead_letters) == 5
+    assert braze.state.cohorts_of("user-3") == {"B", "C"}     # its remove still reached Braze
+    assert [d["record"]["cohort_name"] for d in run.dead_letters][5:] == ["D", "E"]
+    run.dead_letters[5:] = []
+    assert run.summary["applied"] == 2
     assert all("attribute_mode: boolean" in d["message"] for d in run.dead_letters)
     assert all("maximum length" in d["message"] for d in run.dead_letters)  # Braze's words
     assert braze.state.cohorts_of("user-2") == {"Solo"}
