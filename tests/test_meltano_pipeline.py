@@ -200,6 +200,7 @@ def test_meltano_run_reads_from_the_s3_compatible_server(
 # libraries one plugin needs and another must not be made to install (Meltano: a venv each)
 NOT_IN_VENV = {
     "loaders/target-mixpanel": ["polars", "fastavro", "s3fs", "gcsfs", "adlfs"],
+    "loaders/target-braze": ["polars", "fastavro", "s3fs", "gcsfs", "adlfs", "isal"],
 }
 
 

@@ -42,7 +42,8 @@ FAN_OUT_GROUPS = [
 COHORT_JOB = {"name": "mixpanel-cohorts-to-braze", "tasks": ["tap-mixpanel-cohorts target-braze"]}
 COHORT_SCHEDULE = {"name": "mixpanel-cohorts-to-braze-every-2-hours",
                    "interval": "0 */2 * * *", "job": "mixpanel-cohorts-to-braze"}
-TARGET_BRAZE = {"name": "target-braze", "namespace": "target_braze", "pip_url": "-e .",
+TARGET_BRAZE = {"name": "target-braze", "namespace": "target_braze",
+                "pip_url": "-e .[target-braze]",
                 "executable": "target-braze", "capabilities": ["about", "stream-maps"]}
 
 KINDS = {"string": "string", "integer": "integer", "number": "decimal", "boolean": "boolean",
