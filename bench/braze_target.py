@@ -3,12 +3,15 @@
     python bench/braze_target.py                  # R = 100 and R = 500 requests/s
     python bench/braze_target.py --rates 100 --records 60000
 
-The Braze-compatible server (tests/braze_server.py, run as its own process) lets R requests
-through per one-second window and answers 429 beyond, with X-RateLimit-* headers. The input is
+The Braze-compatible server (tests/braze_server.py --fast, run as its own process: it counts
+objects and keeps no profiles, so that the two cores go to the target) lets R requests through
+per one-second window and answers 429 beyond, with X-RateLimit-* headers. The input is
 production-shaped: tap-mixpanel-cohorts' cohort_membership_changes, cohort by cohort (10
 cohorts of different sizes, users in 1-3 of them), 75 objects a request. The ideal is R x 75
 objects/s; the issue asks for at least 90% of it with under 2% of requests answered 429.
-"% of R" is the objects applied over what the windows the run touched could take.
+"% of R" is objects/s, from the first request to the last answer, over R x 75: with windows
+aligned on the clock a run can pass 100% by using the end of its first window and the start
+of its last (less so the longer it runs).
 Baseline: the same target with adaptive_sending off (full speed, wait for the reset on 429).
 """
 
@@ -65,10 +68,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(rate: int, users: int) -> tuple[subprocess.Popen, str]:
+def start_server(rate: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "tests.braze_server", "--port", str(port),
-                                "--rate-limit", str(rate), "--known-users", str(users)],
+                                "--rate-limit", str(rate), "--fast"],
                                cwd=ROOT, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -82,7 +85,7 @@ def start_server(rate: int, users: int) -> tuple[subprocess.Popen, str]:
 
 
 def run(rate: int, input_path: Path, records: int, adaptive: bool, folder: Path) -> dict:
-    server, url = start_server(rate, records)
+    server, url = start_server(rate)
     try:
         config = folder / "config.json"
         config.write_text(json.dumps({"api_key": KEY, "rest_endpoint": url,
@@ -98,14 +101,12 @@ def run(rate: int, input_path: Path, records: int, adaptive: bool, folder: Path)
         server.kill()
         server.wait()
     sending = max(1e-9, stats["last_answer_at"] - stats["first_request_at"])
-    # the run could use every one-second window it touched (aligned on the epoch)
-    windows = int(stats["last_answer_at"]) - int(stats["first_request_at"]) + 1
     answered = sum(stats["statuses"].values())
     throttled = stats["statuses"].get("429", 0)
     objects = stats["applied_objects"]
     return {"R": rate, "adaptive_sending": adaptive, "rc": measured.returncode,
             "objects": objects, "objects_per_s": objects / sending,
-            "share_of_ideal": objects / (windows * rate * OBJECTS_PER_REQUEST),
+            "share_of_ideal": objects / sending / (rate * OBJECTS_PER_REQUEST),
             "requests": answered, "share_429": throttled / max(1, answered),
             "cpu_us_per_object": measured.cpu_seconds / max(1, objects) * 1e6,
             "seconds": measured.seconds}

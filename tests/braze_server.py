@@ -15,6 +15,7 @@ The rules here are written independently of target_braze's, so the tests can cat
 rule in the target.
 
     python -m tests.braze_server --port 8998 --rate-limit 100 --known-users 100000
+    python -m tests.braze_server --port 8998 --rate-limit 500 --fast   # benchmarks: count only
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class BrazeState:
     first_request_at: float = 0.0                           # time.time() of the first POST
     last_answer_at: float = 0.0
     keep_bodies: bool = True
+    fast: bool = False                                      # count objects, store nothing
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -232,6 +234,12 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(400, {"message": "Malformed request", "errors": ["bad object"]},
                         rate_headers)
             return
+        if state.fast:  # benchmarks: the rate limit and the count, no profiles
+            with state.lock:
+                state.applied_objects += len(objects)
+            self._reply(201, {"message": "success", "attributes_processed": len(objects)},
+                        rate_headers)
+            return
         errors = []
         for index, obj in enumerate(objects):
             problem = apply_object(state, obj)
@@ -269,10 +277,12 @@ def main() -> None:
     parser.add_argument("--window-seconds", type=int, default=1)
     parser.add_argument("--known-users", type=int, default=0,
                         help="users user-0 .. user-(N-1) exist in Braze")
+    parser.add_argument("--fast", action="store_true",
+                        help="benchmarks: count objects, keep no profiles")
     args = parser.parse_args()
     state = BrazeState(rate_limit=args.rate_limit, window_seconds=args.window_seconds,
                        known_users={f"user-{i}" for i in range(args.known_users)},
-                       keep_bodies=False)
+                       keep_bodies=False, fast=args.fast)
     server = BrazeServer(args.port, state)
     print(f"Braze-compatible server on {server.url}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
