@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import math
 import random
+import re
 import socket
 import threading
 import time
@@ -37,6 +38,7 @@ import msgspec
 
 from tests.loopback_server import LoopbackServer
 
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 API_KEY = "braze-rest-key-6f1c2d9e8a7b4c3d"
 NO_PERMISSION_KEY = "braze-rest-key-without-users-track-01"
 
@@ -109,6 +111,12 @@ class BrazeState:
         return set((self.profiles.get(user) or {}).get(attribute) or [])
 
 
+def _is_array_change(value: Any) -> bool:
+    """{"add": [...], "remove": [...]} changes an array; any other object is a nested value."""
+    return isinstance(value, dict) and bool(value) and set(value) <= {"add", "remove"} and \
+        all(isinstance(v, list) for v in value.values())
+
+
 def apply_object(state: BrazeState, obj: Any) -> str | None:  # noqa: PLR0912
     """Apply one attributes object; None, or the per-object error Braze would give."""
     if not isinstance(obj, dict):
@@ -121,9 +129,8 @@ def apply_object(state: BrazeState, obj: Any) -> str | None:  # noqa: PLR0912
     for name, value in attributes.items():
         if name.startswith("$"):
             return f"'{name}' is not a valid custom attribute name"
-        if isinstance(value, dict) and (not set(value) <= {"add", "remove"} or not all(
-                isinstance(v, list) for v in value.values())):
-            return f"'{name}': an object value must be {{'add': [...], 'remove': [...]}}"
+        if name == "email" and value is not None and not EMAIL.match(str(value)):
+            return "The value provided for the 'email' field is not a valid email."
     with state.lock:
         exists = user in state.profiles or user in state.known_users
         if not exists and obj.get("_update_existing_only") is True:
@@ -133,7 +140,7 @@ def apply_object(state: BrazeState, obj: Any) -> str | None:  # noqa: PLR0912
         for name, value in attributes.items():
             if value is None:
                 profile.pop(name, None)
-            elif isinstance(value, dict):
+            elif _is_array_change(value):
                 current = list(profile.get(name) or [])
                 current = [v for v in current if v not in value.get("remove", [])]
                 current += [v for v in value.get("add", []) if v not in current]

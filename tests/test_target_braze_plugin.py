@@ -225,7 +225,7 @@ def test_array_limit_refusals_point_at_boolean_mode_which_then_works(
 
 def test_attributes_mapping_serves_another_tap(braze, run_braze, tmp_path: Path) -> None:
     records = [{"id": "user-7", "plan": "pro", "seats": 12, "_sdc_extracted_at": "x"},
-               {"id": "user-8", "plan": {"nested": 1}},       # Braze refuses this object
+               {"id": "user-8", "email": "not an address"},  # Braze refuses this object
                {"plan": "free"}]                             # no user id
     run = run_braze(config_for(braze, tmp_path, mapping="attributes", external_id_field="id"),
                     lines_of(records, stream="accounts"))
@@ -233,7 +233,7 @@ def test_attributes_mapping_serves_another_tap(braze, run_braze, tmp_path: Path)
     assert braze.state.profiles["user-7"] == {"plan": "pro", "seats": 12}
     assert "user-8" not in braze.state.profiles
     by_reason = {d["reason"]: d for d in run.dead_letters}
-    assert "object value must be" in by_reason["refused by Braze"]["message"]
+    assert "not a valid email" in by_reason["refused by Braze"]["message"]
     assert by_reason["refused before sending: id"]["record"] == {"plan": "free"}
 
 
