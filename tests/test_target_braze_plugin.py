@@ -64,7 +64,12 @@ def run_braze(tmp_path: Path):
         assert config.get("api_key", "") not in (done.stdout + done.stderr) or \
             not config.get("api_key")
         assert API_KEY not in dead_path.read_text() if dead_path.exists() else True
-        return TargetRun(done.returncode, done.stdout, done.stderr, dead)
+        run = TargetRun(done.returncode, done.stdout, done.stderr, dead)
+        if done.returncode == 0 and "| summary: " in done.stderr:
+            summary = run.summary     # every record ends counted
+            assert summary["received"] == summary["applied"] + sum(
+                summary["skipped"].values()) + sum(summary["dead_lettered"].values())
+        return run
 
     return run
 
