@@ -25,7 +25,6 @@ import contextlib
 import math
 import random
 import re
-import socket
 import threading
 import time
 from collections import Counter
@@ -36,7 +35,7 @@ from urllib.parse import urlparse
 
 import msgspec
 
-from tests.loopback_server import LoopbackServer
+from tests.loopback_server import JsonReplies, LoopbackServer
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 API_KEY = "braze-rest-key-6f1c2d9e8a7b4c3d"
@@ -162,36 +161,14 @@ def apply_object(state: BrazeState, obj: Any) -> str | None:  # noqa: PLR0912
     return None
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(JsonReplies, BaseHTTPRequestHandler):
     server: BrazeServer
+    no_delay = True
 
-    def setup(self) -> None:
-        super().setup()
-        # headers and body go out in two writes: without this a client's delayed ACK holds
-        # the body back 40 ms
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _reply(self, status: int, body: dict[str, Any], headers: dict | None = None) -> None:
-        data = msgspec.json.encode(body)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
+    def answered(self, status: int) -> None:
         with self.server.state.lock:
             self.server.state.statuses[status] += 1
             self.server.state.last_answer_at = time.time()
-
-    def _drop(self) -> None:
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
 
     def do_POST(self) -> None:  # noqa: PLR0912
         state = self.server.state

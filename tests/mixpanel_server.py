@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import gzip
 import random
 import re
-import socket
 import ssl
 import threading
 import time
@@ -37,7 +35,7 @@ from urllib.parse import parse_qs, urlparse
 
 import msgspec
 
-from tests.loopback_server import LoopbackServer
+from tests.loopback_server import JsonReplies, LoopbackServer
 
 REFUSED_IDS = {"00000000-0000-0000-0000-000000000000", "anon", "anonymous", "nil", "none",
                "null", "n/a", "na", "undefined", "unknown", "<nil>", "0", "-1", "true", "false",
@@ -158,28 +156,11 @@ def check(event: Any, now: float) -> tuple[str, str] | None:
     return None
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(JsonReplies, BaseHTTPRequestHandler):
     server: MixpanelServer
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _reply(self, status: int, body: dict[str, Any], headers: dict | None = None) -> None:
-        data = msgspec.json.encode(body)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
+    def answered(self, status: int) -> None:
         self.server.state.statuses[status] += 1
-
-    def _drop(self) -> None:
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _authorized(self, params: dict[str, list[str]]) -> bool:
         creds = self.server.state.credentials
