@@ -12,6 +12,7 @@ from singer_sdk import Target
 
 from plugin_support.clean_exit import wait_until_stdout_is_read
 from plugin_support.config_errors import SecretSafeConfig, SettingError
+from plugin_support.distribution import DISTRIBUTION
 from plugin_support.line_reader import FastReader
 from plugin_support.record_messages import mapped_records
 from plugin_support.stop_signals import StopAtNextState
@@ -30,6 +31,7 @@ class TargetBraze(StopAtNextState, SecretSafeConfig, Target):
     """Singer target for Braze's /users/track (custom attributes, existing users only)."""
 
     name = "target-braze"
+    package_name = DISTRIBUTION  # for --version
     default_sink_class = BrazeSink
     message_reader_class = FastReader
     config_jsonschema = CONFIG_SCHEMA

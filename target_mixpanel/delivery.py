@@ -63,6 +63,9 @@ class Tally:
     skipped: Counter[str] = field(default_factory=Counter)
     dead_lettered: Counter[str] = field(default_factory=Counter)
     imported_by_event: Counter[str] = field(default_factory=Counter)
+    received_by_stream: Counter[str] = field(default_factory=Counter)
+    # records refused because of a target setting (see Refused.setting), by setting
+    refused_by_setting: Counter[str] = field(default_factory=Counter)
 
 
 class Delivery:
@@ -89,6 +92,7 @@ class Delivery:
             thread_name="mixpanel-import")
         self._batch = Batch(1)
         self.tally = Tally()
+        self._received_by_stream = self.tally.received_by_stream
         self._encode = msgspec.json.Encoder(decimal_format="number").encode
         self._max_batch_age = max_batch_age
         self._started = time.monotonic()
@@ -106,6 +110,7 @@ class Delivery:
         record (a third of the memory), and decodes them again only to dead-letter.
         """
         self.received += 1
+        self._received_by_stream[stream] += 1
         if self._pii_active:
             record = self._pii.apply(record)
         try:
@@ -147,6 +152,8 @@ class Delivery:
     def _refuse(self, stream: str, record: dict[str, Any], refused: Refused) -> None:
         self._dead_letter(stream, record, f"refused before sending: {refused.field}",
                           refused.field, refused.message)
+        if refused.setting:
+            self.tally.refused_by_setting[refused.setting] += 1
 
     def _record_of(self, source: dict[str, Any] | bytes) -> dict[str, Any]:
         if isinstance(source, dict):
@@ -222,5 +229,7 @@ class Delivery:
             **counters.as_summary(),
             "batch_splits_413": counters.splits,
             "imported_by_event": dict(tally.imported_by_event.most_common()),
+            "received_by_stream": dict(tally.received_by_stream),
+            "refused_by_setting": dict(tally.refused_by_setting),
             "seconds": round(time.monotonic() - self._started, 3),
         }

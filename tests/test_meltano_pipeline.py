@@ -76,6 +76,8 @@ def test_meltano_run_delivers_each_exported_event_once_and_resumes(
     batches_sent = re.findall(r'"metric":"batch_count","value":([1-9]\d*)', first.stderr)
     assert bool(batches_sent) == (mode == "batch")
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "in incremental mode" in first.stderr
+    assert "in full_table mode" not in first.stderr
     events = mixpanel.state.unique_events
     assert mixpanel.state.raw_events == len(events)
     sent_ids = {e["properties"]["$insert_id"] for e in events}
@@ -195,6 +197,25 @@ def test_meltano_run_reads_from_the_s3_compatible_server(
     identified = sum(len(export.ids[t]) - export.without_external_id[t] for t in TYPES[:2])
     assert len(sent) == identified == mixpanel.state.raw_events
     assert s3_server.storage_options["secret"] not in done.stderr + done.stdout
+
+
+def test_meltano_lists_the_selection_and_hands_the_tap_an_incremental_catalog(
+        mixpanel: MixpanelServer, tmp_path: Path) -> None:
+    write_demo_export(str(tmp_path / "export"), event_types=TYPES[:1], hours=1,
+                      events_per_file=2)
+    env = meltano_env(tmp_path, mixpanel)
+    listed = _meltano("select", "tap-braze-currents", "--list", "--all", env=env)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert re.search(r"\[selected\s*\] users_behaviors_purchase\.price", listed.stdout)
+    assert re.search(r"\[excluded\s*\] users_randombucketnumberupdate\.", listed.stdout)
+    dumped = _meltano("invoke", "--dump=catalog", "tap-braze-currents", env=env)
+    assert dumped.returncode == 0, dumped.stderr[-3000:]
+    streams = json.loads(dumped.stdout)["streams"]
+    assert {s["replication_method"] for s in streams} == {"INCREMENTAL"}
+    selected = {s["tap_stream_id"] for s in streams
+                if any(m["breadcrumb"] == [] and m["metadata"].get("selected")
+                       for m in s["metadata"])}
+    assert selected == {t.lower().replace(".", "_") for t in EXPORTED}
 
 
 # libraries one plugin needs and another must not be made to install (Meltano: a venv each)
