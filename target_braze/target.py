@@ -42,6 +42,7 @@ class TargetBraze(StopAtNextState, SecretSafeConfig, Target):
         self._delivery: Delivery | None = None
         self._settings: BrazeSettings | None = None
         self._streams_seen: set[str] = set()
+        self._held_state: dict | None = None  # see _write_state_message
         self._last_progress = time.monotonic()
         reader = self.message_reader
         if isinstance(reader, FastReader):
@@ -84,6 +85,10 @@ class TargetBraze(StopAtNextState, SecretSafeConfig, Target):
         raise ValueError(msg)
 
     def _write_state_message(self, state: dict) -> None:
+        if self._setting_at_fault() is not None:
+            self._held_state = state  # emitted once the setting is not at fault, or never
+            return
+        self._held_state = None
         sys.stdout.write(msgspec.json.encode(state).decode() + "\n")
         sys.stdout.flush()
 
@@ -103,27 +108,45 @@ class TargetBraze(StopAtNextState, SecretSafeConfig, Target):
         assert self._delivery is not None
         try:
             self._delivery.finish()
+            self._fail_if_a_setting_applied_nothing()
         except BaseException:
             self._abandon()
             raise
+        if self._held_state is not None:
+            self._write_state_message(self._held_state)
         self._log_summary(failed=False)
-        self._fail_if_a_setting_applied_nothing(self._delivery.summary())
 
-    def _fail_if_a_setting_applied_nothing(self, summary: dict[str, Any]) -> None:
-        """Records came and none could apply because of a setting: say which, exit 1."""
-        if not summary["received"] or summary["applied"] or self.settings.dry_run:
-            return
-        settings = self.settings
-        if settings.mapping == "mixpanel_cohorts" and COHORT_STREAM not in self._streams_seen:
+    def _setting_at_fault(self) -> str | None:
+        """The setting that kept every record so far from applying, if one did."""
+        if self._delivery is None or self.settings.dry_run:
+            return None
+        summary, settings = self._delivery.summary(), self.settings
+        if not summary["received"] or summary["applied"]:
+            return None
+        if settings.mapping == "mixpanel_cohorts":
+            only_skipped = sum(summary["skipped"].values()) == summary["received"]
+            return "mapping" if only_skipped and COHORT_STREAM not in self._streams_seen \
+                else None
+        refused = f"refused before sending: {settings.external_id_field}"
+        return "external_id_field" if summary["dead_lettered"] == {
+            refused: summary["received"]} else None
+
+    def _fail_if_a_setting_applied_nothing(self) -> None:
+        """Records came and none could apply because of a setting: say which, exit 1.
+
+        No state was emitted, so the rerun with the setting fixed reads the records again.
+        """
+        setting = self._setting_at_fault()
+        if setting == "mapping":
             msg = (f"mapping is mixpanel_cohorts but the tap sent no {COHORT_STREAM} stream "
                    f"(streams: {sorted(self._streams_seen)}): select it, or set mapping: "
-                   "attributes")
+                   "attributes. No state was emitted.")
             raise SettingError(msg)
-        dead = summary["dead_lettered"]
-        field = f"refused before sending: {settings.external_id_field}"
-        if settings.mapping == "attributes" and dead and set(dead) == {field}:
-            msg = (f"no record has a usable external_id_field ({settings.external_id_field!r}): "
-                   "set external_id_field to the field holding the Braze external_id")
+        if setting == "external_id_field":
+            msg = (f"no record has a usable external_id_field "
+                   f"({self.settings.external_id_field!r}): set it to the field holding the "
+                   "Braze external_id. No state was emitted; the records are in the "
+                   "dead-letter file, and the rerun reads them again.")
             raise SettingError(msg)
 
     def _deliver_before_failing(self) -> None:

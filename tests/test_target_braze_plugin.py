@@ -136,10 +136,22 @@ def test_other_streams_of_the_tap_are_skipped_and_counted(
 def test_a_run_that_applies_nothing_because_of_the_mapping_fails_naming_it(
         braze, run_braze, tmp_path: Path) -> None:
     run = run_braze(config_for(braze, tmp_path),
-                    lines_of([{"id": 1, "name": "VIP"}], stream="cohorts"))
+                    lines_of([{"id": 1, "name": "VIP"}], stream="cohorts", states={1: {"s": 1}}))
     assert run.returncode != 0
     assert "mapping" in run.stderr
     assert STREAM in run.stderr
+    assert run.states == []                       # the rerun, fixed, reads the records again
+    records = [{"user": "user-1", "plan": "pro"}, {"user": "user-2", "plan": "free"}]
+    run = run_braze(config_for(braze, tmp_path, mapping="attributes"),
+                    lines_of(records, stream="accounts", states={2: {"s": 2}}))
+    assert run.returncode != 0
+    assert "external_id_field" in run.stderr
+    assert run.states == []
+    run = run_braze(config_for(braze, tmp_path, mapping="attributes", external_id_field="user"),
+                    lines_of(records, stream="accounts", states={2: {"s": 2}}))
+    assert run.returncode == 0, run.stderr
+    assert run.states == [{"s": 2}]
+    assert braze.state.profiles["user-2"] == {"plan": "free"}
 
 
 def test_faults_429_5xx_and_dropped_connections_end_with_every_user_right(
