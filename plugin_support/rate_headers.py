@@ -51,6 +51,8 @@ class HeaderPace:
             self._in_flight = max(0, self._in_flight - 1)
             if remaining is None or reset is None:
                 return
+            if self._reset is not None and reset < self._reset:
+                return                 # a late answer about a window already over
             if reset != self._reset:   # a new window: its first answer sets what remains
                 self._reset, self._remaining = reset, remaining
             else:                      # answers arrive out of order: the lowest is the latest
