@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -328,3 +329,24 @@ def test_settings_errors_name_the_setting_and_hide_the_key(
     assert run.returncode != 0
     assert "rest_endpoint" in run.stderr
     assert sum(braze.state.statuses.values()) == 0
+
+
+def test_sigterm_reads_on_to_the_next_state_delivers_and_exits_cleanly(
+        braze, tmp_path: Path) -> None:
+    config = write_json(tmp_path / "config.json", config_for(braze, tmp_path))
+    process = subprocess.Popen([*COMMAND, str(config)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdin is not None
+    records = [change(f"user-{i}", "VIP") for i in range(30)]
+    lines = lines_of(records, states={10: {"at": 10}, 20: {"at": 20}}).splitlines(True)
+    cut = next(i for i, line in enumerate(lines) if '"at": 10' in line) + 6  # 5 records on
+    process.stdin.writelines(lines[:cut])
+    process.stdin.flush()
+    time.sleep(1.5)                                   # the target has read them
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    # on to STATE 20, and records after it
+    out, err = process.communicate("".join(lines[cut:]), timeout=60)
+    assert process.returncode == 0, err
+    assert [json.loads(x) for x in out.splitlines()][-1] == {"at": 20}
+    assert set(braze.state.profiles) == {f"user-{i}" for i in range(20)}  # the rest: next run
