@@ -29,16 +29,19 @@ class OrderedSends(Generic[Batch, Outcome]):
     def __init__(self, *, send: Callable[[Batch], Outcome],
                  account: Callable[[Batch, Outcome], None],
                  emit_state: Callable[[dict[str, Any]], None],
-                 before_state: Callable[[], None], max_in_flight: int, thread_name: str):
+                 before_state: Callable[[], None], max_in_flight: int, thread_name: str,
+                 on_close: Callable[[], None] = lambda: None):
         """Wire the callbacks; nothing is sent yet.
 
         `send` runs in the pool; `account` runs in the caller's thread as outcomes are taken,
-        `before_state` (e.g. flush dead letters) before each state is emitted.
+        `before_state` (e.g. flush dead letters) before each state is emitted, `on_close`
+        (e.g. close them) once the sends are over, finished or abandoned.
         """
         self._send = send
         self._account = account
         self._emit_state = emit_state
         self._before_state = before_state
+        self._on_close = on_close
         self._max_in_flight = max_in_flight
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight,
                                         thread_name_prefix=thread_name)
@@ -103,8 +106,10 @@ class OrderedSends(Generic[Batch, Outcome]):
             self.collect(block=True)
         self.collect(block=False)
         self._pool.shutdown(wait=True)
+        self._on_close()
 
     def abandon(self) -> None:
         """Stop after a fatal error: wait for requests in flight, release nothing more."""
         self._states.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._on_close()

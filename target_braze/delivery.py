@@ -69,7 +69,8 @@ class Delivery:
         self._per_request = objects_per_request
         self._sends: OrderedSends[Request, list[ObjectFailure]] = OrderedSends(
             send=self._send, account=self._account, emit_state=emit_state,
-            before_state=dead_letters.flush, max_in_flight=max_concurrency,
+            before_state=dead_letters.flush, on_close=dead_letters.close,
+            max_in_flight=max_concurrency,
             thread_name="braze-track")
         self._request = Request(1)
         self.received = 0
@@ -186,12 +187,10 @@ class Delivery:
         """Send what is left, wait for every outcome, release the last state."""
         self._submit()
         self._sends.finish()
-        self._dead_letters.close()
 
     def abandon(self) -> None:
         """Stop after a fatal error: wait for requests in flight, release nothing more."""
         self._sends.abandon()
-        self._dead_letters.close()
 
     # -- reporting -----------------------------------------------------------------------
 
@@ -209,7 +208,7 @@ class Delivery:
             "adds": tally.adds,
             "removes": tally.removes,
             "attributes_set": tally.attributes_set,
-            "dead_letter_file": str(self._dead_letters.path) if self._dead_letters.count else None,
+            "dead_letter_file": self._dead_letters.written_path,
             **counters.as_summary(),
             "request_splits_400": counters.splits,
             "seconds": round(time.monotonic() - self._started, 3),

@@ -88,7 +88,8 @@ class Delivery:
         self._max_batch_bytes = max_batch_bytes
         self._sends: OrderedSends[Batch, BatchResult] = OrderedSends(
             send=self._send, account=self._account, emit_state=emit_state,
-            before_state=dead_letters.flush, max_in_flight=max_concurrency,
+            before_state=dead_letters.flush, on_close=dead_letters.close,
+            max_in_flight=max_concurrency,
             thread_name="mixpanel-import")
         self._batch = Batch(1)
         self.tally = Tally()
@@ -208,12 +209,10 @@ class Delivery:
         """Send what is left, wait for every outcome, release the last state."""
         self._submit()
         self._sends.finish()
-        self._dead_letters.close()
 
     def abandon(self) -> None:
         """Stop after a fatal error: wait for requests in flight, release nothing more."""
         self._sends.abandon()
-        self._dead_letters.close()
 
     # -- reporting -----------------------------------------------------------------------
 
@@ -225,7 +224,7 @@ class Delivery:
             "imported": tally.imported,
             "skipped": dict(tally.skipped),
             "dead_lettered": dict(tally.dead_lettered),
-            "dead_letter_file": str(self._dead_letters.path) if self._dead_letters.count else None,
+            "dead_letter_file": self._dead_letters.written_path,
             **counters.as_summary(),
             "batch_splits_413": counters.splits,
             "imported_by_event": dict(tally.imported_by_event.most_common()),
