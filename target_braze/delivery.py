@@ -22,7 +22,8 @@ from plugin_support.retry import Counters
 from target_braze.user_changes import Refused, Skipped, UserChanges
 from target_braze.users_track import ObjectFailure
 
-# An open request is sent after this long even when not full (a slow tap).
+# An open request is sent once a record arrives this long after its first (a slow tap); a
+# STATE and the end of input send it too.
 MAX_REQUEST_AGE = 2.0
 
 
@@ -98,6 +99,8 @@ class Delivery:
             if len(request.objects) >= self._per_request:
                 self._submit()
                 request = self._request
+            if not request.objects:
+                request.opened = time.monotonic()
             target = request.objects[user] = self._changes.new_object(user)
             request.sources[user] = []
         self._changes.fold(target, change)
@@ -174,12 +177,6 @@ class Delivery:
         """Hold a STATE until every record before it is accounted for (send what is open)."""
         self._submit()
         self._sends.add_state(state, open_batch=False)
-
-    def poll(self) -> None:
-        """Take finished outcomes and release states; send a request that waited too long."""
-        if self._request.objects and time.monotonic() - self._request.opened > MAX_REQUEST_AGE:
-            self._submit()
-        self._collect(block=False)
 
     # -- end -----------------------------------------------------------------------------
 
