@@ -187,8 +187,9 @@ class GenericMapping:
         moment = _epoch(record.get(self.time_field), self.time_field)
         if self.insert_id_field and record.get(self.insert_id_field) not in (None, ""):
             insert_id = insert_id_for(record[self.insert_id_field])
-        else:
-            insert_id = insert_id_for({"stream": stream, "record": record})
+        else:  # the row's own content: a tap's metadata (a file's mtime) may differ on a re-read
+            content = {k: v for k, v in record.items() if not is_singer_metadata(k)}
+            insert_id = insert_id_for({"stream": stream, "record": content})
         values = {f: record.get(f, "") for f in self._name_fields}
         values["stream"] = stream
         name = self.event_name.format(**values) if self._name_fields else self.event_name

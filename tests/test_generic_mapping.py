@@ -82,3 +82,12 @@ def test_the_braze_mapping_drops_every_sdc_column_too() -> None:
     properties = BrazeCurrentsMapping().map("users_behaviors_customevent", record)["properties"]
     assert properties == {"name": "x", "time": 1795255200, "distinct_id": "u-1",
                           "$insert_id": "e-1"}
+
+
+def test_the_digest_ignores_singer_metadata_so_a_re_read_row_keeps_its_id() -> None:
+    row = {"id": "", "user": "u-1", "time": 1795255200, "plan": "pro"}
+    first = mapped({**row, "_sdc_last_modified": "2026-11-01T00:00:00Z"})
+    again = mapped({**row, "_sdc_last_modified": "2026-11-02T00:00:00Z"})
+    assert first["properties"]["$insert_id"] == again["properties"]["$insert_id"]
+    other = mapped({**row, "plan": "free", "_sdc_last_modified": "2026-11-01T00:00:00Z"})
+    assert other["properties"]["$insert_id"] != first["properties"]["$insert_id"]

@@ -164,7 +164,9 @@ def test_target_killed_midway_then_rerun_delivers_everything(
     while not mixpanel.state.requests and time.monotonic() < deadline:
         time.sleep(0.05)
     assert mixpanel.state.requests, "the pipeline never reached the server"
-    found = subprocess.run(["pgrep", "-f", "loaders/target-mixpanel/venv/bin/target-mixpanel"],
+    # this checkout's target only (other checkouts on the machine run the same plugin)
+    target = ROOT / ".meltano" / "loaders" / "target-mixpanel" / "venv" / "bin" / "target-mixpanel"
+    found = subprocess.run(["pgrep", "-f", str(target)],
                            capture_output=True, text=True, check=False).stdout.split()
     assert found
     for pid in found:

@@ -53,6 +53,11 @@ def plugin(executable: str) -> Path:
     return path
 
 
+@pytest.fixture
+def target_postgres() -> Path:
+    return plugin("target-postgres")
+
+
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
     reason = missing()
@@ -123,8 +128,9 @@ BATCH = {"encoding": {"format": "jsonl", "compression": "gzip"}, "batch_size": 1
 
 @pytest.mark.parametrize("mode", ["record", "batch"])
 def test_target_postgres_gets_every_row_once_and_a_rerun_adds_nothing(
-        mode: str, export: dict, postgres: PostgresServer, tmp_path: Path) -> None:
-    target = plugin("target-postgres")
+        mode: str, export: dict, target_postgres: Path, postgres: PostgresServer,
+        tmp_path: Path) -> None:
+    target = target_postgres
     schema = f"braze_{mode}"
     config = write_json(tmp_path / "postgres.json", {
         **postgres.config(), "default_target_schema": schema})
@@ -189,8 +195,11 @@ def test_a_csv_tap_feeds_the_generic_mapping(mixpanel: MixpanelServer, tmp_path:
     run(target, stdin=output)
     events = {e["properties"]["$insert_id"]: e for e in mixpanel.state.unique_events}
     assert mixpanel.state.raw_events == len(events) == 5
-    expected_ids = ["e-1", insert_id_for({"stream": "signups", "record": rows[1]}),
-                    insert_id_for({"stream": "signups", "record": rows[2]}), "e-4", "e-5"]
+    def digest(row: dict) -> str:  # of the row without the tap's _sdc_ columns
+        return insert_id_for({"stream": "signups",
+                              "record": {k: v for k, v in row.items() if k[:5] != "_sdc_"}})
+
+    expected_ids = ["e-1", digest(rows[1]), digest(rows[2]), "e-4", "e-5"]
     assert sorted(events) == sorted(expected_ids)
     got = [events[i] for i in expected_ids]
     assert [e["event"] for e in got] == ["signups pro", "signups pro", "signups free",
@@ -200,6 +209,16 @@ def test_a_csv_tap_feeds_the_generic_mapping(mixpanel: MixpanelServer, tmp_path:
         NOW - 3600, NOW - 1800, NOW - 1800, (NOW - 600) * 1000, 1767261600000]
     assert got[1]["properties"]["note"] == ""                # empty cells are sent as such
     assert not any(k.startswith("_sdc_") for e in got for k in e["properties"])
+    # the file is rewritten (a new mtime: tap-spreadsheets reads it all again): every row is
+    # sent again with the same $insert_id, so Mixpanel keeps one of each
+    (tmp_path / "signups.csv").write_text(CSV)
+    os.utime(tmp_path / "signups.csv", (NOW + 5, NOW + 5))
+    again = run([csv_tap, "--config", tap_config]).stdout
+    assert len(records_by_stream(again)["signups"]) == 5
+    run(target, stdin=again)
+    assert mixpanel.state.raw_events == 10
+    assert sorted(e["properties"]["$insert_id"] for e in mixpanel.state.unique_events) == sorted(
+        expected_ids)
 
 
 # -- through Meltano -------------------------------------------------------------------------
