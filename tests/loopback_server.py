@@ -35,7 +35,7 @@ class JsonReplies:
     def answered(self, status: int) -> None:
         """Called after each answer (the servers count statuses)."""
 
-    def _reply(self, status: int, body: dict[str, Any], headers: dict | None = None) -> None:
+    def _reply(self, status: int, body: Any, headers: dict | None = None) -> None:
         data = msgspec.json.encode(body)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
