@@ -110,15 +110,18 @@ class CurrentsStream(Stream):
             raise OSError(msg) from None
 
     def _decoded_files(self) -> Iterator[AvroFile]:
-        """Each new file's decoder, in hour order; state is checkpointed after each file.
+        """Each new file's decoder, in hour order; a file enters the state once it is done.
 
-        The caller must have emitted every record of a file before asking for the next one.
+        The caller must have printed every record of a file (or the BATCH messages holding
+        them, see `_before_checkpoint`) before asking for the next one. A STATE is printed
+        every `state_interval_seconds` and at the end.
         """
         if self._currents_tap.stop_requested:
             return
         self._currents_tap.check_storage()
         ledger = FileLedger(self.stream_state, int(self.config.get("lookback_hours", 24)))
         storage = self._currents_tap.storage
+        checkpoints = self._currents_tap.checkpoints
         for file, source in self._sources(self._new_files(ledger)):
             if source is None:
                 continue
@@ -140,11 +143,38 @@ class CurrentsStream(Stream):
             source.close()
             ledger.mark_read(file)
             self.files_read += 1
-            self.state_manager.is_flushed = False
-            self._write_state_message()
+            checkpoints.changed()
             if self._currents_tap.stop_requested:
                 self.logger.info("%s: stopped on request after %s", self.name, url)
-                return
+                break
+            if checkpoints.due():
+                self._checkpoint()
+        self._checkpoint()  # the end of the stream, or a stop signal
+
+    def _checkpoint(self) -> None:
+        """Print what is held back (an open batch file's BATCH message), then a STATE."""
+        checkpoints = self._currents_tap.checkpoints
+        if checkpoints.pending:
+            self._before_checkpoint()
+            checkpoints.write()
+
+    def _before_checkpoint(self) -> None:
+        """Print what the next STATE covers and is not printed yet (BATCH mode sets this)."""
+
+    def _abort_sync(self, abort_reason: Exception) -> None:
+        """A record limit or an error: checkpoint the files done, then the SDK's handling."""
+        self._checkpoint()
+        super()._abort_sync(abort_reason)
+
+    def _write_schema_message(self) -> None:
+        """The SDK's, except for streams left to the next run by a stop signal."""
+        if not self._currents_tap.stop_requested:
+            super()._write_schema_message()
+
+    def _write_state_message(self) -> None:
+        """The SDK's checkpoints (every N records, end of a sync) follow the interval too."""
+        if self._currents_tap.checkpoints.due():
+            self._checkpoint()
 
     def _report_damage(self, url: str, exc: BaseException, count: int) -> None:
         detail = self._currents_tap.storage.describe_error(exc)
@@ -246,8 +276,6 @@ class CurrentsStream(Stream):
             self._currents_tap.discard_output()
             return
         self._log_summary()
-        self._finalize_state(self.stream_state)
-        self._write_state_message()
 
     def _log_summary(self) -> None:
         self.logger.info("%s: %d files read, %d damaged files, %d non-JSON property values",

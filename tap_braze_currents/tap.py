@@ -16,11 +16,16 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter
 from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_until_stdout_is_read
 from plugin_support.config_errors import SecretSafeConfig
 from tap_braze_currents.avro_decoding import AvroFile
+from tap_braze_currents.checkpoints import Checkpoints
 from tap_braze_currents.event_types import catalog, catalog_avro_schema
 from tap_braze_currents.storage import CurrentsStorage, StorageSettingError
 from tap_braze_currents.streams import CurrentsStream
 
 logger = logging.getLogger(__name__)
+
+# Default of state_interval_seconds: STATE under 1% of the bytes printed on a production-shaped
+# export (docs/tap-performance.md), and little to read again after a kill.
+STATE_INTERVAL_SECONDS = 5.0
 
 
 class TapBrazeCurrents(SecretSafeConfig, Tap):
@@ -54,6 +59,10 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
                     description="Remote files fetched ahead of decoding."),
         th.Property("prefetch_megabytes", th.IntegerType, default=64,
                     description="Upper bound on the bytes of files fetched ahead."),
+        th.Property("state_interval_seconds", th.NumberType, default=STATE_INTERVAL_SECONDS,
+                    description="At most how often a STATE is printed while reading (plus one "
+                    "at the end of each stream and on a stop signal). A killed run reads again "
+                    "what it read since its last STATE."),
     ).to_dict()
 
     _storage_checked = False
@@ -83,6 +92,12 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
+
+    @cached_property
+    def checkpoints(self) -> Checkpoints:
+        """When STATE is printed (every stream checkpoints the one tap state)."""
+        return Checkpoints(self.state, float(self.config.get("state_interval_seconds",
+                                                             STATE_INTERVAL_SECONDS)))
 
     @cached_property
     def storage(self) -> CurrentsStorage:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -65,7 +66,9 @@ def test_state_stays_bounded_by_the_lookback_window(tmp_path: Path, run_tap) -> 
     assert bookmark["newest_hour"] == "2025-04-02-05"
     assert sorted(bookmark["read"]) == ["2025-04-02-02", "2025-04-02-03", "2025-04-02-04",
                                         "2025-04-02-05"]
-    assert all(len(digests) == 2 for digests in bookmark["read"].values())
+    # two files an hour: two 6-byte digests, base64url-packed
+    assert all(len(base64.urlsafe_b64decode(packed)) == 2 * 6
+               for packed in bookmark["read"].values())
     # the state after 30 hours is no larger than after 4
     assert len(json.dumps(bookmark)) < 300
 

@@ -1,0 +1,58 @@
+"""When the tap prints STATE: amortised checkpoints instead of one after every file.
+
+A STATE line holds every stream's read files for the whole lookback window (file_ledger.py), so
+printing one after each small file made STATE most of what the tap printed. Streams call
+`file_done()` after a file's records (or the BATCH messages holding them) were printed; a STATE
+goes out when `interval_seconds` have passed since the last one, and `write()` prints one at once
+(end of a stream, a stop signal). A run killed between checkpoints re-reads at most what it read
+since the last STATE; nothing is skipped, since a file enters the state only once its records
+were printed.
+
+STATE is encoded here with msgspec straight from the tap's state dict: the SDK's state writer
+deep-copies the whole state and compares it with the last one on every write, which costs as
+much as the state is large.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+_encode = msgspec.json.Encoder().encode
+
+
+class Checkpoints:
+    """The tap's STATE messages, written at most every `interval_seconds` unless asked now."""
+
+    def __init__(self, tap_state: dict[str, Any], interval_seconds: float,
+                 clock: Callable[[], float] = time.monotonic):
+        """Checkpoint `tap_state` (the dict the streams update in place)."""
+        self._state = tap_state
+        self._interval = interval_seconds
+        self._clock = clock
+        self._last = clock()
+        self.pending = False  # the state changed since the last STATE
+        self.written = 0
+
+    def due(self) -> bool:
+        """Whether the state changed and the interval has passed since the last STATE."""
+        return self.pending and self._clock() - self._last >= self._interval
+
+    def changed(self) -> None:
+        """The state changed: a file's records were printed and the file marked read."""
+        self.pending = True
+
+    def write(self) -> None:
+        """Print a STATE now if the state changed since the last one."""
+        if not self.pending:
+            return
+        out = sys.stdout.buffer
+        out.write(b'{"type":"STATE","value":' + _encode(self._state) + b"}\n")
+        out.flush()
+        self._last = self._clock()
+        self.pending = False
+        self.written += 1
