@@ -115,7 +115,7 @@ def main() -> None:
               f"{events / seconds:>10,.0f} {peak:>8.0f} {lines:>7,} "
               f"{state_bytes / total:>11.2%} {baseline}", flush=True)
     if len(per_file) > 1:
-        first_hours, first = per_file[0]
+        first = per_file[0][1]
         print("cost per file relative to the first size: " + ", ".join(
             f"{hours} h {cost / first:.2f}" for hours, cost in per_file))
     shutil.rmtree(export, ignore_errors=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -28,7 +28,7 @@ _encode = msgspec.json.Encoder().encode
 class Checkpoints:
     """The tap's STATE messages, written at most every `interval_seconds` unless asked now."""
 
-    def __init__(self, tap_state: dict[str, Any], interval_seconds: float,
+    def __init__(self, tap_state: Mapping[str, Any], interval_seconds: float,
                  clock: Callable[[], float] = time.monotonic):
         """Checkpoint `tap_state` (the dict the streams update in place)."""
         self._state = tap_state
@@ -46,9 +46,9 @@ class Checkpoints:
         """The state changed: a file's records were printed and the file marked read."""
         self.pending = True
 
-    def write(self) -> None:
-        """Print a STATE now if the state changed since the last one."""
-        if not self.pending:
+    def write(self, *, even_unchanged: bool = False) -> None:
+        """Print a STATE now if the state changed since the last one (or `even_unchanged`)."""
+        if not (self.pending or even_unchanged):
             return
         out = sys.stdout.buffer
         out.write(b'{"type":"STATE","value":' + _encode(self._state) + b"}\n")
