@@ -30,12 +30,12 @@ class FileGroup:
 
     members: list[tuple[CurrentsFile, AvroFile]] = field(default_factory=list)
     size: int = 0
+    largest: int = 0
 
     @property
     def small(self) -> bool:
         """Whether the group holds loaded small files (else: one file, streamed)."""
-        return bool(self.members) and self.size <= GROUP_BYTES and all(
-            file.size <= SMALL_FILE_BYTES for file, _ in self.members)
+        return bool(self.members) and self.largest <= SMALL_FILE_BYTES
 
     def takes(self, file: CurrentsFile, avro: AvroFile) -> bool:
         """Whether a file can join (an empty group takes any file)."""
@@ -49,6 +49,7 @@ class FileGroup:
         """Add a file (a small one should have been loaded)."""
         self.members.append((file, avro))
         self.size += file.size
+        self.largest = max(self.largest, file.size)
 
     @property
     def full(self) -> bool:

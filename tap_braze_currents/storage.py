@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, BinaryIO
@@ -34,6 +35,9 @@ MAX_WALK_DEPTH = 5
 # fsspec info keys that change when an object is rewritten, best first, per backend.
 VERSION_KEYS = ("ETag", "etag", "generation", "md5Hash", "mtime", "LastModified",
                 "last_modified", "updated", "created")
+
+# Remote hour folders listed at once (each listing is a round trip of its own).
+LISTING_THREADS = 16
 
 SUPPORTED_SCHEMES = "a local path, file://, s3://, gs://, gcs://, az://, abfs:// or abfss://"
 
@@ -110,7 +114,7 @@ class CurrentsStorage:
         self.root = root.rstrip("/") or root
         self.fs.invalidate_cache()
 
-    @property
+    @cached_property
     def is_local(self) -> bool:
         """Whether files are on this machine (read in place, no prefetch)."""
         protocol = self.fs.protocol
@@ -176,7 +180,7 @@ class CurrentsStorage:
     def files(self, event_type: str, first_hour: str | None,
               end_hour: str | None) -> list[CurrentsFile]:
         """Avro files of one type with first_hour <= hour < end_hour, oldest hour first."""
-        found: list[CurrentsFile] = []
+        hours: list[tuple[str, str]] = []  # (folder, hour)
         for type_folder in self.event_type_folders.get(event_type, []):
             for entry in self._ls(type_folder):
                 hour = basename(entry["name"]).removeprefix(DATE_PREFIX)
@@ -185,7 +189,16 @@ class CurrentsStorage:
                     continue
                 if (first_hour and hour < first_hour) or (end_hour and hour >= end_hour):
                     continue
-                found.extend(self._files_in_hour(entry["name"], event_type, hour))
+                hours.append((entry["name"], hour))
+        found: list[CurrentsFile] = []
+        if self.is_local or len(hours) < 2:
+            for folder, hour in hours:
+                found.extend(self._files_in_hour(folder, event_type, hour))
+        else:  # one round trip per hour: list them at once
+            with ThreadPoolExecutor(LISTING_THREADS, thread_name_prefix="listing") as pool:
+                for files in pool.map(lambda h: self._files_in_hour(h[0], event_type, h[1]),
+                                      hours):
+                    found.extend(files)
         found.sort()
         return found
 
@@ -207,7 +220,9 @@ class CurrentsStorage:
         return str(self.fs.unstrip_protocol(path))
 
     def open(self, path: str) -> BinaryIO:
-        """A file opened for reading in place."""
+        """A file opened for reading in place (local files without fsspec's per-read cost)."""
+        if self.is_local:
+            return open(path, "rb")
         handle: BinaryIO = self.fs.open(path, "rb")
         return handle
 

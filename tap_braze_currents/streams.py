@@ -91,7 +91,7 @@ class CurrentsStream(Stream):
                 yield file, self._guard(file, lambda f=file: storage.open(f.path))
             return
         prefetched = fetch_ahead(files, lambda f: storage.read(f.path), lambda f: f.size,
-                                 max_items=int(self.config.get("prefetch_files", 4)),
+                                 max_items=int(self.config.get("prefetch_files", 32)),
                                  max_bytes=int(self.config.get("prefetch_megabytes", 64)) << 20)
         for file, future in prefetched:
             data = self._guard(file, future.result)

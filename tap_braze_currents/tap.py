@@ -55,8 +55,9 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
                     allowed_values=["skip", "fail"],
                     description="skip: keep the records before the damage, warn and go on; "
                     "fail: stop with an error naming the file."),
-        th.Property("prefetch_files", th.IntegerType, default=4,
-                    description="Remote files fetched ahead of decoding."),
+        th.Property("prefetch_files", th.IntegerType, default=32,
+                    description="Remote files fetched ahead of decoding, at once (small files "
+                    "are a round trip each; prefetch_megabytes bounds the bytes)."),
         th.Property("prefetch_megabytes", th.IntegerType, default=64,
                     description="Upper bound on the bytes of files fetched ahead."),
         th.Property("state_interval_seconds", th.NumberType, default=STATE_INTERVAL_SECONDS,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import signal
@@ -13,7 +14,9 @@ from pathlib import Path
 import fsspec
 
 from tap_braze_currents.demo_export import currents_key, write_avro_file, write_demo_export
-from tap_braze_currents.event_types import catalog_avro_schema
+from tap_braze_currents.event_types import catalog_avro_schema, stream_name
+from tap_braze_currents.file_ledger import file_digest
+from tap_braze_currents.storage import CurrentsStorage
 from tests.conftest import SAMPLE_TYPES, parse_messages, tap_command, write_json
 
 
@@ -156,3 +159,137 @@ def test_a_target_gone_after_the_stop_signal_ends_the_tap_cleanly(tmp_path: Path
     assert "The target stopped reading after the stop signal" in text
     assert "unhandled error" not in text
     assert "Traceback" not in text
+
+
+# -- amortised checkpoints ---------------------------------------------------------------
+
+def _digests_by_url(export_root: Path) -> dict[tuple[str, str], str]:
+    """(stream, packed digest of one file) -> the file's URL, for every file of an export."""
+    storage = CurrentsStorage(str(export_root))
+    found = {}
+    for event_type in storage.event_type_folders:
+        for file in storage.files(event_type, None, None):
+            packed = base64.urlsafe_b64encode(file_digest(file)).decode()
+            found[(stream_name(event_type), packed)] = storage.url_of(file.path)
+    return found
+
+
+def _files_in_state(state: dict, digests: dict[tuple[str, str], str]) -> set[str]:
+    urls = set()
+    for stream, bookmark in state.get("bookmarks", {}).items():
+        for packed in bookmark.get("read", {}).values():
+            raw = base64.urlsafe_b64decode(packed)
+            for i in range(0, len(raw), 6):
+                urls.add(digests[(stream, base64.urlsafe_b64encode(raw[i:i + 6]).decode())])
+    return urls
+
+
+def assert_states_follow_their_records(messages: list[dict], export_root: Path) -> int:
+    """Every STATE marks read only files whose records were all printed before it."""
+    digests = _digests_by_url(export_root)
+    expected_per_file = Counter()
+    for message in messages:
+        if message["type"] == "RECORD":
+            expected_per_file[message["record"]["_sdc_source_file"]] += 1
+    printed: Counter[str] = Counter()
+    states = 0
+    for message in messages:
+        if message["type"] == "RECORD":
+            printed[message["record"]["_sdc_source_file"]] += 1
+        elif message["type"] == "STATE":
+            states += 1
+            for url in _files_in_state(message["value"], digests):
+                assert printed[url] == expected_per_file[url], f"STATE before records of {url}"
+    return states
+
+
+def test_state_interval_is_honoured_and_states_follow_their_records(tmp_path: Path,
+                                                                    run_tap) -> None:
+    write_demo_export(str(tmp_path), event_types=SAMPLE_TYPES[:3], hours=3, events_per_file=1000)
+    rare = run_tap({"storage_url": str(tmp_path), "state_interval_seconds": 3600})
+    assert rare.returncode == 0, rare.stderr
+    # one STATE at the end of each stream, none in between
+    kinds = [(m["type"], m.get("stream")) for m in rare.messages]
+    states = [i for i, (kind, _) in enumerate(kinds) if kind == "STATE"]
+    assert len(states) == 3
+    for i in states:
+        assert kinds[i - 1][0] == "RECORD"
+        later = [stream for kind, stream in kinds[i + 1:] if kind == "RECORD"]
+        assert kinds[i - 1][1] not in later  # the stream was done
+    assert_states_follow_their_records(rare.messages, tmp_path)
+    often = run_tap({"storage_url": str(tmp_path), "state_interval_seconds": 0})
+    assert often.returncode == 0, often.stderr
+    assert assert_states_follow_their_records(often.messages, tmp_path) > 3
+    assert often.last_state == rare.last_state
+    assert Counter(often.ids) == Counter(rare.ids)
+
+
+def test_run_killed_between_checkpoints_rereads_only_what_followed_its_last_state(
+        tmp_path: Path, run_tap) -> None:
+    export_root = tmp_path / "export"
+    export = write_demo_export(str(export_root), event_types=SAMPLE_TYPES, hours=3,
+                               events_per_file=200)
+    config = {"storage_url": str(export_root), "state_interval_seconds": 0}
+    config_path = write_json(tmp_path / "config.json", config)
+    process = subprocess.Popen(tap_command(config_path), stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    seen_lines = []
+    states = records_after = 0
+    for line in process.stdout:
+        seen_lines.append(line)
+        if '"type":"STATE"' in line:
+            states += 1
+            records_after = 0
+        elif states >= 4 and '"type":"RECORD"' in line:
+            records_after += 1
+            if records_after == 150:  # inside the files after the 4th checkpoint
+                os.kill(process.pid, signal.SIGKILL)
+                break
+    process.wait()
+    first = parse_messages("".join(seen_lines))
+    assert_states_follow_their_records(first, export_root)
+    last = max(i for i, m in enumerate(first) if m["type"] == "STATE")
+    since_last_state = [m for m in first[last:] if m["type"] == "RECORD"]
+    first_ids = [m["record"]["id"] for m in first if m["type"] == "RECORD"]
+    rerun = run_tap(config, first[last]["value"])
+    assert rerun.returncode == 0, rerun.stderr
+    expected = {i for ids in export.ids.values() for i in ids}
+    got = Counter(first_ids) + Counter(rerun.ids)
+    assert set(got) == expected  # nothing skipped
+    # read again: exactly what was printed after the last STATE, nothing before it
+    assert sum(got.values()) - len(expected) == len(since_last_state) == 150
+
+
+def test_state_after_a_long_backfill_holds_only_the_lookback_window(tmp_path: Path,
+                                                                    run_tap) -> None:
+    write_demo_export(str(tmp_path / "day"), event_types=["users.behaviors.Location"],
+                      hours=25, integrations=1, files_per_hour=2, events_per_file=1)
+    write_demo_export(str(tmp_path / "week"), event_types=["users.behaviors.Location"],
+                      hours=7 * 24, integrations=1, files_per_hour=2, events_per_file=1)
+    day = run_tap({"storage_url": str(tmp_path / "day"), "lookback_hours": 24})
+    week = run_tap({"storage_url": str(tmp_path / "week"), "lookback_hours": 24})
+    assert week.returncode == 0, week.stderr
+    assert len(week.records) == 7 * 24 * 2
+    bookmark = week.last_state["bookmarks"]["users_behaviors_location"]
+    assert bookmark["newest_hour"] == "2025-04-07-23"
+    assert sorted(bookmark["read"]) == [f"2025-04-{6 + (23 + h) // 24:02d}-{(23 + h) % 24:02d}"
+                                        for h in range(25)]  # 2025-04-06-23 .. 2025-04-07-23
+    assert len(json.dumps(bookmark)) == len(
+        json.dumps(day.last_state["bookmarks"]["users_behaviors_location"]))
+
+
+def test_state_of_an_earlier_version_is_read(tmp_path: Path, run_tap) -> None:
+    """States with hex digest lists (before the packed form) still mark their files read."""
+    write_demo_export(str(tmp_path), event_types=["users.behaviors.Location"], hours=2,
+                      integrations=1, events_per_file=2)
+    storage = CurrentsStorage(str(tmp_path))
+    files = storage.files("users.behaviors.Location", None, None)
+    old = {"bookmarks": {"users_behaviors_location": {
+        "newest_hour": files[0].hour,
+        "read": {files[0].hour: [hashlib.blake2b(f"{files[0].path}\n{files[0].version}".encode(),
+                                                 digest_size=8).hexdigest()]}}}}
+    run = run_tap({"storage_url": str(tmp_path)}, old)
+    assert run.returncode == 0, run.stderr
+    assert {m["record"]["_sdc_source_file"] for m in run.records} == {
+        storage.url_of(f.path) for f in files[1:]}
