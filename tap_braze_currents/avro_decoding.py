@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, BinaryIO
 
-import fastavro
 import msgspec
 from polars.exceptions import PanicException
 
+from tap_braze_currents.avro_container import AvroContainer
 from tap_braze_currents.bulk_decoding import BulkBatch, bulk_decodable, rebuilt_container
 from tap_braze_currents.event_types import JSON_OBJECT_FIELDS
 
@@ -105,13 +105,12 @@ class AvroFile:
         self.count = 0
         self.invalid_json = 0
         self.error: Exception | None = None
-        self._reader = fastavro.block_reader(source)
+        self._reader = AvroContainer(source)
         self._blocks: Iterable[Any] = self._reader
         self._load_error: Exception | None = None  # damage found by load(), reported later
         self.source: BinaryIO | None = None  # still open while the file streams (not loaded)
         self.loaded_records = 0
-        self.fingerprint: str = self._reader.metadata.get("avro.schema") or msgspec.json.encode(
-            self._reader.writer_schema).decode()
+        self.fingerprint: str = self._reader.fingerprint
         facts = _schema_facts(self.fingerprint, event_type)
         self.facts = facts
         self._float_fields = facts.float_fields
@@ -121,7 +120,8 @@ class AvroFile:
     @property
     def writer_schema(self) -> dict[str, Any]:
         """The Avro schema the file was written with."""
-        return self._reader.writer_schema  # type: ignore[return-value]
+        schema: dict[str, Any] = self._reader.writer_schema
+        return schema
 
     def load(self) -> None:
         """Read (and decompress) every block now, so that the source can be closed.
