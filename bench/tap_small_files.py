@@ -16,6 +16,7 @@ The tap runs on one core (taskset), as the floors ask.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import sys
@@ -80,6 +81,33 @@ def run(work: Path, module: str, config: dict, label: str) -> tuple[float, float
     return measured.seconds, measured.peak_mb, output
 
 
+def remote_run(work: Path, export: Path, latency: float) -> tuple[float, float, int]:
+    """The export in moto's S3 server behind the fault proxy answering every request
+    `latency` seconds late: (seconds, peak MB, requests the proxy saw)."""
+    import fsspec  # noqa: PLC0415
+
+    from tests.services import start_s3  # noqa: PLC0415 - test servers, as bench/common does
+    from tests.storage_fault_proxy import StorageFaultProxy  # noqa: PLC0415
+
+    service = start_s3()
+    try:
+        fs = fsspec.filesystem("s3", **service.options)
+        fs.mkdir("currents")
+        fs.put(str(export) + "/", "currents/export/", recursive=True)
+        proxy = StorageFaultProxy(service.options["endpoint_url"], {"slow": 1.0},
+                                  slow_seconds=latency).start()
+        try:
+            options = {**service.options, "endpoint_url": proxy.url}
+            config = {"storage_url": "s3://currents/export", "storage_options": options,
+                      "lookback_hours": 24, "start_date": "2025-04-01T00:00:00Z"}
+            seconds, peak, _ = run(work, "tap_braze_currents.tap", config, "remote")
+            return seconds, peak, proxy.requests
+        finally:
+            proxy.stop()
+    finally:
+        service.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -89,6 +117,10 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--lookback-hours", type=int, default=24)
     parser.add_argument("--extra-config", default="{}", help="JSON merged into the tap's config")
+    parser.add_argument("--remote", type=int, nargs="*", default=[],
+                        help="export sizes also read from moto S3 behind a latency proxy")
+    parser.add_argument("--latency", type=float, default=0.030,
+                        help="seconds the proxy holds back every answer")
     args = parser.parse_args()
     work = OUT_DIR / "tap_small_files"
     work.mkdir(parents=True, exist_ok=True)
@@ -110,14 +142,19 @@ def main() -> None:
         if not args.no_baseline and hours in args.baseline_hours:
             plain, _, _ = run(work, "bench.baseline_sdk_tap", {"folder": str(export)}, "plain")
             baseline = f"{plain:>12.1f} {plain / seconds:>8.1f}x"
-        per_file.append((hours, seconds / files))
+        per_file.append((hours, files, seconds))
         print(f"{hours:>5} {files:>7,} {events:>8,} {seconds:>7.1f} {files / seconds:>8,.0f} "
               f"{events / seconds:>10,.0f} {peak:>8.0f} {lines:>7,} "
-              f"{state_bytes / total:>11.2%} {baseline}", flush=True)
-    if len(per_file) > 1:
-        first = per_file[0][1]
-        print("cost per file relative to the first size: " + ", ".join(
-            f"{hours} h {cost / first:.2f}" for hours, cost in per_file))
+              f"{state_bytes / total:>11.3%} {baseline}", flush=True)
+        if hours in args.remote:
+            remote, remote_peak, requests = remote_run(work, export, args.latency)
+            print(f"      same export in moto S3, every request {args.latency * 1000:.0f} ms "
+                  f"late: {remote:.1f} s ({files / remote:,.0f} files/s, {requests:,} requests, "
+                  f"peak {remote_peak:.0f} MB), {remote / seconds:.2f}x the local time",
+                  flush=True)
+    # Marginal cost: what the files between two sizes cost (start-up, ~1 s, drops out).
+    for (h1, f1, s1), (h2, f2, s2) in itertools.pairwise(per_file):
+        print(f"{h1} h -> {h2} h: {(s2 - s1) / (f2 - f1) * 1e6:,.0f} µs per added file")
     shutil.rmtree(export, ignore_errors=True)
     for leftover in work.glob("*.out"):
         leftover.unlink()
