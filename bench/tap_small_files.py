@@ -91,13 +91,13 @@ def remote_run(work: Path, export: Path, latency: float) -> tuple[float, float, 
 
     service = start_s3()
     try:
-        fs = fsspec.filesystem("s3", **service.options)
+        fs = fsspec.filesystem("s3", **service.storage_options)
         fs.mkdir("currents")
         fs.put(str(export) + "/", "currents/export/", recursive=True)
-        proxy = StorageFaultProxy(service.options["endpoint_url"], {"slow": 1.0},
+        proxy = StorageFaultProxy(service.endpoint, {"slow": 1.0},
                                   slow_seconds=latency).start()
         try:
-            options = {**service.options, "endpoint_url": proxy.url}
+            options = {**service.storage_options, "endpoint_url": proxy.url}
             config = {"storage_url": "s3://currents/export", "storage_options": options,
                       "lookback_hours": 24, "start_date": "2025-04-01T00:00:00Z"}
             seconds, peak, _ = run(work, "tap_braze_currents.tap", config, "remote")
