@@ -74,10 +74,17 @@ class CurrentsStream(Stream):
             moment = moment.replace(tzinfo=dt.timezone.utc)
         return hour_key(moment)
 
+    def _ledger(self) -> FileLedger:
+        return FileLedger(self.stream_state, int(self.config.get("lookback_hours", 24)))
+
+    def listing_range(self) -> tuple[str | None, str | None]:
+        """The `date=` hours this stream lists: (first, end), end excluded; None is open."""
+        return (self._ledger().window_start(self._hour_setting("start_date")),
+                self._hour_setting("end_date"))
+
     def _new_files(self, ledger: FileLedger) -> list[CurrentsFile]:
-        storage = self._currents_tap.storage
         first = ledger.window_start(self._hour_setting("start_date"))
-        listed = storage.files(self.event_type, first, self._hour_setting("end_date"))
+        listed = self._currents_tap.listing(self)
         new = [f for f in listed if not ledger.is_read(f)]
         self.logger.info("%s: %d files listed from hour %s on, %d not read yet",
                          self.name, len(listed), first or "(first)", len(new))
@@ -120,7 +127,7 @@ class CurrentsStream(Stream):
         if self._currents_tap.stop_requested:
             return
         self._currents_tap.check_storage()
-        ledger = FileLedger(self.stream_state, int(self.config.get("lookback_hours", 24)))
+        ledger = self._ledger()
         checkpoints = self._currents_tap.checkpoints
         group = FileGroup()
         for file, source in self._sources(self._new_files(ledger)):
@@ -150,6 +157,7 @@ class CurrentsStream(Stream):
             if stop:
                 self.logger.info("%s: stopped on request after %s", self.name,
                                  self._currents_tap.storage.url_of(file.path))
+                self._currents_tap.cancel_listings()
                 break
             if checkpoints.due():
                 self._checkpoint()
