@@ -81,9 +81,10 @@ def run(work: Path, module: str, config: dict, label: str) -> tuple[float, float
     return measured.seconds, measured.peak_mb, output
 
 
-def remote_run(work: Path, export: Path, latency: float) -> tuple[float, float, int]:
+def remote_run(work: Path, export: Path, latency: float,
+               extra: dict) -> tuple[float, float, int, float]:
     """The export in moto's S3 server behind the fault proxy answering every request
-    `latency` seconds late: (seconds, peak MB, requests the proxy saw)."""
+    `latency` seconds late: (seconds, peak MB, requests the proxy saw, STATE share)."""
     import fsspec  # noqa: PLC0415
 
     from tests.services import start_s3  # noqa: PLC0415 - test servers, as bench/common does
@@ -99,9 +100,10 @@ def remote_run(work: Path, export: Path, latency: float) -> tuple[float, float, 
         try:
             options = {**service.storage_options, "endpoint_url": proxy.url}
             config = {"storage_url": "s3://currents/export", "storage_options": options,
-                      "lookback_hours": 24, "start_date": "2025-04-01T00:00:00Z"}
-            seconds, peak, _ = run(work, "tap_braze_currents.tap", config, "remote")
-            return seconds, peak, proxy.requests
+                      "lookback_hours": 24, "start_date": "2025-04-01T00:00:00Z", **extra}
+            seconds, peak, output = run(work, "tap_braze_currents.tap", config, "remote")
+            _, state_bytes, total = state_share(output)
+            return seconds, peak, proxy.requests, state_bytes / total
         finally:
             proxy.stop()
     finally:
@@ -147,11 +149,12 @@ def main() -> None:
               f"{events / seconds:>10,.0f} {peak:>8.0f} {lines:>7,} "
               f"{state_bytes / total:>11.3%} {baseline}", flush=True)
         if hours in args.remote:
-            remote, remote_peak, requests = remote_run(work, export, args.latency)
+            remote, remote_peak, requests, share = remote_run(
+                work, export, args.latency, json.loads(args.extra_config))
             print(f"      same export in moto S3, every request {args.latency * 1000:.0f} ms "
                   f"late: {remote:.1f} s ({files / remote:,.0f} files/s, {requests:,} requests, "
-                  f"peak {remote_peak:.0f} MB), {remote / seconds:.2f}x the local time",
-                  flush=True)
+                  f"peak {remote_peak:.0f} MB, STATE share {share:.3%}), "
+                  f"{remote / seconds:.2f}x the local time", flush=True)
     # Marginal cost: what the files between two sizes cost (start-up, ~1 s, drops out).
     for (h1, f1, s1), (h2, f2, s2) in itertools.pairwise(per_file):
         print(f"{h1} h -> {h2} h: {(s2 - s1) / (f2 - f1) * 1e6:,.0f} µs per added file")

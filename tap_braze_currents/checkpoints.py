@@ -46,12 +46,24 @@ class Checkpoints:
         """The state changed: a file's records were printed and the file marked read."""
         self.pending = True
 
+    def _without_empty_bookmarks(self) -> Mapping[str, Any]:
+        """The state without the `{}` bookmarks of streams that read nothing.
+
+        The same state (a missing bookmark is an empty one), without what every STATE would
+        otherwise repeat.
+        """
+        bookmarks = self._state.get("bookmarks")
+        if not isinstance(bookmarks, dict):
+            return self._state
+        return {**self._state, "bookmarks": {name: value for name, value in bookmarks.items()
+                                             if value != {}}}
+
     def write(self, *, even_unchanged: bool = False) -> None:
         """Print a STATE now if the state changed since the last one (or `even_unchanged`)."""
         if not (self.pending or even_unchanged):
             return
         out = sys.stdout.buffer
-        out.write(b'{"type":"STATE","value":' + _encode(self._state) + b"}\n")
+        out.write(b'{"type":"STATE","value":' + _encode(self._without_empty_bookmarks()) + b"}\n")
         out.flush()
         self._last = self._clock()
         self.pending = False
