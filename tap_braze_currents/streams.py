@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 from singer_sdk import Stream
+from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
 
 try:
     from singer_sdk.helpers.conform import TypeConformanceLevel
@@ -59,6 +60,9 @@ class CurrentsStream(Stream):
         super().__init__(tap, schema=stream_schema(avro_record, event_type),
                          name=stream_name(event_type))
         self._currents_tap = tap
+        # Incremental by the stream's own file ledger (its state), not by a replication key:
+        # the catalog says INCREMENTAL, a rerun reads only files not read yet.
+        self.forced_replication_method = REPLICATION_INCREMENTAL
         self.files_read = 0
         self.corrupt_files = 0
         self.invalid_json = 0
@@ -246,6 +250,9 @@ class CurrentsStream(Stream):
             self._stream_maps = []
         if self.selected:
             self._write_schema_message()
+
+    def _increment_stream_state(self, latest_record: Any, *, context: Any = None) -> None:
+        """Nothing per record: the file ledger advances after each file (_decoded_files)."""
 
     # -- records -------------------------------------------------------------------------
 

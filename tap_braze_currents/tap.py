@@ -16,6 +16,7 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter
 
 from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_until_stdout_is_read
 from plugin_support.config_errors import SecretSafeConfig
+from plugin_support.distribution import DISTRIBUTION
 from tap_braze_currents.avro_decoding import AvroFile
 from tap_braze_currents.checkpoints import Checkpoints
 from tap_braze_currents.event_types import catalog, catalog_avro_schema
@@ -36,6 +37,7 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
     """Braze Currents Avro exports as Singer streams, one per event type."""
 
     name = "tap-braze-currents"
+    package_name = DISTRIBUTION  # for --version
     message_writer_class = MsgSpecWriter
 
     config_jsonschema = th.PropertiesList(

@@ -64,6 +64,9 @@ class Tally:
     skipped: Counter[str] = field(default_factory=Counter)
     dead_lettered: Counter[str] = field(default_factory=Counter)
     imported_by_event: Counter[str] = field(default_factory=Counter)
+    received_by_stream: Counter[str] = field(default_factory=Counter)
+    # records refused because of a target setting (see Refused.setting), by setting
+    refused_by_setting: Counter[str] = field(default_factory=Counter)
 
 
 class Delivery:
@@ -93,6 +96,7 @@ class Delivery:
         self._completed_through = 0        # every batch numbered <= this has its outcome
         self._pending_states: deque[tuple[int, dict]] = deque()
         self.tally = Tally()
+        self._received_by_stream = self.tally.received_by_stream
         self._encode = msgspec.json.Encoder(decimal_format="number").encode
         self._max_batch_age = max_batch_age
         self._started = time.monotonic()
@@ -110,6 +114,7 @@ class Delivery:
         record (a third of the memory), and decodes them again only to dead-letter.
         """
         self.received += 1
+        self._received_by_stream[stream] += 1
         if self._pii_active:
             record = self._pii.apply(record)
         try:
@@ -151,6 +156,8 @@ class Delivery:
     def _refuse(self, stream: str, record: dict[str, Any], refused: Refused) -> None:
         self._dead_letter(stream, record, f"refused before sending: {refused.field}",
                           refused.field, refused.message)
+        if refused.setting:
+            self.tally.refused_by_setting[refused.setting] += 1
 
     def _record_of(self, source: dict[str, Any] | bytes) -> dict[str, Any]:
         if isinstance(source, dict):
@@ -271,5 +278,7 @@ class Delivery:
             "network_errors": counters.network_errors,
             "batch_splits_413": counters.splits,
             "imported_by_event": dict(tally.imported_by_event.most_common()),
+            "received_by_stream": dict(tally.received_by_stream),
+            "refused_by_setting": dict(tally.refused_by_setting),
             "seconds": round(time.monotonic() - self._started, 3),
         }

@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import string
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -23,11 +24,8 @@ from target_mixpanel.mixpanel_rules import INSERT_ID, Refused
 BRAZE_RENAMED_FIELDS = {"platform": "$os", "os_version": "$os_version", "device_model": "$device"}
 # Braze fields that become the event's identity instead of properties.
 BRAZE_IDENTITY_FIELDS = ("id", "time", "time_ms", "external_user_id", "event_type")
-# Singer metadata the tap or the SDK may add; never sent as properties.
-SINGER_METADATA_FIELDS = ("_sdc_source_file", "_sdc_extracted_at", "_sdc_received_at",
-                          "_sdc_batched_at", "_sdc_deleted_at", "_sdc_sequence",
-                          "_sdc_table_version", "_sdc_sync_started_at")
-NOT_PROPERTIES = frozenset(BRAZE_IDENTITY_FIELDS + SINGER_METADATA_FIELDS)
+# Singer metadata a tap or the SDK adds (_sdc_source_file, _sdc_filename, ...): never sent.
+SINGER_METADATA_PREFIX = "_sdc_"
 # Event types whose JSON `properties` are spread into prefixed properties.
 BRAZE_PROPERTY_PREFIXES = {
     "users.behaviors.CustomEvent": "[Custom event property] ",
@@ -54,6 +52,33 @@ def braze_event_names() -> dict[str, dict[str, Any]]:
     return table
 
 
+def is_singer_metadata(field: str) -> bool:
+    """Whether a field is Singer metadata (`_sdc_*`), which no mapping sends as a property."""
+    return field.startswith(SINGER_METADATA_PREFIX)
+
+
+class NotProperties:
+    """The field names a mapping leaves out: its own fields, and every Singer metadata field.
+
+    Records repeat the same names, so each name is judged by is_singer_metadata once (a
+    per-field call on every record would cost about a microsecond per event).
+    """
+
+    def __init__(self, fields: Iterable[str | None]):
+        """`fields`: the names the mapping uses otherwise (identity, time, ...)."""
+        self._left_out: set[str | None] = set(fields)
+        self._judged: set[str | None] = set(self._left_out)
+
+    def of(self, record: dict[str, Any]) -> set[str | None]:
+        """The names to leave out of this record."""
+        if not self._judged.issuperset(record):
+            for field in record.keys() - self._judged:
+                if is_singer_metadata(field):
+                    self._left_out.add(field)
+                self._judged.add(field)
+        return self._left_out
+
+
 def stream_of(event_type: str) -> str:
     """The tap's stream name of a Currents event type."""
     return event_type.lower().replace(".", "_")
@@ -74,6 +99,7 @@ class BrazeCurrentsMapping:
         """Load the event name table."""
         self._names = {t: v["mixpanel_event"] for t, v in braze_event_names().items()}
         self._type_of_stream = {stream_of(t): t for t in self._names}
+        self._not_properties = NotProperties(BRAZE_IDENTITY_FIELDS)
 
     def event_name(self, event_type: str, record: dict[str, Any]) -> str:
         """The Mixpanel event name of a record of a Currents type."""
@@ -96,8 +122,8 @@ class BrazeCurrentsMapping:
         moment = record.get("time_ms")
         if moment is None:
             moment = record.get("time")
-        properties = {k: v for k, v in record.items()
-                      if v is not None and k not in NOT_PROPERTIES}
+        left_out = self._not_properties.of(record)
+        properties = {k: v for k, v in record.items() if v is not None and k not in left_out}
         for source, target in BRAZE_RENAMED_FIELDS.items():
             if source in properties:
                 properties[target] = properties.pop(source)
@@ -115,7 +141,7 @@ class BrazeCurrentsMapping:
 
 def _epoch(value: object, field: str) -> float:
     if isinstance(value, bool):
-        raise Refused(field, f"time field {field!r} holds a boolean")
+        raise Refused(field, f"time field {field!r} holds a boolean", "time_field")
     if isinstance(value, (int, float)):
         return value
     if isinstance(value, str):
@@ -129,11 +155,12 @@ def _epoch(value: object, field: str) -> float:
             moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise Refused(field, f"time field {field!r} is not a number or ISO date-time: "
-                          f"{value!r}") from None
+                          f"{value!r}", "time_field") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=dt.timezone.utc)
         return round(moment.timestamp() * 1000)
-    raise Refused(field, f"time field {field!r} is missing or not a time: {value!r}")
+    raise Refused(field, f"time field {field!r} is missing or not a time: {value!r}",
+                  "time_field")
 
 
 class GenericMapping:
@@ -147,7 +174,7 @@ class GenericMapping:
         self.distinct_id_field = distinct_id_field
         self.time_field = time_field
         self.insert_id_field = insert_id_field
-        self._used = {distinct_id_field, time_field, insert_id_field}
+        self._not_properties = NotProperties((distinct_id_field, time_field, insert_id_field))
 
     def map(self, stream: str, record: dict[str, Any]) -> dict[str, Any]:
         """One record as a Mixpanel event."""
@@ -156,19 +183,23 @@ class GenericMapping:
             distinct_id = str(distinct_id)
         if distinct_id is None or distinct_id == "":
             raise Refused("distinct_id", f"record has no {self.distinct_id_field!r} "
-                          "(distinct_id_field)")
+                          "(distinct_id_field)", "distinct_id_field")
         moment = _epoch(record.get(self.time_field), self.time_field)
         if self.insert_id_field and record.get(self.insert_id_field) not in (None, ""):
             insert_id = insert_id_for(record[self.insert_id_field])
-        else:
-            insert_id = insert_id_for({"stream": stream, "record": record})
+        else:  # the row's own content: a tap's metadata (a file's mtime) may differ on a re-read
+            content = {k: v for k, v in record.items() if not is_singer_metadata(k)}
+            insert_id = insert_id_for({"stream": stream, "record": content})
         values = {f: record.get(f, "") for f in self._name_fields}
         values["stream"] = stream
         name = self.event_name.format(**values) if self._name_fields else self.event_name
-        properties: dict[str, Any] = {"time": moment, "distinct_id": distinct_id,
-                                      "$insert_id": insert_id}
-        for field, value in record.items():
-            if value is not None and field not in self._used \
-                    and not field.startswith("_sdc_"):
-                properties[field] = value
+        if not name:
+            raise Refused("event", f"event_name {self.event_name!r} gives an empty name for "
+                          "this record", "event_name")
+        left_out = self._not_properties.of(record)
+        properties = {k: v for k, v in record.items() if v is not None and k not in left_out}
+        # set last: a column of the same name (a `time` beside time_field) never replaces them
+        properties["time"] = moment
+        properties["distinct_id"] = distinct_id
+        properties["$insert_id"] = insert_id
         return {"event": name, "properties": properties}

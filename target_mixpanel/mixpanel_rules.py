@@ -32,13 +32,18 @@ REGION_HOSTS = {
 
 
 class Refused(Exception):  # noqa: N818 - reads as "the event is refused"
-    """An event Mixpanel would refuse; `field` names the property at fault."""
+    """An event Mixpanel would refuse; `field` names the property at fault.
 
-    def __init__(self, field: str, message: str):
+    `setting` names the target setting that made it so (a mapping setting pointing at a field
+    the record lacks), when there is one.
+    """
+
+    def __init__(self, field: str, message: str, setting: str | None = None):
         """A refusal of one field, with a message for the dead-letter file."""
         super().__init__(message)
         self.field = field
         self.message = message
+        self.setting = setting
 
 
 def epoch_seconds(value: float) -> float:

@@ -59,6 +59,8 @@ class PiiPolicy:
 
     def apply(self, record: dict[str, Any]) -> dict[str, Any]:
         """The record with personal data hashed or dropped (a new dict; the input is unchanged)."""
+        if not self.active:
+            return dict(record)
         result = {}
         for key, value in record.items():
             if key in PII_FIELDS and isinstance(value, str):

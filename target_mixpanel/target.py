@@ -19,6 +19,7 @@ from singer_sdk.singerlib.encoding.base import GenericSingerReader
 
 from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_until_stdout_is_read
 from plugin_support.config_errors import SecretSafeConfig
+from plugin_support.distribution import DISTRIBUTION
 from target_mixpanel.mixpanel_rules import MAX_EVENTS_PER_REQUEST, REGION_HOSTS
 from target_mixpanel.sinks import MixpanelSink
 from target_mixpanel.wiring import DEFAULT_MAX_BATCH_BYTES, SettingError, check_settings
@@ -228,6 +229,7 @@ class TargetMixpanel(SecretSafeConfig, Target):
     """Singer target for Mixpanel's Import API."""
 
     name = "target-mixpanel"
+    package_name = DISTRIBUTION  # for --version
     default_sink_class = MixpanelSink
     message_reader_class = FastReader
 
@@ -313,6 +315,7 @@ class TargetMixpanel(SecretSafeConfig, Target):
         """The SDK target, plus the fast path for RECORD lines of streams without maps."""
         super().__init__(*args, **kwargs)
         self._pool: WorkerPool | None = None
+        self._held_state: dict | None = None  # see _write_state_message
         reader = self.message_reader
         if isinstance(reader, FastReader):
             reader.on_failure = self._abandon
@@ -350,10 +353,27 @@ class TargetMixpanel(SecretSafeConfig, Target):
         assert self._pool is not None
         try:
             self._pool.finish()
+            self._fail_if_a_setting_refused_everything()
         except BaseException:
             self._abandon()
             raise
+        if self._held_state is not None:
+            self._write_state_message(self._held_state)
         self._log_summary(failed=False)
+        self._count_records_in_sinks()
+
+    def _count_records_in_sinks(self) -> None:
+        """Give the SDK's record_count metric (logged when a sink is cleaned up) its count.
+
+        Records skip the sinks (FastReader hands them to the workers), so the SDK never
+        counted them; each stream's count is what the workers received of it.
+        """
+        assert self._pool is not None
+        received = self._pool.summary().get("received_by_stream") or {}
+        for stream, count in received.items():
+            sink = self._sinks_active.get(stream)
+            if sink is not None and count:
+                sink.record_counter_metric.increment(int(count))
 
     def _abandon(self) -> None:
         if self._pool is not None:
@@ -436,8 +456,37 @@ class TargetMixpanel(SecretSafeConfig, Target):
                                                       "record": _decode_line(line)})
 
     def _write_state_message(self, state: dict) -> None:
+        if self._setting_at_fault() is not None:
+            self._held_state = state  # emitted once a record is imported, or never
+            return
+        self._held_state = None
         sys.stdout.write(msgspec.json.encode(state).decode() + "\n")
         sys.stdout.flush()
+
+    def _setting_at_fault(self) -> str | None:
+        """The setting that refused every record so far, if nothing else happened to any."""
+        if self._pool is None:
+            return None
+        summary = self._pool.summary()
+        received = sum((summary.get("received_by_stream") or {}).values())
+        refused = summary.get("refused_by_setting") or {}
+        if summary.get("imported") or not received or len(refused) != 1:
+            return None
+        setting, count = next(iter(refused.items()))
+        return str(setting) if count == received else None
+
+    def _fail_if_a_setting_refused_everything(self) -> None:
+        """A run that imported nothing because of a mapping setting fails, naming it."""
+        setting = self._setting_at_fault()
+        if setting is None:
+            return
+        assert self._pool is not None
+        summary = self._pool.summary()
+        msg = (f"Nothing was imported: every record ({summary['received']}) was refused "
+               f"because of the setting {setting} (= {self.config.get(setting)!r}); see the "
+               f"dead-letter file {summary.get('dead_letter_file')}. Fix {setting} and rerun: "
+               "no state was emitted, so the rerun reads these records again.")
+        raise SettingError(msg)
 
     def process_endofpipe(self) -> None:
         """Deliver what is left, emit the last state, log the summary."""

@@ -74,8 +74,12 @@ class MixpanelState:
     insert_ids: set[str] | None = None         # fast mode: keep $insert_ids (duplicates count)
     fast_duplicates: int = 0                   # fast mode with insert_ids: events seen before
     refused_distinct_ids: set[str] = field(default_factory=set)  # extra strict-mode refusals
+    unavailable_for: set[str] = field(default_factory=set)  # 503 for requests with these ids
     events: dict[tuple, dict] = field(default_factory=dict)  # unique, by the 4 dedup fields
     raw_events: int = 0                        # events stored, duplicates included
+    arrivals: Counter = field(default_factory=Counter)  # $insert_id -> times stored
+    # $insert_id -> times it was stored and then its connection dropped (a resend is due)
+    stored_then_dropped: Counter = field(default_factory=Counter)
     statuses: Counter = field(default_factory=Counter)
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -217,6 +221,9 @@ class Handler(BaseHTTPRequestHandler):
         if fault is None and state.rate_limit is not None \
                 and not state.take_tokens(len(body_events())):
             fault = "429"
+        if fault is None and state.unavailable_for \
+                and not state.unavailable_for.isdisjoint(_insert_ids(body_events())):
+            fault = "503"
         if fault in ("429", "500", "502", "503"):
             body = {"code": int(fault), "status": 0,
                     "error": "Project exceeded rate limits. Please retry the request with "
@@ -277,6 +284,9 @@ class Handler(BaseHTTPRequestHandler):
                     p = event["properties"]
                     key = (event["event"], p["time"], p["distinct_id"], p["$insert_id"])
                     state.events.setdefault(key, event)
+                    state.arrivals[p["$insert_id"]] += 1
+                    if fault == "drop_after":
+                        state.stored_then_dropped[p["$insert_id"]] += 1
         if fault == "drop_after":
             self._drop()
             return

@@ -103,17 +103,16 @@ def test_failed_run_emits_no_state_past_the_last_accounted_record(
     lines = singer_lines(STREAM, records, states={20: {"n": 20}, 40: {"n": 40}, 60: {"n": 60}})
     config = target_config(mixpanel, tmp_path, batch_size=20, max_concurrency=workers,
                            worker_processes=workers, max_retry_seconds=0.3)
-    # the first request goes through; every later one answers 503 until the budget is spent
-    mixpanel.state.script = ["ok"] + ["503"] * 200
+    # the first 20 records go through; every request with a later one answers 503 until the
+    # retry budget is spent, whichever worker sends it
+    mixpanel.state.unavailable_for = {f"evt-{i:05d}" for i in range(20, 60)}
     run = run_target(config, lines)
     assert run.returncode != 0
     assert "retry budget" in run.stderr
-    assert len(mixpanel.state.unique_events) == 20
     imported = {e["properties"]["$insert_id"] for e in mixpanel.state.unique_events}
-    for state in run.states:  # every state emitted covers only records that arrived
-        assert {f"evt-{i:05d}" for i in range(state["n"])} <= imported
-    if workers == 1:
-        assert run.states == [{"n": 20}]
+    assert imported == {f"evt-{i:05d}" for i in range(20)}
+    # the state of the delivered records, and none past them
+    assert run.states == [{"n": 20}]
 
 
 def test_state_waits_for_its_records(mixpanel, run_target, tmp_path: Path) -> None:
@@ -413,3 +412,58 @@ def test_generic_empty_insert_id_falls_back_to_the_record_digest(
     run = run_target(config, singer_lines("rows", records))
     assert run.returncode == 0, run.stderr
     assert sorted(e["properties"]["n"] for e in mixpanel.state.unique_events) == [0, 1]
+
+
+def record_count_metrics(stderr: str) -> dict[str, int]:
+    """The SDK's record_count metric per stream, summed over its log lines."""
+    counts: dict[str, int] = {}
+    for line in stderr.splitlines():
+        if "METRIC: " in line:
+            point = json.loads(line.split("METRIC: ", 1)[1])
+            if point["metric"] == "record_count":
+                stream = point["tags"]["stream"]
+                counts[stream] = counts.get(stream, 0) + point["value"]
+    return counts
+
+
+def test_the_sdk_record_count_metric_counts_each_streams_records(
+        mixpanel, run_target, tmp_path: Path) -> None:
+    orders = [{"id": f"o-{i}", "customer": f"c-{i}", "time": NOW - 60} for i in range(3)]
+    refunds = [{"id": f"r-{i}", "customer": f"c-{i}", "time": NOW - 60} for i in range(2)]
+    config = target_config(mixpanel, tmp_path, mapping="generic", distinct_id_field="customer")
+    run = run_target(config, singer_lines("orders", orders) + singer_lines("refunds", refunds))
+    assert run.returncode == 0, run.stderr
+    assert len(mixpanel.state.unique_events) == 5
+    assert record_count_metrics(run.stderr) == {"orders": 3, "refunds": 2}
+
+
+def test_a_run_whose_every_record_a_setting_refused_fails_naming_it(
+        mixpanel, run_target, tmp_path: Path) -> None:
+    records = [{"id": f"o-{i}", "customer": f"c-{i}", "created": NOW - 60} for i in range(3)]
+    config = target_config(mixpanel, tmp_path, mapping="generic", distinct_id_field="customer",
+                           time_field="created_at")
+    run = run_target(config, singer_lines("orders", records, states={3: {"after": 3}}))
+    assert run.returncode != 0
+    assert "time_field" in run.stderr
+    assert "'created_at'" in run.stderr
+    assert run.states == []          # a rerun with time_field fixed reads them again
+    assert mixpanel.state.requests == []
+    assert sorted(d["record"]["id"] for d in run.dead_letters) == ["o-0", "o-1", "o-2"]
+    # once the setting is right, the same input imports and emits its state
+    config["time_field"] = "created"
+    config["dead_letter_path"] = str(tmp_path / "dead-letters-2.jsonl")
+    run = run_target(config, singer_lines("orders", records, states={3: {"after": 3}}))
+    assert run.returncode == 0, run.stderr
+    assert run.states == [{"after": 3}]
+    assert len(mixpanel.state.unique_events) == 3
+
+
+def test_a_run_with_some_records_refused_by_a_setting_succeeds(
+        mixpanel, run_target, tmp_path: Path) -> None:
+    records = [{"id": "o-1", "customer": "c-1", "time": NOW - 60},
+               {"id": "o-2", "customer": "c-2"}]
+    config = target_config(mixpanel, tmp_path, mapping="generic", distinct_id_field="customer")
+    run = run_target(config, singer_lines("orders", records, states={2: {"after": 2}}))
+    assert run.returncode == 0, run.stderr
+    assert run.states == [{"after": 2}]
+    assert [d["record"]["id"] for d in run.dead_letters] == ["o-2"]

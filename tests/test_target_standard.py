@@ -1,15 +1,23 @@
 """The Singer SDK's standard target test suite, against the Mixpanel-compatible server.
 
-The SDK's sample streams are not Braze events; the generic mapping turns them into events
-(distinct_id from `id`, time from the fixed `time` the suite lacks: dead-lettered) so every
-record must end imported, skipped or dead-lettered, and the server must see only valid events.
+The SDK's sample streams are not Braze events. The generic mapping turns them into events
+(distinct_id from `id`); a stream map gives every record the `time` the samples lack, so the
+records really reach the server. After each test the server must hold one event per sample
+record that has an `id`, the dead-letter file one line per record without one, and the server
+must have answered nothing but 200.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import tempfile
+import time
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
 
+import pytest
 from singer_sdk.testing import get_target_test_class
 
 from target_mixpanel.target import TargetMixpanel
@@ -17,21 +25,57 @@ from tests.mixpanel_server import MixpanelServer
 
 SERVER = MixpanelServer().start()
 atexit.register(SERVER.stop)
-WORK = tempfile.mkdtemp(prefix="target-standard-")
+WORK = Path(tempfile.mkdtemp(prefix="target-standard-"))
+DEAD_LETTERS = WORK / "dead-letters.jsonl"
 CREDS = SERVER.state.credentials
+AN_HOUR_AGO = int(time.time()) - 3600
+SAMPLES = resources.files("singer_sdk.testing") / "target_test_streams"
+# the SDK's tests that expect the target to refuse the input: nothing is sent
+REFUSED = {"invalid_schema", "record_before_schema", "record_missing_key_property"}
 
 _Base = get_target_test_class(
     target_class=TargetMixpanel,
     config={"api_url": SERVER.url, "project_token": CREDS.project_token,
             "mapping": "generic", "distinct_id_field": "id", "time_field": "time",
-            "dead_letter_path": f"{WORK}/dead-letters.jsonl", "max_retry_seconds": 5,
+            "stream_maps": {"*": {"time": str(AN_HOUR_AGO)}},
+            "dead_letter_path": str(DEAD_LETTERS), "max_retry_seconds": 5,
             "retry_first_delay_seconds": 0.01, "retry_jitter_seconds": [0, 0.01]},
 )
 
 
-class TestTargetMixpanel(_Base):  # type: ignore[misc,valid-type]
-    """Standard tests; afterwards the server holds only valid events and saw no error."""
+def _sample_records(test_name: str) -> list[dict]:
+    sample = SAMPLES / f"{test_name.removeprefix('test_target_')}.singer"
+    if not sample.is_file():
+        return []
+    messages = [json.loads(line) for line in sample.read_text().splitlines() if line.strip()]
+    return [m["record"] for m in messages if m["type"] == "RECORD"]
 
-    def teardown_method(self) -> None:
+
+def _dead_letter_count() -> int:
+    return len(DEAD_LETTERS.read_text().splitlines()) if DEAD_LETTERS.exists() else 0
+
+
+class TestTargetMixpanel(_Base):  # type: ignore[misc,valid-type]
+    """Standard tests; afterwards each sample record is at the server or dead-lettered."""
+
+    @pytest.fixture(autouse=True)
+    def _every_record_accounted(self, request: pytest.FixtureRequest) -> Iterator[None]:
+        name = request.node.name
+        events_before = SERVER.state.raw_events
+        letters_before = _dead_letter_count()
+        yield
         statuses = dict(SERVER.state.statuses)
         assert set(statuses) <= {200}, statuses
+        records = _sample_records(name)
+        if name.removeprefix("test_target_") in REFUSED:
+            assert SERVER.state.raw_events == events_before
+            return
+        with_id = [r for r in records if r.get("id") is not None]
+        sent = SERVER.state.unique_events
+        arrived = {(e["event"], e["properties"]["distinct_id"]) for e in sent}
+        assert SERVER.state.raw_events - events_before == len(with_id), name
+        assert _dead_letter_count() - letters_before == len(records) - len(with_id), name
+        for record in with_id:
+            assert any(d == str(record["id"]) for _, d in arrived), (name, record)
+        for event in sent:
+            assert event["properties"]["time"] == AN_HOUR_AGO

@@ -121,6 +121,39 @@ def apply_fan_out(project: dict[str, Any]) -> None:
     project["schedules"] = schedules
 
 
+PINNED_PLUGINS = ROOT / "scripts" / "third-party-plugins.txt"
+def pinned_requirement(executable: str) -> str:
+    """The pip requirement scripts/setup-tests installs for a third-party plugin."""
+    for line in PINNED_PLUGINS.read_text().splitlines():
+        fields = line.split()
+        if fields and not fields[0].startswith("#") and fields[0] == executable:
+            return fields[1]
+    msg = f"{executable} is not pinned in {PINNED_PLUGINS}"
+    raise LookupError(msg)
+
+
+def apply_third_party_loaders(project: dict[str, Any]) -> None:
+    """target-jsonl after our own loaders, for `meltano run` with another project's plugin.
+
+    Its pip requirement is the one the tests pin (tests/test_third_party_plugins.py).
+    """
+    jsonl = {
+        "name": "target-jsonl",
+        "namespace": "target_jsonl",
+        "pip_url": pinned_requirement("target-jsonl"),
+        "executable": "target-jsonl",
+        "settings": [
+            {"name": "destination_path", "kind": "string",
+             "description": "Folder the <stream>.jsonl files are written to."},
+            {"name": "do_timestamp_file", "kind": "boolean",
+             "description": "Add a timestamp to each file name."},
+        ],
+        "config": {"destination_path": "output/jsonl", "do_timestamp_file": False},
+    }
+    loaders = [p for p in project["plugins"]["loaders"] if p["name"] != jsonl["name"]]
+    project["plugins"]["loaders"] = [*loaders, jsonl]
+
+
 def render(project: dict[str, Any]) -> str:
     for extractor in project["plugins"]["extractors"]:
         if extractor["name"] == "tap-braze-currents":
@@ -130,8 +163,10 @@ def render(project: dict[str, Any]) -> str:
     for loader in project["plugins"]["loaders"]:
         if loader["name"] == "target-mixpanel":
             loader["settings"] = settings_of(TargetMixpanel)
+    apply_third_party_loaders(project)
     header = ("# Generated in part by tools/generate_meltano.py: the plugins' `settings`, the "
-              "default `select`,\n# and the fan-out extractors, jobs and schedules.\n")
+              "default `select`,\n# the fan-out extractors, jobs and schedules, and the "
+              "third-party loader target-jsonl.\n")
     return header + yaml.safe_dump(project, sort_keys=False, allow_unicode=True, width=100)
 
 
