@@ -63,6 +63,7 @@ class CurrentsStream(Stream):
         # Incremental by the stream's own file ledger (its state), not by a replication key:
         # the catalog says INCREMENTAL, a rerun reads only files not read yet.
         self.forced_replication_method = REPLICATION_INCREMENTAL
+        self._schema_printed = False
         self.files_read = 0
         self.corrupt_files = 0
         self.invalid_json = 0
@@ -129,6 +130,8 @@ class CurrentsStream(Stream):
         state only then. A STATE is printed every `state_interval_seconds` and at the end.
         """
         if self._currents_tap.stop_requested:
+            if self._schema_printed:  # the signal came right after it: a STATE ends the output
+                self._currents_tap.checkpoints.write(even_unchanged=True)
             return
         self._currents_tap.check_storage()
         ledger = self._ledger()
@@ -216,6 +219,7 @@ class CurrentsStream(Stream):
         """The SDK's, except for streams left to the next run by a stop signal."""
         if not self._currents_tap.stop_requested:
             super()._write_schema_message()
+            self._schema_printed = True
 
     def _write_state_message(self) -> None:
         """The SDK's checkpoints (every N records, end of a sync) follow the interval too."""
@@ -285,9 +289,12 @@ class CurrentsStream(Stream):
                        "record": self._shared_fields(avro)}
             return msgspec.json.encode(message)[:-2]
 
+        checkpoints = self._currents_tap.checkpoints
+
         def write(group: FileGroup) -> None:
             for _, chunk in group.lines(prefix_of, RECORD_TAIL):
                 out.write(chunk)
+                checkpoints.printed(len(chunk))
             out.flush()
 
         self._write_directly(write)
