@@ -8,6 +8,7 @@ the wanted range, and lists each kept hour recursively, whatever layout sits bel
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -86,6 +87,36 @@ def tls_checks_off(options: Mapping[str, Any], where: str = "storage_options") -
 def _version(info: Mapping[str, Any]) -> str:
     marker = next((info[k] for k in VERSION_KEYS if info.get(k) not in (None, "")), "")
     return f"{info.get('size', 0)}:{marker}"
+
+
+def _local_find(folder: str) -> dict[str, dict[str, Any]]:
+    """What fsspec's local `find(folder, detail=True)` gives for files: path -> size, mtime.
+
+    From os.scandir, without fsspec's per-entry path handling (which was a fifth of a small
+    file's cost).
+    """
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return found
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                found.update(_local_find(entry.path))
+                continue
+            stat = entry.stat(follow_symlinks=False)
+            size = stat.st_size
+            if entry.is_symlink():
+                try:
+                    size = entry.stat(follow_symlinks=True).st_size
+                except OSError:
+                    size = 0
+        except FileNotFoundError:
+            continue
+        found[entry.path] = {"name": entry.path, "size": size, "type": "file",
+                             "mtime": stat.st_mtime}
+    return found
 
 
 class CurrentsStorage:
@@ -203,7 +234,7 @@ class CurrentsStorage:
         return found
 
     def _files_in_hour(self, folder: str, event_type: str, hour: str) -> list[CurrentsFile]:
-        listing = self.fs.find(folder, detail=True)
+        listing = _local_find(folder) if self.is_local else self.fs.find(folder, detail=True)
         result = []
         for path, info in listing.items():
             if info.get("type") == "directory":

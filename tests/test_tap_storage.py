@@ -7,11 +7,13 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from pathlib import Path
 
 import fsspec
 import pytest
 
 from tap_braze_currents.demo_export import write_demo_export
+from tap_braze_currents.storage import CurrentsFile, CurrentsStorage, _version
 from tests.conftest import SAMPLE_TYPES
 from tests.services import Service, self_signed_tls
 from tests.storage_fault_proxy import StorageFaultProxy
@@ -207,3 +209,24 @@ def test_remote_listings_and_small_file_fetches_overlap(s3_server: Service, run_
     assert Counter(run.ids) == Counter(i for ids in export.ids.values() for i in ids)
     assert proxy.most_in_flight["listing"] >= 6, proxy.most_in_flight
     assert proxy.most_in_flight["object"] >= 8, proxy.most_in_flight
+
+
+def test_local_listing_gives_what_fsspec_gives(tmp_path) -> None:
+    """The local listing (os.scandir) names the same files, sizes and versions as fsspec's find:
+    states written by earlier versions keep their files read."""
+    write_demo_export(str(tmp_path), event_types=SAMPLE_TYPES[:2], hours=2, events_per_file=2)
+    storage = CurrentsStorage(str(tmp_path))
+    fs = fsspec.filesystem("file")
+    for event_type in SAMPLE_TYPES[:2]:
+        expected = []
+        for type_folder in storage.event_type_folders[event_type]:
+            for hour_folder in fs.ls(type_folder):
+                (Path(hour_folder) / "notes.txt").write_text("not avro")
+                hour = hour_folder.rsplit("date=", 1)[1]
+                expected += [CurrentsFile(hour=hour, path=path, event_type=event_type,
+                                          size=int(info["size"]), version=_version(info))
+                             for path, info in fs.find(hour_folder, detail=True).items()
+                             if path.endswith(".avro")]
+        listed = storage.files(event_type, None, None)
+        assert listed == sorted(expected)
+        assert len(listed) == 2 * 2  # integrations x hours
