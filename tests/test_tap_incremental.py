@@ -11,14 +11,18 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-import fastavro
 import fsspec
 
 from tap_braze_currents.demo_export import currents_key, write_avro_file, write_demo_export
-from tap_braze_currents.event_types import catalog_avro_schema, stream_name
-from tap_braze_currents.file_ledger import file_digest
+from tap_braze_currents.event_types import catalog_avro_schema
 from tap_braze_currents.storage import CurrentsStorage
-from tests.conftest import SAMPLE_TYPES, parse_messages, tap_command, write_json
+from tests.conftest import (
+    SAMPLE_TYPES,
+    assert_states_follow_their_records,
+    parse_messages,
+    tap_command,
+    write_json,
+)
 
 
 def test_second_run_reads_nothing_and_late_file_is_picked_up(tmp_path: Path, run_tap) -> None:
@@ -163,47 +167,6 @@ def test_a_target_gone_after_the_stop_signal_ends_the_tap_cleanly(tmp_path: Path
 
 
 # -- amortised checkpoints ---------------------------------------------------------------
-
-def _digests_by_url(export_root: Path) -> dict[tuple[str, str], str]:
-    """(stream, packed digest of one file) -> the file's URL, for every file of an export."""
-    storage = CurrentsStorage(str(export_root))
-    found = {}
-    for event_type in storage.event_type_folders:
-        for file in storage.files(event_type, None, None):
-            packed = base64.urlsafe_b64encode(file_digest(file)).decode()
-            found[(stream_name(event_type), packed)] = storage.url_of(file.path)
-    return found
-
-
-def _files_in_state(state: dict, digests: dict[tuple[str, str], str]) -> set[str]:
-    urls = set()
-    for stream, bookmark in state.get("bookmarks", {}).items():
-        for packed in bookmark.get("read", {}).values():
-            raw = base64.urlsafe_b64decode(packed)
-            for i in range(0, len(raw), 6):
-                urls.add(digests[(stream, base64.urlsafe_b64encode(raw[i:i + 6]).decode())])
-    return urls
-
-
-def assert_states_follow_their_records(messages: list[dict], export_root: Path) -> int:
-    """Every STATE marks read only files whose records were all printed before it."""
-    digests = _digests_by_url(export_root)
-    expected_per_file = {}
-    for url in digests.values():
-        with fsspec.open(url, "rb") as handle:
-            expected_per_file[url] = sum(block.num_records
-                                         for block in fastavro.block_reader(handle))
-    printed: Counter[str] = Counter()
-    states = 0
-    for message in messages:
-        if message["type"] == "RECORD":
-            printed[message["record"]["_sdc_source_file"]] += 1
-        elif message["type"] == "STATE":
-            states += 1
-            for url in _files_in_state(message["value"], digests):
-                assert printed[url] == expected_per_file[url], f"STATE before records of {url}"
-    return states
-
 
 def test_state_interval_is_honoured_and_states_follow_their_records(tmp_path: Path,
                                                                     run_tap) -> None:
