@@ -1,6 +1,6 @@
 """Regenerate the plugin definitions in meltano.yml from the plugins' own settings schemas.
 
-    python tools/generate_meltano.py          # rewrite the settings of both plugins
+    python tools/generate_meltano.py          # rewrite the settings of the plugins
     python tools/generate_meltano.py --check  # exit 1 if meltano.yml is out of date
 
 Each setting appears once in the code (the plugin's config_jsonschema); meltano.yml's settings
@@ -23,6 +23,7 @@ from singer_sdk import Tap  # noqa: E402
 from singer_sdk.helpers.capabilities import PluginCapabilities  # noqa: E402
 
 from tap_braze_currents.tap import TapBrazeCurrents  # noqa: E402
+from tap_mixpanel_cohorts.tap import TapMixpanelCohorts  # noqa: E402
 from target_mixpanel.event_mapping import braze_event_names, stream_of  # noqa: E402
 from target_mixpanel.target import TargetMixpanel  # noqa: E402
 
@@ -45,7 +46,7 @@ def _kind(schema: dict[str, Any]) -> str:
         return "options"
     types = schema.get("type", "string")
     types = [types] if isinstance(types, str) else types
-    if "number" in types and "string" in types:  # a number or a numeric string (SECONDS)
+    if {"number", "integer"} & set(types) and "string" in types:  # a number or numeric string
         return "string"
     main = next(t for t in types if t != "null")
     if main == "string" and schema.get("format") == "date-time":
@@ -121,6 +122,26 @@ def apply_fan_out(project: dict[str, Any]) -> None:
     project["schedules"] = schedules
 
 
+# Mixpanel cohorts into Braze: target-braze applies the membership changes.
+COHORTS_TAP = {
+    "name": "tap-mixpanel-cohorts", "namespace": "tap_mixpanel_cohorts",
+    "pip_url": "-e .[tap-mixpanel-cohorts]", "executable": "tap-mixpanel-cohorts",
+    "capabilities": ["catalog", "discover", "state", "about", "stream-maps",
+                     "schema-flattening"],
+}
+COHORTS_SELECT = ["cohort_membership_changes.*"]
+
+
+def ensure_cohorts_tap(project: dict[str, Any]) -> None:
+    """tap-mixpanel-cohorts among the extractors (added once, then kept where it is)."""
+    extractors = project["plugins"]["extractors"]
+    found = next((e for e in extractors if e["name"] == COHORTS_TAP["name"]), None)
+    if found is None:
+        extractors.insert(1, dict(COHORTS_TAP))
+    else:
+        found.update(COHORTS_TAP)
+
+
 PINNED_PLUGINS = ROOT / "scripts" / "third-party-plugins.txt"
 def pinned_requirement(executable: str) -> str:
     """The pip requirement scripts/setup-tests installs for a third-party plugin."""
@@ -155,10 +176,14 @@ def apply_third_party_loaders(project: dict[str, Any]) -> None:
 
 
 def render(project: dict[str, Any]) -> str:
+    ensure_cohorts_tap(project)
     for extractor in project["plugins"]["extractors"]:
         if extractor["name"] == "tap-braze-currents":
             extractor["settings"] = settings_of(TapBrazeCurrents)
             extractor["select"] = default_selection()
+        if extractor["name"] == COHORTS_TAP["name"]:
+            extractor["settings"] = settings_of(TapMixpanelCohorts)
+            extractor["select"] = COHORTS_SELECT
     apply_fan_out(project)
     for loader in project["plugins"]["loaders"]:
         if loader["name"] == "target-mixpanel":

@@ -1,0 +1,165 @@
+"""Queries to Mixpanel's Query API: service-account auth, the budget, retries, clear errors.
+
+401/403 stop at once naming the service-account settings; 429 waits (Retry-After when given)
+and 5xx or a dropped connection retries with exponential backoff, within `max_retry_seconds`.
+No error text carries a secret.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import backoff
+import requests
+
+from plugin_support.config_errors import redact
+from tap_mixpanel_cohorts.mixpanel_query_api import AUTH_STATUSES, RETRY_STATUSES
+from tap_mixpanel_cohorts.query_budget import QueryBudget
+
+logger = logging.getLogger(__name__)
+
+FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
+NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout,
+                  requests.exceptions.ChunkedEncodingError)
+
+
+class QuerySettingError(Exception):
+    """The Query API refused or could not be reached; the message names the setting to fix."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A service account of the project."""
+
+    username: str
+    secret: str
+    project_id: str
+    workspace_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Delays doubling from `first_delay` up to 60 s, within `budget_seconds` in all."""
+
+    first_delay: float = 2.0
+    max_delay: float = 60.0
+    budget_seconds: float = 600.0
+
+    def delays(self) -> Iterator[float]:
+        """Successive waits before each retry."""
+        for delay in backoff.expo(base=2, factor=self.first_delay, max_value=self.max_delay):
+            if delay is not None:
+                yield float(delay)
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """The Retry-After header in seconds (a number or an HTTP date), if any."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt gave: the body, or the problem and how long to wait."""
+
+    body: bytes | None = None
+    problem: str = ""
+    throttled: bool = False
+    retry_after: float | None = None
+
+
+def _error_text(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    return str(body.get("error") or body)[:200] if isinstance(body, dict) else str(body)[:200]
+
+
+class QueryClient:
+    """POSTs to `{base_url}{path}` with project_id (and workspace_id) on every request."""
+
+    def __init__(self, base_url: str, credentials: Credentials, budget: QueryBudget,
+                 retry: RetryPolicy, timeout: float = 120.0):
+        """A client with its own connection pool; nothing is sent yet."""
+        self.base_url = base_url.rstrip("/")
+        self._credentials = credentials
+        self._budget = budget
+        self._retry = retry
+        self._timeout = timeout
+        self._session = requests.Session()
+        self._session.auth = (credentials.username, credentials.secret)
+        self._params = {"project_id": credentials.project_id}
+        if credentials.workspace_id:
+            self._params["workspace_id"] = credentials.workspace_id
+        self.retries = 0
+
+    def _clean(self, text: str) -> str:
+        return redact(text, [self._credentials.secret])
+
+    def post(self, path: str, form: Mapping[str, str]) -> bytes:
+        """The body of a 200 answer to one query; raises QuerySettingError when it cannot."""
+        url = self.base_url + path
+        deadline = time.monotonic() + self._retry.budget_seconds
+        delays = self._retry.delays()
+        while True:
+            outcome = self._attempt(url, path, form)
+            if outcome.body is not None:
+                return outcome.body
+            delay = next(delays) if outcome.retry_after is None else outcome.retry_after
+            if time.monotonic() + delay > deadline:
+                msg = (f"Mixpanel's Query API at api_url {self.base_url!r} still failing after "
+                       f"max_retry_seconds ({self._retry.budget_seconds:g} s); last: "
+                       f"{outcome.problem}. Check api_url/region, or try again later.")
+                raise QuerySettingError(msg)
+            self.retries += 1
+            logger.warning("%s: %s; retrying in %.1f s", path, outcome.problem, delay)
+            if outcome.throttled:
+                self._budget.pause(delay)  # every query waits out a 429
+            else:
+                time.sleep(delay)
+
+    def _attempt(self, url: str, path: str, form: Mapping[str, str]) -> Outcome:
+        try:
+            with self._budget.query():
+                # bytes, not a dict: headers and body then leave in one write (a body sent
+                # after the headers waits for a delayed ACK, 40 ms a query)
+                response = self._session.post(url, params=self._params,
+                                              data=urlencode(form).encode(),
+                                              headers=FORM_HEADERS, timeout=self._timeout)
+        except requests.exceptions.InvalidURL as exc:
+            msg = f"api_url {self.base_url!r} is not a valid URL ({self._clean(str(exc))})"
+            raise QuerySettingError(msg) from None
+        except NETWORK_ERRORS as exc:
+            return Outcome(problem=self._clean(f"{type(exc).__name__}: {exc}"))
+        status = response.status_code
+        if status == 200:
+            return Outcome(body=response.content)
+        if status in AUTH_STATUSES:
+            msg = (f"Mixpanel at {self.base_url} refused the service account ({status}: "
+                   f"{self._clean(_error_text(response))}). Check service_account_username, "
+                   "service_account_secret and project_id (and workspace_id, region/api_url: "
+                   "a project's service account works only on its region's host).")
+            raise QuerySettingError(msg)
+        if status in RETRY_STATUSES:
+            return Outcome(problem=f"HTTP {status}: {self._clean(_error_text(response))}",
+                           throttled=status == 429,
+                           retry_after=retry_after_seconds(response) if status == 429 else None)
+        msg = (f"Mixpanel's Query API answered {status} to {path}: "
+               f"{self._clean(_error_text(response))}")
+        raise QuerySettingError(msg)

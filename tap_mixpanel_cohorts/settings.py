@@ -1,0 +1,111 @@
+"""The tap's settings, declared once (the JSON Schema) and read once (typed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from singer_sdk import typing as th
+
+from tap_mixpanel_cohorts.mixpanel_query_api import (
+    DISTINCT_ID,
+    MAX_CONCURRENT_QUERIES,
+    MAX_QUERIES_PER_HOUR,
+    REGION_HOSTS,
+)
+
+DEFAULT_SNAPSHOT_URL = "mixpanel-cohort-snapshots"
+NUMERIC_ID = th.CustomType({"type": ["integer", "string"], "pattern": "^[0-9]+$"})
+# Seconds as a number or a numeric string (Meltano passes "0.5" from the environment as is;
+# a decimal setting would reach the tap as a Decimal it cannot write).
+SECONDS = th.CustomType({"type": ["number", "string"], "pattern": r"^[0-9]+(\.[0-9]+)?$"})
+
+CONFIG_SCHEMA = th.PropertiesList(
+    th.Property("project_id", NUMERIC_ID, required=True,
+                description="Mixpanel project id (a number or a numeric string)."),
+    th.Property("service_account_username", th.StringType, required=True,
+                description="Service account user name (needs access to the project)."),
+    th.Property("service_account_secret", th.StringType, required=True, secret=True,
+                description="Service account secret."),
+    th.Property("workspace_id", NUMERIC_ID,
+                description="Optional: workspace (data view) id, for projects with data views."),
+    th.Property("region", th.StringType, default="US", allowed_values=list(REGION_HOSTS),
+                description="Data residency: US (mixpanel.com), EU (eu.mixpanel.com) or IN "
+                "(in.mixpanel.com)."),
+    th.Property("api_url", th.StringType,
+                description="Base URL overriding region (proxies, tests); requests go to "
+                "{api_url}/api/query/cohorts/list and {api_url}/api/query/engage."),
+    th.Property("cohort_ids", th.ArrayType(th.IntegerType),
+                description="Optional list of cohort ids to read; default: every cohort of "
+                "the project. A cohort dropped from the list gets a remove for every member."),
+    th.Property("id_property", th.StringType, default=DISTINCT_ID,
+                description="The profile property holding the Braze external_id (user_id); "
+                "$distinct_id or a property such as $braze_external_id. Members without it "
+                "are skipped and counted."),
+    th.Property("snapshot_url", th.StringType, default=DEFAULT_SNAPSHOT_URL,
+                description="Where membership snapshots are kept: a local folder, s3://, gs:// "
+                "or az:// URL. Keep one per pipeline; the state names files here."),
+    th.Property("snapshot_options", th.ObjectType(additional_properties=True), secret=True,
+                description="Options for the fsspec filesystem of snapshot_url (endpoint_url, "
+                "key, secret, token, connection_string, ...)."),
+    th.Property("snapshot_grace_hours", th.IntegerType, default=72,
+                description="Snapshots no state names any longer are deleted after this many "
+                "hours."),
+    th.Property("max_queries_per_hour", th.IntegerType, default=MAX_QUERIES_PER_HOUR,
+                description="Query API budget of the project (Mixpanel: 60 an hour); the tap "
+                "never starts more in any hour."),
+    th.Property("max_concurrent_queries", th.IntegerType, default=MAX_CONCURRENT_QUERIES,
+                description="Queries at once (Mixpanel: 5 per project)."),
+    th.Property("max_retry_seconds", SECONDS, default=600,
+                description="How long one query is retried (429, 5xx, dropped connections) "
+                "before the run fails."),
+    th.Property("retry_first_delay_seconds", SECONDS, default=2,
+                description="First wait before a retry; it doubles up to 60 s."),
+).to_dict()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The tap's config, typed, defaults applied."""
+
+    project_id: str
+    username: str
+    secret: str
+    workspace_id: str | None
+    base_url: str
+    cohort_ids: tuple[int, ...] | None
+    id_property: str
+    snapshot_url: str
+    snapshot_options: Mapping[str, Any]
+    snapshot_grace: dt.timedelta
+    max_queries_per_hour: int
+    max_concurrent_queries: int
+    max_retry_seconds: float
+    retry_first_delay_seconds: float
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        """Read from a validated config; a setting left out takes its schema default."""
+        defaults = {name: prop.get("default")
+                    for name, prop in CONFIG_SCHEMA["properties"].items()}
+        config = {**defaults, **{k: v for k, v in config.items() if v is not None}}
+        workspace = config["workspace_id"]
+        ids = config["cohort_ids"]
+        return cls(
+            project_id=str(config["project_id"]),
+            username=str(config["service_account_username"]),
+            secret=str(config["service_account_secret"]),
+            workspace_id=str(workspace) if workspace not in (None, "") else None,
+            base_url=str(config["api_url"] or REGION_HOSTS[config["region"]]),
+            cohort_ids=tuple(int(i) for i in ids) if ids else None,
+            id_property=str(config["id_property"]),
+            snapshot_url=str(config["snapshot_url"]),
+            snapshot_options=dict(config["snapshot_options"] or {}),
+            snapshot_grace=dt.timedelta(hours=int(config["snapshot_grace_hours"])),
+            max_queries_per_hour=int(config["max_queries_per_hour"]),
+            max_concurrent_queries=int(config["max_concurrent_queries"]),
+            max_retry_seconds=float(config["max_retry_seconds"]),
+            retry_first_delay_seconds=float(config["retry_first_delay_seconds"]),
+        )
