@@ -31,9 +31,9 @@ _encode_into = msgspec.json.Encoder(decimal_format="number").encode_into
 # Decompressed Avro bytes decoded at once by the bulk path: bounds its memory; small batches
 # also stay in the processor's cache (measured fastest at about 512 KiB).
 BULK_BYTES = 512 << 10
-# Fewer records than this are decoded one by one: polars' fixed cost per call (about 0.7 ms)
-# is more than fastavro's 15-20 µs a record below it (docs/tap-performance.md).
-BULK_MIN_RECORDS = 48
+# Fewer records than this are decoded one by one: below it polars' fixed cost per call is more
+# than fastavro's 10-20 µs a record (measured crossover 15-30 records, docs/tap-performance.md).
+BULK_MIN_RECORDS = 32
 OUTPUT_CHUNK_BYTES = 1 << 20
 RECORD_TAIL = b"}\n"  # closes a RECORD message after its record
 
