@@ -35,6 +35,10 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+class SettingError(ValueError):
+    """A setting is missing, out of range or inconsistent; the message names it."""
+
+
 class SecretSafeConfig:
     """Mixin for a Singer plugin: config errors name the setting, hide secret values."""
 

@@ -5,29 +5,28 @@ released only when everything before it is imported, skipped by rule or dead-let
 
 The reading thread maps, checks and encodes events and fills a batch; full batches go to a
 pool of sending threads (at most `max_concurrency` requests in flight). Results are collected
-in batch order, so a STATE is emitted exactly when every batch before it has its outcome.
+in batch order (plugin_support.ordered_sends), so a STATE is emitted exactly when every batch
+before it has its outcome.
 """
 
 from __future__ import annotations
 
 import gc
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
 
-from target_mixpanel.dead_letter import DeadLetterFile
+from plugin_support.dead_letter import DeadLetterFile
+from plugin_support.ordered_sends import OrderedSends
+from plugin_support.retry import Counters
 from target_mixpanel.event_mapping import SkippedByRule
-from target_mixpanel.import_client import BatchResult, Counters
+from target_mixpanel.import_client import BatchResult
 from target_mixpanel.mixpanel_rules import MAX_EVENT_BYTES, Refused, check_event
 from target_mixpanel.pii import PiiPolicy
-
-# Finished batches held (in order) behind an unfinished one, as a multiple of max_concurrency.
-HELD_BATCHES_FACTOR = 4
 
 
 class Mapping(Protocol):
@@ -83,18 +82,16 @@ class Delivery:
         self._pii = pii
         self._pii_active = pii.active
         self.received = 0
-        self._emit_state = emit_state
         self.counters = counters
         self._batch_size = batch_size
         self._batch_events = batch_size    # the open batch's limit: batch_size, less when paced
         self._max_batch_bytes = max_batch_bytes
-        self._max_in_flight = max_concurrency
-        self._pool = ThreadPoolExecutor(max_workers=max_concurrency,
-                                        thread_name_prefix="mixpanel-import")
-        self._in_flight: deque[tuple[Batch, Future[BatchResult]]] = deque()
+        self._sends: OrderedSends[Batch, BatchResult] = OrderedSends(
+            send=self._send, account=self._account, emit_state=emit_state,
+            before_state=dead_letters.flush, on_close=dead_letters.close,
+            max_in_flight=max_concurrency,
+            thread_name="mixpanel-import")
         self._batch = Batch(1)
-        self._completed_through = 0        # every batch numbered <= this has its outcome
-        self._pending_states: deque[tuple[int, dict]] = deque()
         self.tally = Tally()
         self._received_by_stream = self.tally.received_by_stream
         self._encode = msgspec.json.Encoder(decimal_format="number").encode
@@ -176,43 +173,16 @@ class Delivery:
         batch = self._batch
         if not batch.events:
             return
-        self._wait_for_room()
+        self._sends.wait_for_room()
         self._batch = Batch(batch.number + 1)
         self._batch_events = self._sender.batch_events(self._batch_size)
-        insert_ids = [source[3] for source in batch.sources]
-        future = self._pool.submit(self._sender.send, batch.events, insert_ids)
-        self._in_flight.append((batch, future))
+        self._sends.submit(batch)
 
-    def _wait_for_room(self) -> None:
-        """Until fewer than max_concurrency requests are unfinished.
-
-        A batch waiting to retry (after a 429) does not hold back the ones behind it; their
-        outcomes wait in order, up to HELD_BATCHES_FACTOR x max_concurrency batches.
-        """
-        while True:
-            self._collect(block=False)
-            unfinished = [future for _, future in self._in_flight if not future.done()]
-            if len(unfinished) < self._max_in_flight and \
-                    len(self._in_flight) < self._max_in_flight * HELD_BATCHES_FACTOR:
-                return
-            wait(unfinished, timeout=1.0, return_when=FIRST_COMPLETED)
+    def _send(self, batch: Batch) -> BatchResult:
+        return self._sender.send(batch.events, [source[3] for source in batch.sources])
 
     def _collect(self, *, block: bool) -> None:
-        """Take the outcomes of finished batches, oldest first; release states they cover."""
-        while self._in_flight:
-            batch, future = self._in_flight[0]
-            if not future.done():
-                if not block:
-                    break
-                wait([future], timeout=1.0, return_when=FIRST_COMPLETED)
-                continue
-            self._in_flight.popleft()
-            self._account(batch, future.result())  # re-raises a fatal send error
-            self._completed_through = batch.number
-            block = False
-        if not self._in_flight and not self._batch.events:
-            self._completed_through = self._batch.number - 1
-        self._release_states()
+        self._sends.collect(block=block)
 
     def _account(self, batch: Batch, result: BatchResult) -> None:
         failed = set()
@@ -231,34 +201,18 @@ class Delivery:
 
     def add_state(self, state: dict) -> None:
         """Hold a STATE until every record before it is accounted for."""
-        needed = self._batch.number if self._batch.events else self._batch.number - 1
-        self._pending_states.append((needed, state))
-        self._collect(block=False)
-
-    def _release_states(self) -> None:
-        ready = None
-        while self._pending_states and self._pending_states[0][0] <= self._completed_through:
-            ready = self._pending_states.popleft()[1]
-        if ready is not None:
-            self._dead_letters.flush()
-            self._emit_state(ready)
+        self._sends.add_state(state, open_batch=bool(self._batch.events))
 
     # -- end -----------------------------------------------------------------------------
 
     def finish(self) -> None:
         """Send what is left, wait for every outcome, release the last state."""
         self._submit()
-        while self._in_flight:
-            self._collect(block=True)
-        self._collect(block=False)
-        self._pool.shutdown(wait=True)
-        self._dead_letters.close()
+        self._sends.finish()
 
     def abandon(self) -> None:
         """Stop after a fatal error: wait for requests in flight, release nothing more."""
-        self._pending_states.clear()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._dead_letters.close()
+        self._sends.abandon()
 
     # -- reporting -----------------------------------------------------------------------
 
@@ -270,12 +224,8 @@ class Delivery:
             "imported": tally.imported,
             "skipped": dict(tally.skipped),
             "dead_lettered": dict(tally.dead_lettered),
-            "dead_letter_file": str(self._dead_letters.path) if self._dead_letters.count else None,
-            "requests": counters.requests,
-            "retries": counters.retries,
-            "throttled_429": counters.throttled,
-            "server_errors": counters.server_errors,
-            "network_errors": counters.network_errors,
+            "dead_letter_file": self._dead_letters.written_path,
+            **counters.as_summary(),
             "batch_splits_413": counters.splits,
             "imported_by_event": dict(tally.imported_by_event.most_common()),
             "received_by_stream": dict(tally.received_by_stream),

@@ -10,21 +10,26 @@ threads at once (gzip and sockets release the GIL).
 from __future__ import annotations
 
 import logging
-import random
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import backoff
 import msgspec
 import requests
 import requests.adapters
 from isal import igzip  # ISA-L gzip: 4x zlib's speed at level 1, same format
 
-from target_mixpanel.pacing import AdaptivePace
+from plugin_support.pacing import AdaptivePace
+from plugin_support.retry import (
+    AuthError,
+    Counters,
+    RetriesExhausted,
+    RetryPolicy,
+    RetrySchedule,
+    TlsError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,18 +37,6 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # With adaptive sending and a pace set, a batch answered 429 goes again as soon as the pace
 # gives it a slot, this many times; then the retry delays apply (Mixpanel asks for backoff).
 PACED_RETRIES = 3
-
-
-class AuthError(Exception):
-    """Mixpanel refused the credentials (401/403); the run stops."""
-
-
-class TlsError(Exception):
-    """The server's TLS certificate did not check out; the run stops (retrying cannot help)."""
-
-
-class RetriesExhausted(Exception):  # noqa: N818 - reads as "the retries are exhausted"
-    """A batch could not be delivered within the retry budget; the run stops."""
 
 
 @dataclass
@@ -62,41 +55,6 @@ class BatchResult:
 
     imported: int = 0
     failures: list[Failure] = field(default_factory=list)
-
-
-@dataclass
-class RetryPolicy:
-    """Mixpanel's recipe: 2 s doubling to 60 s, plus 1-5 s of jitter, within a total budget."""
-
-    first_delay: float = 2.0
-    max_delay: float = 60.0
-    jitter_min: float = 1.0
-    jitter_max: float = 5.0
-    budget_seconds: float = 900.0
-
-    def delays(self) -> Any:
-        """Successive waits before each retry."""
-        for delay in backoff.expo(base=2, factor=self.first_delay, max_value=self.max_delay):
-            yield float(delay or 0) + random.uniform(self.jitter_min, self.jitter_max)
-
-
-@dataclass
-class Counters:
-    """Request-level counts, updated from every sending thread."""
-
-    requests: int = 0
-    retries: int = 0
-    throttled: int = 0
-    server_errors: int = 0
-    network_errors: int = 0
-    splits: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, **amounts: int) -> None:
-        """Add to named counters."""
-        with self.lock:
-            for name, amount in amounts.items():
-                setattr(self, name, getattr(self, name) + amount)
 
 
 def json_array(events: Sequence[bytes]) -> bytes:
@@ -208,8 +166,7 @@ class ImportClient:
 
     def _post_with_retries(self, events: Sequence[bytes]) -> requests.Response:
         body, headers = self._body(events)
-        deadline = time.monotonic() + self._retry.budget_seconds
-        delays = self._retry.delays()
+        schedule = RetrySchedule(self._retry, self.counters, "Mixpanel")
         paced_retries = 0
         while True:
             self.counters.add(requests=1)
@@ -245,22 +202,11 @@ class ImportClient:
             finally:
                 if self._pace is not None:
                     self._pace.release(started, events=len(events), throttled=throttled)
-            if retry_after is not None:
-                delay = retry_after
-            elif (throttled and self._pace is not None and self._pace.rate is not None
-                  and paced_retries < PACED_RETRIES):
+            if (retry_after is None and throttled and self._pace is not None
+                    and self._pace.rate is not None and paced_retries < PACED_RETRIES):
                 paced_retries += 1
-                delay = 0.0  # the pace, cut by the 429, gives the retry its slot
-            else:
-                delay = next(delays)
-            if time.monotonic() + delay > deadline:
-                msg = (f"Mixpanel still failing after the retry budget of "
-                       f"{self._retry.budget_seconds:g} s (last: {problem}); raise "
-                       "max_retry_seconds or try again later")
-                raise RetriesExhausted(msg)
-            self.counters.add(retries=1)
-            logger.debug("Retrying a batch in %.1f s after %s", delay, problem)
-            time.sleep(delay)
+                retry_after = 0.0  # the pace, cut by the 429, gives the retry its slot
+            schedule.wait(problem, retry_after)
 
 
 def result_count(body: Any) -> int:

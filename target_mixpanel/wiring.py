@@ -6,22 +6,22 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from target_mixpanel.dead_letter import DeadLetterFile
+from plugin_support.config_errors import SettingError
+from plugin_support.dead_letter import DeadLetterFile
+from plugin_support.delivery_settings import retry_policy_from
+from plugin_support.pacing import AdaptivePace, SharedPace
+from plugin_support.retry import Counters
 from target_mixpanel.delivery import Delivery
 from target_mixpanel.event_mapping import BrazeCurrentsMapping, GenericMapping
-from target_mixpanel.import_client import Counters, DryRunClient, ImportClient, RetryPolicy
+from target_mixpanel.import_client import DryRunClient, ImportClient
 from target_mixpanel.mixpanel_rules import MAX_EVENTS_PER_REQUEST, MAX_REQUEST_BYTES, REGION_HOSTS
-from target_mixpanel.pacing import AdaptivePace, SharedPace
 from target_mixpanel.pii import PiiPolicy
 
 logger = logging.getLogger("target-mixpanel")
 AUTH_SETTINGS = ("project_id + service_account_username + service_account_secret, "
                  "or project_token, or api_secret")
 DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024
-
-
-class SettingError(ValueError):
-    """A setting is missing, out of range or inconsistent; the message names it."""
+__all__ = ["SettingError", "build_delivery", "check_settings"]
 
 
 def auth_for(config: Mapping[str, Any]) -> tuple[tuple[str, str], dict[str, str], str]:
@@ -97,11 +97,7 @@ def sender_for(config: Mapping[str, Any], counters: Counters, name: str,
     params["ip"] = "0"
     if config.get("strict", True):
         params["strict"] = "1"
-    jitter = [*list(config.get("retry_jitter_seconds") or [1.0, 5.0]), 0.0, 0.0]
-    retry = RetryPolicy(first_delay=float(config.get("retry_first_delay_seconds", 2)),
-                        max_delay=float(config.get("retry_max_delay_seconds", 60)),
-                        jitter_min=float(jitter[0]), jitter_max=float(jitter[1]),
-                        budget_seconds=float(config.get("max_retry_seconds", 900)))
+    retry = retry_policy_from(config)
     return ImportClient(api_url_for(config), auth, params,
                         gzip_level=(int(config.get("gzip_level", 1))
                                     if config.get("gzip", True) else None),

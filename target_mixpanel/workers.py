@@ -11,7 +11,6 @@ error (bad credentials, retry budget spent) stops the run with no state past it.
 from __future__ import annotations
 
 import fcntl
-import importlib
 import logging
 import multiprocessing
 import os
@@ -24,12 +23,16 @@ import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import msgspec
+from singer_sdk.exceptions import MissingKeyPropertiesError, RecordsWithoutSchemaException
 
-from target_mixpanel.pacing import SharedPace
+from plugin_support.pacing import SharedPace
+from plugin_support.retry import AuthError, RetriesExhausted, TlsError
+from plugin_support.state_release import StateGate
 
 logger = logging.getLogger("target-mixpanel")
 
@@ -60,24 +63,80 @@ class _RecordError(Exception):
         self.kind = kind
 
 
-# Errors a worker reports by name, with the module the main process re-raises them from.
-EXPECTED_FAILURES = {
-    "AuthError": "target_mixpanel.import_client",
-    "RetriesExhausted": "target_mixpanel.import_client",
-    "TlsError": "target_mixpanel.import_client",
-    "MissingKeyPropertiesError": "singer_sdk.exceptions",
-    "RecordsWithoutSchemaException": "singer_sdk.exceptions",
-    "BatchFileError": "target_mixpanel.workers",
-}
+# Errors a worker reports by name, which the main process raises again as they were.
+EXPECTED_FAILURES: dict[str, type[Exception]] = {failure.__name__: failure for failure in (
+    AuthError, RetriesExhausted, TlsError, MissingKeyPropertiesError,
+    RecordsWithoutSchemaException, BatchFileError)}
 
 
-def _failure_class(kind: str) -> type[Exception]:
-    """The error the main process raises for a worker's error of `kind`."""
-    module = EXPECTED_FAILURES.get(kind)
-    if module is None:
-        return WorkerError
-    failure: type[Exception] = getattr(importlib.import_module(module), kind)
-    return failure
+# -- the messages between the main process and a worker ------------------------------------
+
+@dataclass(frozen=True)
+class Chunk:
+    """Main -> worker: numbered RECORD lines; `runs` raw byte runs of lines follow it."""
+
+    number: int
+    runs: int
+
+
+@dataclass(frozen=True)
+class ReceivedChunk:
+    """A chunk with its runs of lines, as the worker's receiving thread hands it on."""
+
+    number: int
+    lines: list[bytes]
+
+
+@dataclass(frozen=True)
+class BatchFileChunk:
+    """Main -> worker: a numbered chunk that is a batch file of one stream, for it to read."""
+
+    number: int
+    stream: str
+    url: str
+    compression: str | None
+
+
+@dataclass(frozen=True)
+class KeyProperties:
+    """Main -> worker: a stream's key properties (before any of its records)."""
+
+    stream: str
+    keys: list[str]
+
+
+@dataclass(frozen=True)
+class Finish:
+    """Main -> worker: deliver what is left and stop."""
+
+
+@dataclass(frozen=True)
+class Done:
+    """Worker -> main: every chunk up to `number` is accounted for; the running totals."""
+
+    number: int
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Worker -> main: everything is delivered; the final totals."""
+
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Worker -> main: the worker stopped on an error (`kind` names it); the totals so far."""
+
+    kind: str
+    text: str
+    summary: dict[str, Any] | None
+
+
+ToWorker = Chunk | BatchFileChunk | KeyProperties | Finish
+Inbound = ReceivedChunk | BatchFileChunk | KeyProperties | Finish
+FromWorker = Done | Finished | Failed
 
 
 def _check_keys(keys: dict[str, tuple[str, ...]], stream: str,
@@ -136,24 +195,28 @@ def _deliver_batch_file(delivery: Any, keys: dict[str, tuple[str, ...]], stream:
     return count
 
 
-def _receive_in_background(inbox: Connection) -> queue.SimpleQueue[tuple]:
+def _receive_in_background(inbox: Connection) -> queue.SimpleQueue[Inbound]:
     """Messages from the main process, taken off the pipe by a thread of their own.
 
     The main process then never waits for a worker to finish a chunk before it can hand over
     the next one.
     """
-    inbound: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+    inbound: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
 
     def receive() -> None:
         while True:
+            item: Inbound
             try:
-                item = inbox.recv()
-                if item[0] == "chunk":  # its runs of lines follow as raw bytes
-                    item = ("chunk", item[1], [inbox.recv_bytes() for _ in range(item[2])])
+                message = inbox.recv()
+                if isinstance(message, Chunk):  # its runs of lines follow as raw bytes
+                    item = ReceivedChunk(message.number,
+                                         [inbox.recv_bytes() for _ in range(message.runs)])
+                else:
+                    item = message
             except EOFError:  # the main process is gone
-                item = ("finish",)
+                item = Finish()
             inbound.put(item)
-            if item[0] == "finish":
+            if isinstance(item, Finish):
                 return
 
     threading.Thread(target=receive, name="chunks", daemon=True).start()
@@ -171,7 +234,7 @@ def _delete(url: str) -> None:
         logger.warning("Could not delete the batch file %s: %s", url, exc)
 
 
-def _serve(delivery: Any, inbound: queue.SimpleQueue[tuple], from_files: list[int],
+def _serve(delivery: Any, inbound: queue.SimpleQueue[Inbound], from_files: list[int],
            batch_files: dict[int, str]) -> None:
     """Deliver what the main process sends until it says finish."""
     decode = msgspec.json.Decoder().decode
@@ -182,20 +245,18 @@ def _serve(delivery: Any, inbound: queue.SimpleQueue[tuple], from_files: list[in
         except queue.Empty:
             delivery.poll()  # outcomes arrive while no input does
             continue
-        kind = message[0]
-        if kind == "chunk":
-            for run in message[2]:
+        if isinstance(message, ReceivedChunk):
+            for run in message.lines:
                 _deliver_chunk(delivery, keys, run, decode)
-            delivery.add_state({"chunk": message[1]})
-        elif kind == "file":
-            _, number, stream, url, compression = message
-            batch_files[number] = url
-            from_files[0] += _deliver_batch_file(delivery, keys, stream, url, compression,
-                                                 decode)
-            delivery.add_state({"chunk": number})
-        elif kind == "keys":
-            keys[message[1]] = tuple(message[2])
-        else:  # finish
+            delivery.add_state({"chunk": message.number})
+        elif isinstance(message, BatchFileChunk):
+            batch_files[message.number] = message.url
+            from_files[0] += _deliver_batch_file(delivery, keys, message.stream, message.url,
+                                                 message.compression, decode)
+            delivery.add_state({"chunk": message.number})
+        elif isinstance(message, KeyProperties):
+            keys[message.stream] = tuple(message.keys)
+        else:  # Finish
             delivery.finish()
             return
 
@@ -229,7 +290,7 @@ def _worker_main(config: dict[str, Any], name: str, concurrency: int, pace: Shar
 
     # Results go out from a thread of their own, so that this process never blocks on a full
     # outbox while the main process blocks on a full inbox.
-    results: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+    results: queue.SimpleQueue[FromWorker | None] = queue.SimpleQueue()
 
     def forward() -> None:
         while (item := results.get()) is not None:
@@ -251,13 +312,13 @@ def _worker_main(config: dict[str, Any], name: str, concurrency: int, pace: Shar
             url = batch_files.pop(number)
             if delete_files:
                 _delete(url)
-        results.put(("done", marker["chunk"], summary()))
+        results.put(Done(marker["chunk"], summary()))
 
     try:
         delivery = build_delivery(config, report, name=name, concurrency=concurrency,
                                   pace=pace)
         _serve(delivery, _receive_in_background(inbox), from_files, batch_files)
-        results.put(("finished", summary()))
+        results.put(Finished(summary()))
     except BaseException as exc:
         last = None
         if delivery is not None:
@@ -267,7 +328,7 @@ def _worker_main(config: dict[str, Any], name: str, concurrency: int, pace: Shar
         text = str(exc)
         if kind not in EXPECTED_FAILURES:  # unexpected: keep where it happened
             text = f"{kind}: {text}\n{traceback.format_exc(limit=-4)}"
-        results.put(("failed", kind, text, last))
+        results.put(Failed(kind, text, last))
     finally:
         results.put(None)
         sender.join()
@@ -362,7 +423,7 @@ class WorkerPool:
         self._pending: list[bytes] = []  # runs of RECORD lines not yet handed out
         self._pending_lines = 0
         self._chunk = 0
-        self._pending_states: deque[tuple[int, dict]] = deque()
+        self._states = StateGate()
         self._emit_state = emit_state
         self._progress_seconds = progress_seconds
         self.received = 0
@@ -392,27 +453,27 @@ class WorkerPool:
         """Tell every worker a stream's key properties (before any of its records)."""
         self._dispatch()
         for index in range(len(self._inboxes)):
-            self._post(index, ("keys", stream, list(keys)))
+            self._post(index, KeyProperties(stream, list(keys)))
 
     def add_state(self, state: dict) -> None:
         """Hold a STATE until every record before it is accounted for."""
         self._dispatch()
-        self._pending_states.append((self._chunk, state))
+        self._states.hold(self._chunk, state)
         self._poll(timeout=0)
 
     def add_batch_file(self, stream: str, url: str, compression: str | None) -> None:
         """Take a batch file (JSON Lines records of `stream`); a worker reads it."""
         self._dispatch()
-        self._send(lambda number: ("file", number, stream, url, compression), CHUNK_LINES)
+        self._send(lambda number: BatchFileChunk(number, stream, url, compression), CHUNK_LINES)
 
     def _dispatch(self) -> None:
         if not self._pending:
             return
         runs, count = self._pending, self._pending_lines
         self._pending, self._pending_lines = [], 0
-        self._send(lambda number: ("chunk", number, len(runs)), count, runs)
+        self._send(lambda number: Chunk(number, len(runs)), count, runs)
 
-    def _send(self, message: Callable[[int], tuple], weight: int,
+    def _send(self, message: Callable[[int], ToWorker], weight: int,
               runs: list[bytes] | None = None) -> None:
         """Send a numbered chunk of `weight` records to the least busy worker, once it has room.
 
@@ -429,7 +490,7 @@ class WorkerPool:
         outstanding[worker] += weight
         self._poll(timeout=0)
 
-    def _post(self, index: int, message: tuple, runs: tuple | list = ()) -> None:
+    def _post(self, index: int, message: ToWorker, runs: tuple | list = ()) -> None:
         """Send a worker a message (and raw runs of lines after it).
 
         A worker that stopped on an error closed its end: its own report of the error is what
@@ -467,24 +528,21 @@ class WorkerPool:
         self._release_states()
         self._maybe_progress()
 
-    def _handle(self, index: int, message: tuple) -> None:
-        kind = message[0]
-        if kind == "done":
-            _, number, summary = message
+    def _handle(self, index: int, message: FromWorker) -> None:
+        if isinstance(message, Done):
             open_chunks = self._open[index]
-            while open_chunks and open_chunks[0][0] <= number:
+            while open_chunks and open_chunks[0][0] <= message.number:
                 self._outstanding[index] -= open_chunks.popleft()[1]
-            self._summaries[index] = summary
-        elif kind == "finished":
-            self._summaries[index] = message[1]
+            self._summaries[index] = message.summary
+        elif isinstance(message, Finished):
+            self._summaries[index] = message.summary
             self._open[index].clear()
             self._outstanding[index] = 0
             self._finished[index] = True
         else:
-            _, error_kind, text, summary = message
-            if summary:
-                self._summaries[index] = summary
-            raise _failure_class(error_kind)(text)
+            if message.summary:
+                self._summaries[index] = message.summary
+            raise EXPECTED_FAILURES.get(message.kind, WorkerError)(message.text)
 
     def _check_alive(self, index: int, *, expected: bool) -> None:
         process = self._processes[index]
@@ -496,10 +554,7 @@ class WorkerPool:
 
     def _release_states(self) -> None:
         oldest_open = min((chunks[0][0] for chunks in self._open if chunks), default=None)
-        ready = None
-        while self._pending_states and (oldest_open is None
-                                        or self._pending_states[0][0] < oldest_open):
-            ready = self._pending_states.popleft()[1]
+        ready = self._states.release_through(None if oldest_open is None else oldest_open - 1)
         if ready is not None:
             self._emit_state(ready)
 
@@ -509,7 +564,7 @@ class WorkerPool:
         """Send what is left, let every worker deliver, release the last state."""
         self._dispatch()
         for index in range(len(self._inboxes)):
-            self._post(index, ("finish",))
+            self._post(index, Finish())
         while not all(self._finished):
             self._poll(timeout=self._progress_seconds)
         self._release_states()
@@ -521,7 +576,7 @@ class WorkerPool:
 
         Workers ignore SIGTERM (the main process decides when they stop), so they are killed.
         """
-        self._pending_states.clear()
+        self._states.clear()
         for process in self._processes:
             if process.is_alive():
                 process.kill()

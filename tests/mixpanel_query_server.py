@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import json
-import socket
 import threading
 import time
 import uuid
@@ -32,9 +30,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-import msgspec
-
-from tests.loopback_server import LoopbackServer
+from tests.loopback_server import JsonReplies, LoopbackServer
 
 PAGE_SIZE = 1000  # Mixpanel's engage page size
 
@@ -144,35 +140,15 @@ class QueryState:
                     "statuses": {str(k): v for k, v in self.statuses.items()}}
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(JsonReplies, BaseHTTPRequestHandler):
     # Buffered (flushed after each request) and no Nagle: no answer waits on a delayed ACK.
     wbufsize = -1
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    no_delay = True
     server: MixpanelQueryServer
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _reply(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = msgspec.json.encode(body)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
+    def answered(self, status: int) -> None:
         with self.server.state.lock:
             self.server.state.statuses[status] += 1
-
-    def _drop(self) -> None:
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _authorized(self, params: dict[str, str]) -> str | None:
         """None when the request may go on, else the 401 message."""

@@ -21,22 +21,21 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import gzip
 import random
 import re
-import socket
 import ssl
-import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import msgspec
+
+from tests.loopback_server import JsonReplies, LoopbackServer
 
 REFUSED_IDS = {"00000000-0000-0000-0000-000000000000", "anon", "anonymous", "nil", "none",
                "null", "n/a", "na", "undefined", "unknown", "<nil>", "0", "-1", "true", "false",
@@ -157,28 +156,11 @@ def check(event: Any, now: float) -> tuple[str, str] | None:
     return None
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(JsonReplies, BaseHTTPRequestHandler):
     server: MixpanelServer
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _reply(self, status: int, body: dict[str, Any], headers: dict | None = None) -> None:
-        data = msgspec.json.encode(body)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
+    def answered(self, status: int) -> None:
         self.server.state.statuses[status] += 1
-
-    def _drop(self) -> None:
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _authorized(self, params: dict[str, list[str]]) -> bool:
         creds = self.server.state.credentials
@@ -330,35 +312,11 @@ def _insert_ids(events: list[Any]) -> list[str]:
             if isinstance(e, dict)]
 
 
-class MixpanelServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class MixpanelServer(LoopbackServer):
     def __init__(self, port: int = 0, state: MixpanelState | None = None,
                  tls: ssl.SSLContext | None = None):
-        super().__init__(("127.0.0.1", port), Handler)
-        if tls is not None:
-            self.socket = tls.wrap_socket(self.socket, server_side=True)
-        self.scheme = "https" if tls is not None else "http"
+        super().__init__(port, Handler, tls)
         self.state = state or MixpanelState()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.server_address[1]}"
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client killed mid-request (the fault campaign does it) is not worth a traceback."""
-        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
-            super().handle_error(request, client_address)
-
-    def start(self) -> MixpanelServer:
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
 
 
 def main() -> None:

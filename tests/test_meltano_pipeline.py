@@ -223,6 +223,7 @@ def test_meltano_lists_the_selection_and_hands_the_tap_an_incremental_catalog(
 # libraries one plugin needs and another must not be made to install (Meltano: a venv each)
 NOT_IN_VENV = {
     "loaders/target-mixpanel": ["polars", "fastavro", "s3fs", "gcsfs", "adlfs"],
+    "loaders/target-braze": ["polars", "fastavro", "s3fs", "gcsfs", "adlfs", "isal"],
 }
 
 

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize(("module", "name"), [("tap_braze_currents.tap", "tap-braze-currents"),
-                                              ("target_mixpanel.target", "target-mixpanel")])
+                                              ("target_mixpanel.target", "target-mixpanel"),
+                                              ("target_braze.target", "target-braze")])
 def test_version_is_the_package_version(module: str, name: str) -> None:
     pyproject = (ROOT / "pyproject.toml").read_text()
     distribution = re.search(r'^name = "([^"]+)"', pyproject, re.MULTILINE)[1]  # [project]

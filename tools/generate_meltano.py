@@ -1,6 +1,6 @@
 """Regenerate the plugin definitions in meltano.yml from the plugins' own settings schemas.
 
-    python tools/generate_meltano.py          # rewrite the settings of the plugins
+    python tools/generate_meltano.py          # rewrite the settings of every plugin
     python tools/generate_meltano.py --check  # exit 1 if meltano.yml is out of date
 
 Each setting appears once in the code (the plugin's config_jsonschema); meltano.yml's settings
@@ -24,6 +24,7 @@ from singer_sdk.helpers.capabilities import PluginCapabilities  # noqa: E402
 
 from tap_braze_currents.tap import TapBrazeCurrents  # noqa: E402
 from tap_mixpanel_cohorts.tap import TapMixpanelCohorts  # noqa: E402
+from target_braze.target import TargetBraze  # noqa: E402
 from target_mixpanel.event_mapping import braze_event_names, stream_of  # noqa: E402
 from target_mixpanel.target import TargetMixpanel  # noqa: E402
 
@@ -36,6 +37,15 @@ FAN_OUT_GROUPS = [
     ("behaviors", "users.behaviors."),
     ("journeys", ""),
 ]
+
+# The cohort sync: `meltano run` once by hand is the one-time sync; the schedule is the dynamic
+# sync (every two hours, as the seed asks).
+COHORT_JOB = {"name": "mixpanel-cohorts-to-braze", "tasks": ["tap-mixpanel-cohorts target-braze"]}
+COHORT_SCHEDULE = {"name": "mixpanel-cohorts-to-braze-every-2-hours",
+                   "interval": "0 */2 * * *", "job": "mixpanel-cohorts-to-braze"}
+TARGET_BRAZE = {"name": "target-braze", "namespace": "target_braze",
+                "pip_url": "-e .[target-braze]",
+                "executable": "target-braze", "capabilities": ["about", "stream-maps"]}
 
 KINDS = {"string": "string", "integer": "integer", "number": "decimal", "boolean": "boolean",
          "object": "object", "array": "array"}
@@ -108,7 +118,8 @@ def apply_fan_out(project: dict[str, Any]) -> None:
     """Inherited extractors, jobs and hourly schedules, one per fan-out group."""
     extractors = [e for e in project["plugins"]["extractors"] if "inherit_from" not in e]
     jobs = [j for j in project.get("jobs", []) if not j["name"].startswith("braze-to-mixpanel-")]
-    schedules = []
+    schedules = [s for s in project.get("schedules", [])
+                 if not s["name"].startswith("braze-to-mixpanel-")]
     for name, select in fan_out().items():
         extractor = f"tap-braze-currents--{name}"
         extractors.append({"name": extractor, "inherit_from": "tap-braze-currents",
@@ -140,6 +151,15 @@ def ensure_cohorts_tap(project: dict[str, Any]) -> None:
         extractors.insert(1, dict(COHORTS_TAP))
     else:
         found.update(COHORTS_TAP)
+
+
+def apply_cohort_sync(project: dict[str, Any]) -> None:
+    """The target-braze loader, and the cohort sync's job and schedule."""
+    loaders = project["plugins"]["loaders"]
+    if not any(loader["name"] == TARGET_BRAZE["name"] for loader in loaders):
+        loaders.append(dict(TARGET_BRAZE))
+    for key, entry in (("jobs", COHORT_JOB), ("schedules", COHORT_SCHEDULE)):
+        project[key] = [e for e in project[key] if e["name"] != entry["name"]] + [dict(entry)]
 
 
 PINNED_PLUGINS = ROOT / "scripts" / "third-party-plugins.txt"
@@ -185,9 +205,12 @@ def render(project: dict[str, Any]) -> str:
             extractor["settings"] = settings_of(TapMixpanelCohorts)
             extractor["select"] = COHORTS_SELECT
     apply_fan_out(project)
+    apply_cohort_sync(project)
     for loader in project["plugins"]["loaders"]:
         if loader["name"] == "target-mixpanel":
             loader["settings"] = settings_of(TargetMixpanel)
+        elif loader["name"] == "target-braze":
+            loader["settings"] = settings_of(TargetBraze)
     apply_third_party_loaders(project)
     header = ("# Generated in part by tools/generate_meltano.py: the plugins' `settings`, the "
               "default `select`,\n# the fan-out extractors, jobs and schedules, and the "

@@ -38,6 +38,11 @@ class DeadLetterFile:
             self._handle.write(data)
             self.count += 1
 
+    @property
+    def written_path(self) -> str | None:
+        """The file's path once a dead letter was written to it (for the summary)."""
+        return str(self.path) if self.count else None
+
     def flush(self) -> None:
         """Push written lines to disk (before a state that covers them is emitted)."""
         with self._lock:

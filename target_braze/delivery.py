@@ -1,0 +1,212 @@
+"""The delivery pipeline: records in, one attributes object per user per request, STATE out.
+
+The reading thread folds each record's change into the open request (a user's changes in one
+request go in one object); a full request goes to a pool of sending threads (at most
+`max_concurrency` in flight). A request holding a user whose earlier request is still on its
+way waits for it, so a user's changes reach Braze in input order. Outcomes are taken in
+request order, and a STATE is released (plugin_support.ordered_sends) once every record
+before it is applied or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from plugin_support.dead_letter import DeadLetterFile
+from plugin_support.ordered_sends import OrderedSends
+from plugin_support.retry import Counters
+from target_braze.user_changes import Refused, Skipped, UserChanges
+from target_braze.users_track import ObjectFailure
+
+# An open request is sent once a record arrives this long after its first (a slow tap); a
+# STATE and the end of input send it too.
+MAX_REQUEST_AGE = 2.0
+
+
+class Sender(Protocol):
+    """Delivers one request's objects (see users_track)."""
+
+    def send(self, objects: list[dict[str, Any]]) -> list[ObjectFailure]: ...  # noqa: D102
+
+
+@dataclass
+class Request:
+    """Attributes objects on their way, with the records each one stands for."""
+
+    number: int
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)   # by external_id
+    sources: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
+    opened: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Tally:
+    """Where every record went, and what Braze applied."""
+
+    applied: int = 0                 # records
+    users_updated: int = 0           # attributes objects applied
+    adds: int = 0
+    removes: int = 0
+    attributes_set: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    dead_lettered: Counter[str] = field(default_factory=Counter)
+
+
+class Delivery:
+    """Folds, sends and accounts for records; releases STATE messages once they are safe."""
+
+    def __init__(self, *, changes: UserChanges, sender: Sender, dead_letters: DeadLetterFile,
+                 emit_state: Callable[[dict], None], counters: Counters,
+                 objects_per_request: int, max_concurrency: int):
+        """Wire the pipeline; nothing is sent until records arrive."""
+        self._changes = changes
+        self._sender = sender
+        self._dead_letters = dead_letters
+        self.counters = counters
+        self._per_request = objects_per_request
+        self._sends: OrderedSends[Request, list[ObjectFailure]] = OrderedSends(
+            send=self._send, account=self._account, emit_state=emit_state,
+            before_state=dead_letters.flush, on_close=dead_letters.close,
+            max_in_flight=max_concurrency,
+            thread_name="braze-track")
+        self._request = Request(1)
+        self.received = 0
+        self.tally = Tally()
+        self._started = time.monotonic()
+
+    # -- records -------------------------------------------------------------------------
+
+    def add(self, stream: str, record: dict[str, Any]) -> None:
+        """Take one record: skip it, dead-letter it, or fold it into the open request."""
+        self.received += 1
+        try:
+            change = self._changes.change(stream, record)
+        except Skipped as skip:
+            self.tally.skipped[skip.rule] += 1
+            return
+        except Refused as refused:
+            self._dead_letter(stream, record, f"refused before sending: {refused.field}",
+                              refused.field, refused.message)
+            return
+        request = self._request
+        user = change.external_id
+        target = request.objects.get(user)
+        if target is None:
+            if len(request.objects) >= self._per_request:
+                self._submit()
+                request = self._request
+            if not request.objects:
+                request.opened = time.monotonic()
+            target = request.objects[user] = self._changes.new_object(user)
+            request.sources[user] = []
+        self._changes.fold(target, change)
+        request.sources[user].append((stream, record))
+        if time.monotonic() - request.opened > MAX_REQUEST_AGE:
+            self._submit()
+        elif not self.received & 255:
+            self._collect(block=False)
+
+    def _dead_letter(self, stream: str, record: dict[str, Any], reason: str,
+                     field_name: str | None, message: str | None) -> None:
+        self._dead_letters.write(stream, record, reason, field_name, message)
+        self.tally.dead_lettered[reason] += 1
+
+    # -- requests ------------------------------------------------------------------------
+
+    def _submit(self) -> None:
+        request = self._request
+        if not request.objects:
+            return
+        users = request.objects.keys()
+        # a user's earlier request still on its way goes first: changes arrive in input order
+        self._sends.wait_for_room(lambda sent: not users.isdisjoint(sent.objects))
+        self._request = Request(request.number + 1)
+        self._sends.submit(request)
+
+    def _send(self, request: Request) -> list[ObjectFailure]:
+        return self._sender.send(list(request.objects.values()))
+
+    def _collect(self, *, block: bool) -> None:
+        self._sends.collect(block=block)
+
+    def _account(self, request: Request, failures: list[ObjectFailure]) -> None:
+        users = list(request.objects)
+        failed = {users[failure.index]: failure for failure in failures}
+        tally = self.tally
+        for user, target in request.objects.items():
+            sources = request.sources[user]
+            if user in failed:
+                self._account_refused(failed[user], sources)
+                continue
+            tally.applied += len(sources)
+            tally.users_updated += 1
+            for name, value in target.items():
+                if name in ("external_id", "_update_existing_only"):
+                    continue
+                if isinstance(value, dict):
+                    tally.adds += len(value.get("add", ()))
+                    tally.removes += len(value.get("remove", ()))
+                elif value is True:
+                    tally.adds += 1
+                elif value is None:
+                    tally.removes += 1
+                else:
+                    tally.attributes_set += 1
+
+    def _account_refused(self, refusal: ObjectFailure,
+                         sources: list[tuple[str, dict[str, Any]]]) -> None:
+        """A refused object's records are dead-lettered, but for removes Braze applied alone."""
+        removed = False
+        for stream, record in sources:
+            change = self._changes.change(stream, record) if refusal.removes_applied else None
+            if change is not None and change.remove and not (change.add or change.set):
+                self.tally.applied += 1
+                self.tally.removes += len(change.remove)
+                removed = True
+            else:
+                self._dead_letter(stream, record, refusal.reason, None, refusal.message)
+        self.tally.users_updated += int(removed)
+
+    # -- state ---------------------------------------------------------------------------
+
+    def add_state(self, state: dict) -> None:
+        """Hold a STATE until every record before it is accounted for (send what is open)."""
+        self._submit()
+        self._sends.add_state(state, open_batch=False)
+
+    # -- end -----------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Send what is left, wait for every outcome, release the last state."""
+        self._submit()
+        self._sends.finish()
+
+    def abandon(self) -> None:
+        """Stop after a fatal error: wait for requests in flight, release nothing more."""
+        self._sends.abandon()
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """The closing summary (logged as one JSON line): every record is counted once."""
+        tally, counters = self.tally, self.counters
+        return {
+            "received": self.received,
+            "applied": tally.applied,
+            "skipped": dict(tally.skipped),
+            "dead_lettered": dict(tally.dead_lettered),
+            "in_flight": self.received - tally.applied - sum(tally.skipped.values())
+            - sum(tally.dead_lettered.values()),
+            "users_updated": tally.users_updated,
+            "adds": tally.adds,
+            "removes": tally.removes,
+            "attributes_set": tally.attributes_set,
+            "dead_letter_file": self._dead_letters.written_path,
+            **counters.as_summary(),
+            "request_splits_400": counters.splits,
+            "seconds": round(time.monotonic() - self._started, 3),
+        }

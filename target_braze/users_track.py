@@ -1,0 +1,233 @@
+"""Braze's /users/track over HTTP: one request of attributes objects, every object accounted for.
+
+429: wait for X-RateLimit-Reset and send again; 5xx and network errors: backoff with jitter
+within max_retry_seconds; 401/403: stop, naming api_key and rest_endpoint; 400: split the
+request, a single object refused is dead-lettered (a 400 is never resent as is); per-object
+`errors` of a success answer fail those objects with Braze's message. Answer text is redacted
+before it reaches a log, an error or a dead letter.
+
+`UsersTrackClient.send` is blocking and thread-safe (urllib3's pool: half the CPU per request
+of requests' session, which matters at hundreds of requests a second).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import urllib3
+
+from plugin_support.rate_headers import HeaderPace
+from plugin_support.retry import AuthError, Counters, RetriesExhausted, RetrySchedule, TlsError
+from target_braze.braze_rules import (
+    AUTH_STATUSES,
+    ECHOED_KEY,
+    RATE_LIMIT_HEADER,
+    RATE_REMAINING_HEADER,
+    RATE_RESET_HEADER,
+    RETRYABLE_STATUSES,
+    classify_object_error,
+)
+from target_braze.settings import BrazeSettings
+
+_encode = msgspec.json.Encoder(decimal_format="number").encode
+
+
+class UnexpectedAnswerError(Exception):
+    """Braze answered a status that no retry or split can help (e.g. 404); the run stops."""
+
+
+@dataclass
+class ObjectFailure:
+    """One object of a request that Braze did not apply, by its index in the request."""
+
+    index: int
+    reason: str
+    message: str
+    resend_removes: bool = False
+    removes_applied: bool = False   # its array removes were sent again alone, and applied
+
+
+def request_body(objects: list[dict[str, Any]]) -> bytes:
+    """The /users/track body for attributes objects."""
+    return _encode({"attributes": objects})
+
+
+def redact(text: str, api_key: str) -> str:
+    """Answer text without the key, and without anything Braze echoes as a key."""
+    if api_key:
+        text = text.replace(api_key, "***")
+    return ECHOED_KEY.sub(lambda m: m.group(1) + "***", text)
+
+
+def _header_number(response: urllib3.BaseHTTPResponse, name: str) -> float | None:
+    value = response.headers.get(name)
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class UsersTrackClient:
+    """POSTs attributes objects to `{rest_endpoint}/users/track`."""
+
+    def __init__(self, settings: BrazeSettings, counters: Counters,
+                 pace: HeaderPace | None):
+        """A client; `pace` (adaptive sending) spaces every attempt."""
+        self.url = settings.users_track_url
+        self._key = settings.api_key
+        self._retry = settings.retry
+        self.counters = counters
+        self._pace = pace
+        self._http = urllib3.PoolManager(maxsize=settings.max_concurrency, retries=False,
+                                         timeout=urllib3.Timeout(total=settings.request_timeout))
+        self._headers = {"Authorization": f"Bearer {self._key}",
+                         "Content-Type": "application/json"}
+
+    def send(self, objects: list[dict[str, Any]]) -> list[ObjectFailure]:
+        """Deliver one request's objects; returns those not applied. Raises on fatal answers."""
+        failures: list[ObjectFailure] = []
+        self._send(objects, 0, failures)
+        return failures
+
+    def _send(self, objects: list[dict[str, Any]], offset: int,
+              failures: list[ObjectFailure]) -> None:
+        response = self._post_with_retries(request_body(objects))
+        status = response.status
+        if status in (200, 201):
+            refused = self._object_errors(response, len(objects), offset)
+            failures.extend(refused)
+            self._resend_removes(objects, offset, [f for f in refused if f.resend_removes])
+            return
+        if status == 400:
+            if len(objects) == 1:
+                failures.append(ObjectFailure(offset, "refused by Braze (400)",
+                                              self._text(response)))
+                return
+            self.counters.add(splits=1)   # never resent as is: halves find the bad object
+            half = len(objects) // 2
+            self._send(objects[:half], offset, failures)
+            self._send(objects[half:], offset + half, failures)
+            return
+        msg = (f"Braze answered {status} to {self.url} ({self._text(response)}); check "
+               "rest_endpoint")
+        raise UnexpectedAnswerError(msg)
+
+    def _object_errors(self, response: urllib3.BaseHTTPResponse, count: int,
+                       offset: int) -> list[ObjectFailure]:
+        try:
+            body = msgspec.json.decode(response.data)
+        except msgspec.DecodeError:
+            return []
+        found = []
+        for error in (body.get("errors") or []) if isinstance(body, dict) else []:
+            if not isinstance(error, dict):
+                continue
+            index = error.get("index")
+            if error.get("input_array", "attributes") != "attributes" or \
+                    not isinstance(index, int) or not 0 <= index < count:
+                continue
+            message = redact(str(error.get("type") or error.get("message") or ""), self._key)
+            reason, hint, resend = classify_object_error(message)
+            found.append(ObjectFailure(offset + index, reason, f"{message} ({hint})", resend))
+        return found
+
+    def _resend_removes(self, objects: list[dict[str, Any]], offset: int,
+                        refused: list[ObjectFailure]) -> None:
+        """Send the array removes of refused objects again, alone; mark those applied."""
+        resent: list[tuple[ObjectFailure, dict[str, Any]]] = []
+        for failure in refused:
+            obj = objects[failure.index - offset]
+            removes = {k: {"remove": v["remove"]} for k, v in obj.items()
+                       if isinstance(v, dict) and v.get("remove")}
+            if removes:
+                resent.append((failure, {"external_id": obj["external_id"],
+                                         "_update_existing_only": True, **removes}))
+        if not resent:
+            return
+        again: list[ObjectFailure] = []
+        self._send([obj for _, obj in resent], 0, again)
+        refused_again = {f.index for f in again}
+        for index, (failure, _) in enumerate(resent):
+            failure.removes_applied = index not in refused_again
+
+    def _post_with_retries(self, body: bytes) -> urllib3.BaseHTTPResponse:
+        schedule = RetrySchedule(self._retry, self.counters, "Braze")
+        while True:
+            self.counters.add(requests=1)
+            if self._pace is not None:
+                self._pace.acquire()
+            delay: float | None = None
+            headers: tuple[Any, Any, Any] = (None, None, None)
+            try:
+                response = self._http.request("POST", self.url, body=body,
+                                              headers=self._headers)
+            except urllib3.exceptions.SSLError as exc:
+                msg = (f"The TLS certificate of {self.url} could not be verified "
+                       f"({type(exc).__name__}); check rest_endpoint")
+                raise TlsError(msg) from None
+            except urllib3.exceptions.HTTPError as exc:
+                self.counters.add(network_errors=1)
+                problem = f"network error: {type(exc).__name__}"
+            else:
+                headers = (_header_number(response, RATE_LIMIT_HEADER),
+                           _header_number(response, RATE_REMAINING_HEADER),
+                           _header_number(response, RATE_RESET_HEADER))
+                status = response.status
+                if status in AUTH_STATUSES:
+                    msg = (f"Braze refused the key ({status}: {self._text(response)}). Check "
+                           "api_key (a REST API key with the users.track permission) and "
+                           "rest_endpoint (a key of another instance gets 401).")
+                    raise AuthError(msg)
+                if status not in RETRYABLE_STATUSES:
+                    return response
+                throttled = status == 429
+                self.counters.add(throttled=int(throttled), server_errors=int(not throttled))
+                problem = f"HTTP {status}"
+                if throttled and headers[2] is not None:
+                    delay = self._hold_for(headers[2])
+            finally:
+                if self._pace is not None:
+                    limit, remaining, reset = headers
+                    self._pace.release(None if limit is None else int(limit),
+                                       None if remaining is None else int(remaining), reset)
+            schedule.wait(problem, delay)
+
+    def _hold_for(self, reset: float) -> float:
+        """Seconds until the window resets (every sender holds when pacing)."""
+        if self._pace is not None:
+            return max(0.0, self._pace.throttled(reset))
+        return max(0.02, reset - time.time())
+
+    def _text(self, response: urllib3.BaseHTTPResponse) -> str:
+        return redact(response.data[:300].decode("utf-8", "replace").strip(), self._key)
+
+
+class DryRunClient:
+    """Sends nothing: writes each request body it would send, numbered, to a folder."""
+
+    def __init__(self, settings: BrazeSettings, counters: Counters):
+        """Bodies go to `dry_run_path`/request-000001.json, ... (exactly what would be POSTed)."""
+        self.folder = Path(settings.dry_run_path)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.counters = counters
+        self._next = 0
+        self._lock = threading.Lock()
+        (self.folder / "endpoint.txt").write_text(settings.users_track_url + "\n")
+
+    def send(self, objects: list[dict[str, Any]]) -> list[ObjectFailure]:
+        """Write the body; every object counts as would-be applied."""
+        with self._lock:
+            self._next += 1
+            number = self._next
+        (self.folder / f"request-{number:06d}.json").write_bytes(request_body(objects))
+        self.counters.add(requests=1)
+        return []
+
+
+__all__ = ["AuthError", "DryRunClient", "ObjectFailure", "RetriesExhausted",
+           "UnexpectedAnswerError", "UsersTrackClient"]

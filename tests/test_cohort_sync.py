@@ -1,0 +1,99 @@
+"""tap-mixpanel-cohorts | target-braze: Mixpanel cohort membership ends on Braze profiles.
+
+Both plugins run as their own processes, piped, against the project's Mixpanel Query API- and
+Braze /users/track-compatible servers; the state the target prints feeds the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.braze_server import API_KEY, BrazeServer, BrazeState
+from tests.conftest import write_json
+from tests.mixpanel_query_server import MixpanelQueryServer
+
+KNOWN = {f"user-{i}" for i in range(1, 11)}
+
+
+@pytest.fixture
+def mixpanel() -> Iterator[MixpanelQueryServer]:
+    server = MixpanelQueryServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def braze() -> Iterator[BrazeServer]:
+    server = BrazeServer(state=BrazeState(known_users=set(KNOWN))).start()
+    yield server
+    server.stop()
+
+
+def sync(mixpanel: MixpanelQueryServer, braze: BrazeServer, tmp_path: Path, n: int,
+         state: dict | None) -> tuple[int, list[dict], str]:
+    """One `tap | target` run; (target exit code, states it printed, target stderr)."""
+    query = mixpanel.state
+    tap_config = write_json(tmp_path / f"tap-{n}.json", {
+        "api_url": mixpanel.url, "project_id": query.project_id,
+        "service_account_username": query.service_account[0],
+        "service_account_secret": query.service_account[1],
+        "snapshot_url": str(tmp_path / "snapshots"), "retry_first_delay_seconds": 0.05,
+        "max_retry_seconds": 10})
+    target_config = write_json(tmp_path / f"target-{n}.json", {
+        "api_key": API_KEY, "rest_endpoint": braze.url,
+        "dead_letter_path": str(tmp_path / "dead-letters.jsonl")})
+    tap_command = [sys.executable, "-m", "tap_mixpanel_cohorts.tap", "--config", str(tap_config)]
+    if state is not None:
+        tap_command += ["--state", str(write_json(tmp_path / f"state-{n}.json", state))]
+    with (tmp_path / f"tap-{n}.log").open("w") as tap_log:
+        tap = subprocess.Popen(tap_command, stdout=subprocess.PIPE, stderr=tap_log)
+        assert tap.stdout is not None
+        target = subprocess.run([sys.executable, "-m", "target_braze.target", "--config",
+                                 str(target_config)], stdin=tap.stdout, capture_output=True,
+                                text=True, timeout=120, check=False)
+        tap.stdout.close()
+        assert tap.wait(timeout=60) == 0, (tmp_path / f"tap-{n}.log").read_text()
+    states = [json.loads(line) for line in target.stdout.splitlines() if line.strip()]
+    return target.returncode, states, target.stderr
+
+
+def braze_view(braze: BrazeServer) -> dict[str, set[str]]:
+    """Cohort name -> the Braze users whose attribute holds it."""
+    view: dict[str, set[str]] = {}
+    for user, profile in braze.state.profiles.items():
+        for name in profile.get("mixpanel_cohorts") or []:
+            view.setdefault(name, set()).add(user)
+    return view
+
+
+def test_a_first_sync_and_a_sync_after_changes_leave_braze_equal_to_mixpanel(
+        mixpanel, braze, tmp_path: Path) -> None:
+    query = mixpanel.state
+    query.add_cohort(1, "Power users", ["user-1", "user-2", "user-3", "stranger-1"])
+    query.add_cohort(2, "Churn risk", ["user-3", "user-4"])
+    code, states, err = sync(mixpanel, braze, tmp_path, 1, None)
+    assert code == 0, err
+    assert braze_view(braze) == {"Power users": {"user-1", "user-2", "user-3"},
+                                 "Churn risk": {"user-3", "user-4"}}
+    assert "stranger-1" not in braze.state.profiles           # unknown to Braze: not created
+    assert API_KEY not in err
+    # membership changes and a rename between runs
+    query.add_cohort(1, "Power users", ["user-2", "user-3", "user-5"])
+    query.add_cohort(2, "Churn risk, EU", ["user-3", "user-4", "user-6"])
+    objects_before = braze.state.applied_objects
+    code, states, err = sync(mixpanel, braze, tmp_path, 2, states[-1])
+    assert code == 0, err
+    assert braze_view(braze) == {"Power users": {"user-2", "user-3", "user-5"},
+                                 "Churn risk, EU": {"user-3", "user-4", "user-6"}}
+    # only the changes were sent: user-1 (out), user-5 (in), user-6 (in), and the rename
+    # for user-3 and user-4
+    assert braze.state.applied_objects - objects_before == 5
+    code, states, err = sync(mixpanel, braze, tmp_path, 3, states[-1])  # nothing changed
+    assert code == 0, err
+    assert braze.state.applied_objects - objects_before == 5
