@@ -14,13 +14,14 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, BinaryIO
 
-import fastavro
 import msgspec
 from polars.exceptions import PanicException
 
+from tap_braze_currents.avro_container import AvroContainer
 from tap_braze_currents.bulk_decoding import BulkBatch, bulk_decodable, rebuilt_container
 from tap_braze_currents.event_types import JSON_OBJECT_FIELDS
 
@@ -30,6 +31,9 @@ _encode_into = msgspec.json.Encoder(decimal_format="number").encode_into
 # Decompressed Avro bytes decoded at once by the bulk path: bounds its memory; small batches
 # also stay in the processor's cache (measured fastest at about 512 KiB).
 BULK_BYTES = 512 << 10
+# Fewer records than this are decoded one by one: below it polars' fixed cost per call is more
+# than fastavro's 10-20 µs a record (measured crossover 15-30 records, docs/tap-performance.md).
+BULK_MIN_RECORDS = 32
 OUTPUT_CHUNK_BYTES = 1 << 20
 RECORD_TAIL = b"}\n"  # closes a RECORD message after its record
 
@@ -63,6 +67,29 @@ def _is_float32_array(avro_type: Any) -> bool:
                for b in branches)
 
 
+@dataclass(frozen=True)
+class SchemaFacts:
+    """What decoding needs to know of a writer schema, worked out once per schema."""
+
+    float_fields: list[str]
+    float_array_fields: list[str]
+    json_fields: list[str]
+    bulk_decodable: bool
+
+
+@lru_cache(maxsize=1024)
+def _schema_facts(fingerprint: str, event_type: str) -> SchemaFacts:
+    """The facts of a writer schema, by its text in the file header (files share schemas)."""
+    writer_schema = _json_decode(fingerprint)
+    fields = writer_schema.get("fields", []) if isinstance(writer_schema, dict) else []
+    names = {f["name"] for f in fields}
+    return SchemaFacts(
+        float_fields=[f["name"] for f in fields if _is_float32(f["type"])],
+        float_array_fields=[f["name"] for f in fields if _is_float32_array(f["type"])],
+        json_fields=[n for n in JSON_OBJECT_FIELDS.get(event_type, ()) if n in names],
+        bulk_decodable=isinstance(writer_schema, dict) and bulk_decodable(writer_schema))
+
+
 class AvroFile:
     """The records of one Currents Avro file, decoded lazily.
 
@@ -78,17 +105,47 @@ class AvroFile:
         self.count = 0
         self.invalid_json = 0
         self.error: Exception | None = None
-        self._blocks = fastavro.block_reader(source)
-        fields = self.writer_schema.get("fields", [])
-        self._float_fields = [f["name"] for f in fields if _is_float32(f["type"])]
-        self._float_array_fields = [f["name"] for f in fields if _is_float32_array(f["type"])]
-        names = {f["name"] for f in fields}
-        self._json_fields = [n for n in JSON_OBJECT_FIELDS.get(event_type, ()) if n in names]
+        self._reader = AvroContainer(source)
+        self._blocks: Iterable[Any] = self._reader
+        self._load_error: Exception | None = None  # damage found by load(), reported later
+        self.source: BinaryIO | None = None  # still open while the file streams (not loaded)
+        self.loaded_records = 0
+        self.fingerprint: str = self._reader.fingerprint
+        facts = _schema_facts(self.fingerprint, event_type)
+        self.facts = facts
+        self._float_fields = facts.float_fields
+        self._float_array_fields = facts.float_array_fields
+        self._json_fields = facts.json_fields
 
     @property
     def writer_schema(self) -> dict[str, Any]:
         """The Avro schema the file was written with."""
-        return self._blocks.writer_schema  # type: ignore[return-value]
+        schema: dict[str, Any] = self._reader.writer_schema
+        return schema
+
+    def load(self) -> None:
+        """Read (and decompress) every block now, so that the source can be closed.
+
+        Damage found here is kept and reported (`error`) once the records before it are done.
+        """
+        blocks: list[Any] = []
+        try:
+            blocks.extend(self._reader)
+        except Exception as exc:
+            self._load_error = exc
+        self._blocks = blocks
+        self.loaded_records = sum(block.num_records for block in blocks)
+
+    @property
+    def loaded_blocks(self) -> list[Any]:
+        """The blocks read by `load()`."""
+        return self._blocks if isinstance(self._blocks, list) else []
+
+    def finish_bulk(self, invalid_json: int) -> None:
+        """The loaded blocks were written in bulk along with other files' (file_groups.py)."""
+        self.count = self.loaded_records
+        self.invalid_json += invalid_json
+        self.error = self._load_error
 
     def decoded(self) -> Iterator[dict[str, Any]]:
         """Yield each record as decoded (Avro fields only, quirks fixed); stop at damage."""
@@ -107,6 +164,7 @@ class AvroFile:
                     yield record
         except Exception as exc:
             self.error = exc
+        self.error = self.error or self._load_error
 
     def record_lines(self, prefix: bytes, tail: bytes = RECORD_TAIL) -> Iterator[bytes]:
         """Chunks of lines, each `prefix` + `,` + the record's fields + `}` + `tail`.
@@ -116,7 +174,7 @@ class AvroFile:
         closes the line after the record. `count` includes every line of a chunk once it is
         yielded. Stops at damage, like `decoded()`.
         """
-        if not bulk_decodable(self.writer_schema):
+        if not self.facts.bulk_decodable:
             yield from self._encoded_lines(self.decoded(), prefix, tail)
             return
         batch: list[Any] = []
@@ -135,13 +193,17 @@ class AvroFile:
         except Exception as exc:
             self.error = exc
         yield from self._bulk_lines(batch, size, prefix, tail)
+        self.error = self.error or self._load_error
 
     def _bulk_lines(self, blocks: list[Any], size: int, prefix: bytes,
                     tail: bytes) -> Iterator[bytes]:
         if not blocks:
             return
+        if size < BULK_MIN_RECORDS:  # polars' fixed cost is more than decoding them one by one
+            yield from self._encoded_lines(self._decoded(blocks), prefix, tail)
+            return
         try:
-            bulk = BulkBatch(rebuilt_container(self.writer_schema, blocks), size,
+            bulk = BulkBatch(rebuilt_container(self.fingerprint, blocks), size,
                              self._json_fields)
         except (Exception, PanicException):
             # polars cannot decode these blocks: the record path finds where the damage is.

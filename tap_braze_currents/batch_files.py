@@ -3,27 +3,29 @@
 With the SDK's `batch_config` set, the tap writes records (the record objects alone, one per
 line, as the Singer SDK's batch format has them) to files under `batch_config.storage.root`
 and emits a BATCH message per file instead of a RECORD message per record. Meltano then relays
-one line per file rather than one per event. A Currents file's records go into one or more
-batch files of about `batch_config.batch_size` records each (a file is closed at the first
-512 KiB chunk boundary past it).
+one line per batch file rather than one per event. A batch file holds the records of several
+Currents files, up to about `batch_config.batch_size` records (it is closed at the first chunk
+boundary past that) or until the next STATE, whichever comes first: a STATE only follows the
+BATCH messages of the records it covers.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import IO, Any
 
 from isal import igzip
 
 from tap_braze_currents.avro_decoding import AvroFile
+from tap_braze_currents.file_groups import FileGroup
 
 BATCH_LINE_TAIL = b"\n"  # a batch line ends with its record
 
 
 class BatchFileWriter:
-    """Batch files of one stream for one run; `write()` yields a manifest per file written."""
+    """Batch files of one stream for one run; `write()` yields a manifest per file closed."""
 
     def __init__(self, batch_config: Any, tap_name: str, stream_name: str):
         """Files named `<prefix><tap>--<stream>-<run id>-<n>.jsonl[.gz]` under the root."""
@@ -42,28 +44,44 @@ class BatchFileWriter:
         self._stem = (f"{self._storage.prefix or ''}{tap_name}--{stream_name}-"
                       f"{uuid.uuid4().hex}")
         self._files = 0
+        self._open: tuple[ExitStack, IO[bytes], str] | None = None
+        self._records = 0  # in the open file
 
-    def write(self, avro: AvroFile, prefix: bytes) -> Iterator[list[str]]:
-        """Write the records of one Currents file; yield the manifest of each file closed.
+    def write(self, group: FileGroup,
+              prefix_of: Callable[[AvroFile], bytes]) -> Iterator[list[str]]:
+        """Write the records of a group of Currents files; yield the manifest of each file closed.
 
-        `prefix` opens each line and its record object (fields every record shares).
+        The open batch file goes on across calls until it holds `batch_size` records or
+        `close()` is called (before a STATE: the BATCH message must come first).
+        `prefix_of(file)` opens each line and its record object (fields every record shares).
         """
-        chunks = avro.record_lines(prefix, BATCH_LINE_TAIL)
-        closed = 0  # records in the files already closed
-        chunk = next(chunks, None)
-        while chunk is not None:
+        for _, chunk in group.lines(prefix_of, BATCH_LINE_TAIL):
+            out = self._out()
+            out.write(chunk)
+            self._records += chunk.count(b"\n")  # JSON strings never hold a raw newline
+            if self._records >= self._batch_size:
+                manifest = self.close()
+                if manifest is not None:
+                    yield manifest
+
+    def _out(self) -> IO[bytes]:
+        if self._open is None:
             self._files += 1
             name = f"{self._stem}-{self._files}.jsonl" + (".gz" if self._gzip else "")
-            with ExitStack() as stack:
-                out: IO[bytes] = stack.enter_context(self._storage.open(name, "wb"))
-                if self._gzip:
-                    out = stack.enter_context(
-                        igzip.IGzipFile(fileobj=out, mode="wb", compresslevel=1))  # type: ignore[arg-type]
-                while chunk is not None:
-                    out.write(chunk)
-                    written = avro.count  # counts every chunk yielded so far
-                    chunk = next(chunks, None)
-                    if written - closed >= self._batch_size:
-                        break
-            closed = written
-            yield [self._storage.get_url(name)]
+            stack = ExitStack()
+            out: IO[bytes] = stack.enter_context(self._storage.open(name, "wb"))
+            if self._gzip:
+                out = stack.enter_context(
+                    igzip.IGzipFile(fileobj=out, mode="wb", compresslevel=1))  # type: ignore[arg-type]
+            self._open = (stack, out, name)
+            self._records = 0
+        return self._open[1]
+
+    def close(self) -> list[str] | None:
+        """Close the open batch file; its manifest, or None when none is open."""
+        if self._open is None:
+            return None
+        stack, _, name = self._open
+        self._open = None
+        stack.close()
+        return [self._storage.get_url(name)]

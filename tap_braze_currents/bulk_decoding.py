@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import fastavro
@@ -46,11 +47,22 @@ def bulk_decodable(writer_schema: dict[str, Any]) -> bool:
             and all(_plain(field["type"]) for field in fields))
 
 
-def rebuilt_container(writer_schema: dict[str, Any], blocks: Sequence[Any]) -> bytes:
-    """One uncompressed Avro container holding already decompressed fastavro blocks."""
+@lru_cache(maxsize=256)
+def _container_header(fingerprint: str) -> bytes:
+    """The header of an uncompressed container of a writer schema (given as its JSON text)."""
     out = io.BytesIO()
-    fastavro.writer(out, fastavro.parse_schema(writer_schema), [], codec="null",
+    fastavro.writer(out, fastavro.parse_schema(_json_decode(fingerprint)), [], codec="null",
                     sync_marker=_SYNC)
+    return out.getvalue()
+
+
+def rebuilt_container(fingerprint: str, blocks: Sequence[Any]) -> bytes:
+    """One uncompressed Avro container holding already decompressed fastavro blocks.
+
+    `fingerprint` is the writer schema's JSON text, as the files' headers hold it.
+    """
+    out = io.BytesIO()
+    out.write(_container_header(fingerprint))
     encoder = BinaryEncoder(out)
     for block in blocks:
         data = block.bytes_.getvalue()
@@ -92,15 +104,43 @@ class BulkBatch:
         body = ndjson[1:-1].replace(b"\n{", tail + prefix + b",")
         return prefix + b"," + body + tail
 
+    def segment_lines(self, prefixes: Sequence[bytes], counts: Sequence[int],
+                      tail: bytes) -> list[tuple[bytes, int]]:
+        """The records as consecutive segments (one per file of a group), each with its prefix.
+
+        Returns (lines, JSON values kept as strings) per segment.
+        """
+        written = io.BytesIO()
+        self._frame.write_ndjson(written)
+        lines = written.getvalue().split(b"\n")
+        result = []
+        start = 0
+        for prefix, count in zip(prefixes, counts, strict=True):
+            before = self.invalid_json
+            if self._json_texts:
+                text = self._json_rows(lines, start, count, prefix, tail)
+            else:
+                separator = tail + prefix + b","
+                text = (prefix + b"," + separator.join(line[1:] for line in
+                                                       lines[start:start + count]) + tail)
+            result.append((text if count else b"", self.invalid_json - before))
+            start += count
+        return result
+
     def _lines_with_json(self, ndjson: bytes, prefix: bytes, tail: bytes) -> bytes:
+        lines = ndjson.splitlines()
+        return self._json_rows(lines, 0, len(lines), prefix, tail)
+
+    def _json_rows(self, lines: list[bytes], start: int, count: int, prefix: bytes,
+                   tail: bytes) -> bytes:
         columns = [(b',"' + name.encode() + b'":', texts)
                    for name, texts in self._json_texts.items()]
         out = bytearray()
         end = b"}" + tail
-        for index, line in enumerate(ndjson.splitlines()):
+        for index in range(start, start + count):
             out += prefix
             out += b","
-            out += line[1:-1]
+            out += lines[index][1:-1]
             for key, texts in columns:
                 out += key
                 out += self._json_object(texts[index])

@@ -144,8 +144,8 @@ def write_demo_export(url: str, *, storage_options: dict | None = None,
                       event_types: Iterable[str] | None = None, hours: int = 3,
                       start: dt.datetime | None = None, files_per_hour: int = 1,
                       events_per_file: int = 20, integrations: int = 2,
-                      seed: int = 7) -> DemoExport:
-    """Write a Currents export under `url` and return what it holds."""
+                      seed: int = 7, codecs: tuple[str, ...] = CODECS) -> DemoExport:
+    """Write a Currents export under `url` and return what it holds (codecs taken in turn)."""
     rng = random.Random(seed)
     fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
     root = root.rstrip("/")
@@ -172,7 +172,7 @@ def write_demo_export(url: str, *, storage_options: dict | None = None,
                     key = currents_key(integration, event_type, hour_key(moment),
                                        old_layout=(hour_index + integ_index) % 2 == 1,
                                        partition=part, offset=counter)
-                    codec = CODECS[(type_index + hour_index + part) % len(CODECS)]
+                    codec = codecs[(type_index + hour_index + part) % len(codecs)]
                     write_avro_file(fs, f"{root}/{key}", schema, events, codec)
                     result.files.append(f"{root}/{key}")
                     ids.extend(e["id"] for e in events)

@@ -17,9 +17,10 @@ try:
 except ImportError:  # singer-sdk before it moved
     from singer_sdk.helpers._typing import TypeConformanceLevel
 
-from tap_braze_currents.avro_decoding import AvroFile
+from tap_braze_currents.avro_decoding import RECORD_TAIL, AvroFile
 from tap_braze_currents.batch_files import BatchFileWriter
 from tap_braze_currents.event_types import EXTRA_FIELDS, JSON_OBJECT_FIELDS, stream_name
+from tap_braze_currents.file_groups import FileGroup
 from tap_braze_currents.file_ledger import FileLedger
 from tap_braze_currents.json_schema import merge_json_schemas, record_fields_schema
 from tap_braze_currents.layout import hour_key
@@ -55,13 +56,14 @@ class CurrentsStream(Stream):
     def __init__(self, tap: TapBrazeCurrents, event_type: str, avro_record: dict[str, Any]):
         """A stream for `event_type`, its schema built from an Avro record schema."""
         self.event_type = event_type
-        self._seen_writer_schemas: set[bytes] = set()
+        self._seen_writer_schemas: set[str] = set()
         super().__init__(tap, schema=stream_schema(avro_record, event_type),
                          name=stream_name(event_type))
         self._currents_tap = tap
         # Incremental by the stream's own file ledger (its state), not by a replication key:
         # the catalog says INCREMENTAL, a rerun reads only files not read yet.
         self.forced_replication_method = REPLICATION_INCREMENTAL
+        self._schema_printed = False
         self.files_read = 0
         self.corrupt_files = 0
         self.invalid_json = 0
@@ -77,10 +79,17 @@ class CurrentsStream(Stream):
             moment = moment.replace(tzinfo=dt.timezone.utc)
         return hour_key(moment)
 
+    def _ledger(self) -> FileLedger:
+        return FileLedger(self.stream_state, int(self.config.get("lookback_hours", 24)))
+
+    def listing_range(self) -> tuple[str | None, str | None]:
+        """The `date=` hours this stream lists: (first, end), end excluded; None is open."""
+        return (self._ledger().window_start(self._hour_setting("start_date")),
+                self._hour_setting("end_date"))
+
     def _new_files(self, ledger: FileLedger) -> list[CurrentsFile]:
-        storage = self._currents_tap.storage
         first = ledger.window_start(self._hour_setting("start_date"))
-        listed = storage.files(self.event_type, first, self._hour_setting("end_date"))
+        listed = self._currents_tap.listing(self)
         new = [f for f in listed if not ledger.is_read(f)]
         self.logger.info("%s: %d files listed from hour %s on, %d not read yet",
                          self.name, len(listed), first or "(first)", len(new))
@@ -94,7 +103,7 @@ class CurrentsStream(Stream):
                 yield file, self._guard(file, lambda f=file: storage.open(f.path))
             return
         prefetched = fetch_ahead(files, lambda f: storage.read(f.path), lambda f: f.size,
-                                 max_items=int(self.config.get("prefetch_files", 4)),
+                                 max_items=int(self.config.get("prefetch_files", 32)),
                                  max_bytes=int(self.config.get("prefetch_megabytes", 64)) << 20)
         for file, future in prefetched:
             data = self._guard(file, future.result)
@@ -113,42 +122,109 @@ class CurrentsStream(Stream):
                    f"{storage.describe_error(exc)}")
             raise OSError(msg) from None
 
-    def _decoded_files(self) -> Iterator[AvroFile]:
-        """Each new file's decoder, in hour order; state is checkpointed after each file.
+    def _decoded_files(self) -> Iterator[FileGroup]:
+        """The new files' decoders in groups (file_groups.py), in hour order.
 
-        The caller must have emitted every record of a file before asking for the next one.
+        The caller must have printed every record of a group (or the BATCH messages holding
+        them, see `_before_checkpoint`) before asking for the next one; a file enters the
+        state only then. A STATE is printed every `state_interval_seconds` and at the end.
         """
         if self._currents_tap.stop_requested:
+            if self._schema_printed:  # the signal came right after it: a STATE ends the output
+                self._currents_tap.checkpoints.write(even_unchanged=True)
             return
         self._currents_tap.check_storage()
-        ledger = FileLedger(self.stream_state, int(self.config.get("lookback_hours", 24)))
-        storage = self._currents_tap.storage
+        ledger = self._ledger()
+        checkpoints = self._currents_tap.checkpoints
+        group = FileGroup()
         for file, source in self._sources(self._new_files(ledger)):
             if source is None:
                 continue
-            url = storage.url_of(file.path)
-            try:
-                avro: AvroFile | None = AvroFile(source, self.event_type, url)
-            except Exception as exc:
-                self._report_damage(url, exc, 0)
-                avro = None
-            if avro is not None:
-                self._adopt_writer_schema(avro.writer_schema)
-                yield avro
-                if avro.error is not None:
-                    self._report_damage(url, avro.error, avro.count)
-                self.invalid_json += avro.invalid_json
-                if avro.invalid_json:
-                    self.logger.warning("%s: %d values in %s are not JSON objects; kept as strings",
-                                        self.name, avro.invalid_json, url)
-            source.close()
-            ledger.mark_read(file)
-            self.files_read += 1
-            self.state_manager.is_flushed = False
-            self._write_state_message()
-            if self._currents_tap.stop_requested:
-                self.logger.info("%s: stopped on request after %s", self.name, url)
-                return
+            avro = self._open(file, source)
+            if avro is None:  # not Avro at all: reported, nothing to print
+                source.close()
+                self._done(ledger, file)
+                continue
+            if not group.takes(file, avro):
+                yield group
+                self._group_done(ledger, group)
+                group = FileGroup()
+            self._adopt_writer_schema(avro)
+            group.add(file, avro)
+            if group.small:
+                avro.load()
+                source.close()
+            else:
+                avro.source = source
+            stop = self._currents_tap.stop_requested
+            if group.full or stop:
+                yield group
+                self._group_done(ledger, group)
+                group = FileGroup()
+            if stop:
+                self.logger.info("%s: stopped on request after %s", self.name,
+                                 self._currents_tap.storage.url_of(file.path))
+                self._currents_tap.cancel_listings()
+                break
+            if checkpoints.due():
+                self._checkpoint()
+        if group.members:
+            yield group
+            self._group_done(ledger, group)
+        self._checkpoint()  # the end of the stream, or a stop signal
+
+    def _open(self, file: CurrentsFile, source: BinaryIO) -> AvroFile | None:
+        url = self._currents_tap.storage.url_of(file.path)
+        try:
+            return AvroFile(source, self.event_type, url)
+        except Exception as exc:
+            self._report_damage(url, exc, 0)
+            return None
+
+    def _group_done(self, ledger: FileLedger, group: FileGroup) -> None:
+        """A group's records are printed: report damage, and its files enter the state."""
+        for file, avro in group.members:
+            if avro.source is not None:
+                avro.source.close()
+            if avro.error is not None:
+                self._report_damage(avro.source_url, avro.error, avro.count)
+            self.invalid_json += avro.invalid_json
+            if avro.invalid_json:
+                self.logger.warning("%s: %d values in %s are not JSON objects; kept as strings",
+                                    self.name, avro.invalid_json, avro.source_url)
+            self._done(ledger, file)
+
+    def _done(self, ledger: FileLedger, file: CurrentsFile) -> None:
+        ledger.mark_read(file)
+        self.files_read += 1
+        self._currents_tap.checkpoints.changed()
+
+    def _checkpoint(self) -> None:
+        """Print what is held back (an open batch file's BATCH message), then a STATE."""
+        checkpoints = self._currents_tap.checkpoints
+        if checkpoints.pending:
+            self._before_checkpoint()
+            checkpoints.write()
+
+    def _before_checkpoint(self) -> None:
+        """Print what the next STATE covers and is not printed yet (BATCH mode sets this)."""
+
+    def _abort_sync(self, abort_reason: Exception) -> None:
+        """A record limit or an error: a STATE of the files done, then the SDK's handling."""
+        self._before_checkpoint()
+        self._currents_tap.checkpoints.write(even_unchanged=True)
+        super()._abort_sync(abort_reason)
+
+    def _write_schema_message(self) -> None:
+        """The SDK's, except for streams left to the next run by a stop signal."""
+        if not self._currents_tap.stop_requested:
+            super()._write_schema_message()
+            self._schema_printed = True
+
+    def _write_state_message(self) -> None:
+        """The SDK's checkpoints (every N records, end of a sync) follow the interval too."""
+        if self._currents_tap.checkpoints.due():
+            self._checkpoint()
 
     def _report_damage(self, url: str, exc: BaseException, count: int) -> None:
         detail = self._currents_tap.storage.describe_error(exc)
@@ -160,12 +236,12 @@ class CurrentsStream(Stream):
         self.logger.warning("%s: %s is damaged (%s); kept the %d records before the damage and "
                             "skipped the rest", self.name, url, detail, count)
 
-    def _adopt_writer_schema(self, writer_schema: dict[str, Any]) -> None:
+    def _adopt_writer_schema(self, avro: AvroFile) -> None:
         """Widen the stream schema when a file brings fields or types it lacks (schema drift)."""
-        key = msgspec.json.encode(writer_schema)
-        if key in self._seen_writer_schemas:
+        if avro.fingerprint in self._seen_writer_schemas:
             return
-        self._seen_writer_schemas.add(key)
+        self._seen_writer_schemas.add(avro.fingerprint)
+        writer_schema = avro.writer_schema
         merged = merge_json_schemas(self.schema, stream_schema(writer_schema, self.event_type))
         if merged == self.schema:
             return
@@ -186,8 +262,9 @@ class CurrentsStream(Stream):
 
     def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
         """Records of every new file (the SDK's generic path: stream maps, dry runs)."""
-        for avro in self._decoded_files():
-            yield from avro.records()
+        for group in self._decoded_files():
+            for _, avro in group.members:
+                yield from avro.records()
         self._log_summary()
 
     def _can_write_directly(self, write_messages: bool) -> bool:
@@ -206,12 +283,18 @@ class CurrentsStream(Stream):
         sys.stdout.flush()
         out = sys.stdout.buffer
 
-        def write(avro: AvroFile) -> None:
+        def prefix_of(avro: AvroFile) -> bytes:
             extracted = dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
             message = {"type": "RECORD", "stream": self.name, "time_extracted": extracted,
                        "record": self._shared_fields(avro)}
-            for chunk in avro.record_lines(msgspec.json.encode(message)[:-2]):
+            return msgspec.json.encode(message)[:-2]
+
+        checkpoints = self._currents_tap.checkpoints
+
+        def write(group: FileGroup) -> None:
+            for _, chunk in group.lines(prefix_of, RECORD_TAIL):
                 out.write(chunk)
+                checkpoints.printed(len(chunk))
             out.flush()
 
         self._write_directly(write)
@@ -225,26 +308,41 @@ class CurrentsStream(Stream):
         files = BatchFileWriter(batch_config, self._tap.name, self.name)
         with self.get_batch_counter() as batches:
 
-            def write(avro: AvroFile) -> None:
-                prefix = msgspec.json.encode(self._shared_fields(avro))[:-1]
-                for manifest in files.write(avro, prefix):
-                    self._write_batch_message(batch_config.encoding, manifest)
-                    batches.increment()
+            def announce(manifest: list[str]) -> None:
+                self._write_batch_message(batch_config.encoding, manifest)
+                batches.increment()
 
-            self._write_directly(write)
+            def write(group: FileGroup) -> None:
+                for manifest in files.write(group, self._batch_prefix):
+                    announce(manifest)
+
+            def before_checkpoint() -> None:
+                manifest = files.close()
+                if manifest is not None:
+                    announce(manifest)
+
+            self._before_checkpoint = before_checkpoint  # type: ignore[method-assign]
+            try:
+                self._write_directly(write)
+                before_checkpoint()
+            finally:
+                del self._before_checkpoint
+
+    def _batch_prefix(self, avro: AvroFile) -> bytes:
+        return msgspec.json.encode(self._shared_fields(avro))[:-1]
 
     @staticmethod
     def _shared_fields(avro: AvroFile) -> dict[str, str]:
         """The fields every record of a file gets besides its Avro fields."""
         return {"event_type": avro.event_type, "_sdc_source_file": avro.source_url}
 
-    def _write_directly(self, write: Callable[[AvroFile], None]) -> None:
-        """Write each new file's records with `write`, then the final state."""
+    def _write_directly(self, write: Callable[[FileGroup], None]) -> None:
+        """Write each group of new files with `write`; the final state follows."""
         try:
             with self.get_record_counter() as counter, self.get_sync_timer():
-                for avro in self._decoded_files():
-                    write(avro)
-                    counter.increment(avro.count)
+                for group in self._decoded_files():
+                    write(group)
+                    counter.increment(sum(avro.count for _, avro in group.members))
         except BrokenPipeError:
             if not self._currents_tap.stop_requested:
                 raise
@@ -253,8 +351,6 @@ class CurrentsStream(Stream):
             self._currents_tap.discard_output()
             return
         self._log_summary()
-        self._finalize_state(self.stream_state)
-        self._write_state_message()
 
     def _log_summary(self) -> None:
         self.logger.info("%s: %d files read, %d damaged files, %d non-JSON property values",

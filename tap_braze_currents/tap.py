@@ -6,6 +6,7 @@ import atexit
 import logging
 import os
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
 
@@ -17,11 +18,19 @@ from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_unt
 from plugin_support.config_errors import SecretSafeConfig
 from plugin_support.distribution import DISTRIBUTION
 from tap_braze_currents.avro_decoding import AvroFile
+from tap_braze_currents.checkpoints import Checkpoints
 from tap_braze_currents.event_types import catalog, catalog_avro_schema
-from tap_braze_currents.storage import CurrentsStorage, StorageSettingError
+from tap_braze_currents.storage import CurrentsFile, CurrentsStorage, StorageSettingError
 from tap_braze_currents.streams import CurrentsStream
 
 logger = logging.getLogger(__name__)
+
+# Default of state_interval_seconds: STATE under 1% of the bytes printed on a production-shaped
+# export (docs/tap-performance.md), and little to read again after a kill.
+STATE_INTERVAL_SECONDS = 5.0
+# Streams whose remote listings run at once, ahead of their turn (each lists its hours in
+# parallel too: storage.LISTING_THREADS).
+LISTINGS_AHEAD = 4
 
 
 class TapBrazeCurrents(SecretSafeConfig, Tap):
@@ -52,10 +61,15 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
                     allowed_values=["skip", "fail"],
                     description="skip: keep the records before the damage, warn and go on; "
                     "fail: stop with an error naming the file."),
-        th.Property("prefetch_files", th.IntegerType, default=4,
-                    description="Remote files fetched ahead of decoding."),
+        th.Property("prefetch_files", th.IntegerType, default=32,
+                    description="Remote files fetched ahead of decoding, at once (small files "
+                    "are a round trip each; prefetch_megabytes bounds the bytes)."),
         th.Property("prefetch_megabytes", th.IntegerType, default=64,
                     description="Upper bound on the bytes of files fetched ahead."),
+        th.Property("state_interval_seconds", th.NumberType, default=STATE_INTERVAL_SECONDS,
+                    description="At most how often a STATE is printed while reading (plus one "
+                    "at the end of each stream and on a stop signal). A killed run reads again "
+                    "what it read since its last STATE."),
     ).to_dict()
 
     _storage_checked = False
@@ -85,6 +99,12 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
+
+    @cached_property
+    def checkpoints(self) -> Checkpoints:
+        """When STATE is printed (every stream checkpoints the one tap state)."""
+        return Checkpoints(self.state, float(self.config.get("state_interval_seconds",
+                                                             STATE_INTERVAL_SECONDS)))
 
     @cached_property
     def storage(self) -> CurrentsStorage:
@@ -142,6 +162,35 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
                                        "fields": [{"name": "id", "type": "string"}]}
             schemas = {k: v for k, v in schemas.items() if k in wanted}
         return [CurrentsStream(self, event_type, schema) for event_type, schema in schemas.items()]
+
+    _listings: dict[str, Future[list[CurrentsFile]]] | None = None
+
+    def listing(self, stream: CurrentsStream) -> list[CurrentsFile]:
+        """A stream's files in its hours.
+
+        Remote, the first call lists every selected stream's hours in the background, so that
+        later streams find their listing done (58 types x 25 hours are 1,450 round trips).
+        """
+        if self.storage.is_local:
+            return self.storage.files(stream.event_type, *stream.listing_range())
+        if self._listings is None:
+            _ = self.storage.event_type_folders  # walked once, before the threads need it
+            self._listings = {}
+            pool = ThreadPoolExecutor(LISTINGS_AHEAD, thread_name_prefix="list-ahead")
+            for other in self.streams.values():
+                if isinstance(other, CurrentsStream) and other.selected and other is not stream:
+                    self._listings[other.name] = pool.submit(
+                        self.storage.files, other.event_type, *other.listing_range())
+            pool.shutdown(wait=False)
+        future = self._listings.pop(stream.name, None)
+        if future is not None:
+            return future.result()
+        return self.storage.files(stream.event_type, *stream.listing_range())
+
+    def cancel_listings(self) -> None:
+        """Stopping: listings not started yet are not needed."""
+        for future in (self._listings or {}).values():
+            future.cancel()
 
     def check_storage(self) -> None:
         """Fail early, naming the setting, when the export cannot be listed (checked once)."""

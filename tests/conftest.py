@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fastavro
+import fsspec
 import pytest
 
 # gcsfs asks a gRPC control plane for the bucket layout; emulators have none (60 s timeouts).
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
+from tap_braze_currents.event_types import stream_name
+from tap_braze_currents.file_ledger import file_digest
+from tap_braze_currents.storage import CurrentsStorage
 from tests.services import Service, start_azurite, start_gcs, start_s3
 
 # A small set covering every quirk: JSON properties, float32, arrays, long time, time_ms.
@@ -72,6 +79,64 @@ def write_json(path: Path, value: Any) -> Path:
 
 def parse_messages(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def _digests_by_url(export_root: Path) -> dict[tuple[str, str], str]:
+    """(stream, packed digest of one file) -> the file's URL, for every file of an export."""
+    storage = CurrentsStorage(str(export_root))
+    found = {}
+    for event_type in storage.event_type_folders:
+        for file in storage.files(event_type, None, None):
+            packed = base64.urlsafe_b64encode(file_digest(file)).decode()
+            found[(stream_name(event_type), packed)] = storage.url_of(file.path)
+    return found
+
+
+def _files_in_state(state: dict, digests: dict[tuple[str, str], str]) -> set[str]:
+    urls = set()
+    for stream, bookmark in state.get("bookmarks", {}).items():
+        for packed in bookmark.get("read", {}).values():
+            raw = base64.urlsafe_b64decode(packed)
+            for i in range(0, len(raw), 6):
+                urls.add(digests[(stream, base64.urlsafe_b64encode(raw[i:i + 6]).decode())])
+    return urls
+
+
+def assert_states_follow_their_records(messages: list[dict], export_root: Path) -> int:
+    """Every STATE marks read only files whose records were all printed before it.
+
+    RECORD messages, or BATCH messages (their files' records count where the message is).
+    """
+    messages = _records_in_place_of_batches(messages)
+    digests = _digests_by_url(export_root)
+    expected_per_file = {}
+    for url in digests.values():
+        with fsspec.open(url, "rb") as handle:
+            expected_per_file[url] = sum(block.num_records
+                                         for block in fastavro.block_reader(handle))
+    printed: Counter[str] = Counter()
+    states = 0
+    for message in messages:
+        if message["type"] == "RECORD":
+            printed[message["record"]["_sdc_source_file"]] += 1
+        elif message["type"] == "STATE":
+            states += 1
+            for url in _files_in_state(message["value"], digests):
+                assert printed[url] == expected_per_file[url], f"STATE before records of {url}"
+    return states
+
+
+def _records_in_place_of_batches(messages: list[dict]) -> list[dict]:
+    flat = []
+    for message in messages:
+        if message["type"] != "BATCH":
+            flat.append(message)
+            continue
+        for url in message["manifest"]:
+            with fsspec.open(url, "rt", encoding="utf-8",
+                             compression="infer") as handle:
+                flat += [{"type": "RECORD", "record": json.loads(line)} for line in handle]
+    return flat
 
 
 @pytest.fixture

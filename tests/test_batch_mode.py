@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tap_braze_currents.demo_export import write_demo_export
-from tests.conftest import SAMPLE_TYPES, target_config
+from tap_braze_currents.event_types import stream_name
+from tests.conftest import SAMPLE_TYPES, assert_states_follow_their_records, target_config
 from tests.mixpanel_server import MixpanelServer
 
 
@@ -68,6 +69,34 @@ def test_a_big_file_is_split_into_batch_files_of_about_batch_size(tmp_path: Path
     assert sum(sizes) == 6000
     assert len(sizes) >= 2
     assert all(size >= 1000 for size in sizes[:-1])
+
+
+def test_batch_files_span_small_currents_files(tmp_path: Path, run_tap) -> None:
+    """Many small Currents files (the production shape) make few batch files: one per stream
+    with a large batch_size, files of about batch_size spanning several Currents files with a
+    small one; each STATE comes after the BATCH messages of the records it covers."""
+    export = write_demo_export(str(tmp_path / "export"), event_types=SAMPLE_TYPES[:3], hours=4,
+                               files_per_hour=3, events_per_file=5, integrations=1)
+    avro_files = len(list((tmp_path / "export").rglob("*.avro")))
+    assert avro_files == 3 * 4 * 3
+    big = run_tap({"storage_url": str(tmp_path / "export"),
+                   "batch_config": batch_config(tmp_path / "big", "none", 10_000)})
+    assert big.returncode == 0, big.stderr
+    assert [m["stream"] for m in big.messages if m["type"] == "BATCH"] == [
+        stream_name(t) for t in sorted(SAMPLE_TYPES[:3])]  # one file a stream, not 12
+    small = run_tap({"storage_url": str(tmp_path / "export"),
+                     "batch_config": batch_config(tmp_path / "small", "none", 12)})
+    assert small.returncode == 0, small.stderr
+    urls = [url for m in small.messages if m["type"] == "BATCH" for url in m["manifest"]]
+    lines = [Path(url.removeprefix("file://")).read_text().splitlines() for url in urls]
+    assert sum(len(batch) >= 12 for batch in lines) >= len(lines) - 3  # but a stream's last
+    spanning = [batch for batch in lines
+                if len({json.loads(line)["_sdc_source_file"] for line in batch}) > 1]
+    assert spanning  # batch files hold records of several Currents files
+    expected = Counter(i for ids in export.ids.values() for i in ids)
+    for run in (big, small):
+        assert Counter(r["id"] for r in _batch_records(run.messages)) == expected
+        assert assert_states_follow_their_records(run.messages, tmp_path / "export") == 3
 
 
 def test_pipeline_in_batch_mode_delivers_every_identified_event_once(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import signal
@@ -13,7 +15,14 @@ import fsspec
 
 from tap_braze_currents.demo_export import currents_key, write_avro_file, write_demo_export
 from tap_braze_currents.event_types import catalog_avro_schema
-from tests.conftest import SAMPLE_TYPES, parse_messages, tap_command, write_json
+from tap_braze_currents.storage import CurrentsStorage
+from tests.conftest import (
+    SAMPLE_TYPES,
+    assert_states_follow_their_records,
+    parse_messages,
+    tap_command,
+    write_json,
+)
 
 
 def test_second_run_reads_nothing_and_late_file_is_picked_up(tmp_path: Path, run_tap) -> None:
@@ -65,7 +74,9 @@ def test_state_stays_bounded_by_the_lookback_window(tmp_path: Path, run_tap) -> 
     assert bookmark["newest_hour"] == "2025-04-02-05"
     assert sorted(bookmark["read"]) == ["2025-04-02-02", "2025-04-02-03", "2025-04-02-04",
                                         "2025-04-02-05"]
-    assert all(len(digests) == 2 for digests in bookmark["read"].values())
+    # two files an hour: two 6-byte digests, base64url-packed
+    assert all(len(base64.urlsafe_b64decode(packed)) == 2 * 6
+               for packed in bookmark["read"].values())
     # the state after 30 hours is no larger than after 4
     assert len(json.dumps(bookmark)) < 300
 
@@ -153,3 +164,98 @@ def test_a_target_gone_after_the_stop_signal_ends_the_tap_cleanly(tmp_path: Path
     assert "The target stopped reading after the stop signal" in text
     assert "unhandled error" not in text
     assert "Traceback" not in text
+
+
+# -- amortised checkpoints ---------------------------------------------------------------
+
+def test_state_interval_is_honoured_and_states_follow_their_records(tmp_path: Path,
+                                                                    run_tap) -> None:
+    write_demo_export(str(tmp_path), event_types=SAMPLE_TYPES[:3], hours=3, events_per_file=1000)
+    rare = run_tap({"storage_url": str(tmp_path), "state_interval_seconds": 3600})
+    assert rare.returncode == 0, rare.stderr
+    # one STATE at the end of each stream, none in between
+    kinds = [(m["type"], m.get("stream")) for m in rare.messages]
+    states = [i for i, (kind, _) in enumerate(kinds) if kind == "STATE"]
+    assert len(states) == 3
+    for i in states:
+        assert kinds[i - 1][0] == "RECORD"
+        later = [stream for kind, stream in kinds[i + 1:] if kind == "RECORD"]
+        assert kinds[i - 1][1] not in later  # the stream was done
+    assert_states_follow_their_records(rare.messages, tmp_path)
+    often = run_tap({"storage_url": str(tmp_path), "state_interval_seconds": 0})
+    assert often.returncode == 0, often.stderr
+    assert assert_states_follow_their_records(often.messages, tmp_path) > 3
+    assert often.last_state == rare.last_state
+    assert Counter(often.ids) == Counter(rare.ids)
+
+
+def test_run_killed_between_checkpoints_rereads_only_what_followed_its_last_state(
+        tmp_path: Path, run_tap) -> None:
+    export_root = tmp_path / "export"
+    # files large enough that a stream's files are printed in several groups
+    export = write_demo_export(str(export_root), event_types=SAMPLE_TYPES[:3], hours=3,
+                               events_per_file=1000)
+    config = {"storage_url": str(export_root), "state_interval_seconds": 0}
+    config_path = write_json(tmp_path / "config.json", config)
+    process = subprocess.Popen(tap_command(config_path), stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    seen_lines = []
+    states = records_after = 0
+    for line in process.stdout:
+        seen_lines.append(line)
+        if '"type":"STATE"' in line:
+            states += 1
+            records_after = 0
+        elif states >= 4 and '"type":"RECORD"' in line:
+            records_after += 1
+            if records_after == 150:  # inside the files after the 4th checkpoint
+                os.kill(process.pid, signal.SIGKILL)
+                break
+    process.wait()
+    first = parse_messages("".join(seen_lines))
+    assert_states_follow_their_records(first, export_root)
+    last = max(i for i, m in enumerate(first) if m["type"] == "STATE")
+    since_last_state = [m for m in first[last:] if m["type"] == "RECORD"]
+    first_ids = [m["record"]["id"] for m in first if m["type"] == "RECORD"]
+    rerun = run_tap(config, first[last]["value"])
+    assert rerun.returncode == 0, rerun.stderr
+    expected = {i for ids in export.ids.values() for i in ids}
+    got = Counter(first_ids) + Counter(rerun.ids)
+    assert set(got) == expected  # nothing skipped
+    # read again: exactly what was printed after the last STATE, nothing before it
+    assert sum(got.values()) - len(expected) == len(since_last_state) == 150
+
+
+def test_state_after_a_long_backfill_holds_only_the_lookback_window(tmp_path: Path,
+                                                                    run_tap) -> None:
+    write_demo_export(str(tmp_path / "day"), event_types=["users.behaviors.Location"],
+                      hours=25, integrations=1, files_per_hour=2, events_per_file=1)
+    write_demo_export(str(tmp_path / "week"), event_types=["users.behaviors.Location"],
+                      hours=7 * 24, integrations=1, files_per_hour=2, events_per_file=1)
+    day = run_tap({"storage_url": str(tmp_path / "day"), "lookback_hours": 24})
+    week = run_tap({"storage_url": str(tmp_path / "week"), "lookback_hours": 24})
+    assert week.returncode == 0, week.stderr
+    assert len(week.records) == 7 * 24 * 2
+    bookmark = week.last_state["bookmarks"]["users_behaviors_location"]
+    assert bookmark["newest_hour"] == "2025-04-07-23"
+    assert sorted(bookmark["read"]) == [f"2025-04-{6 + (23 + h) // 24:02d}-{(23 + h) % 24:02d}"
+                                        for h in range(25)]  # 2025-04-06-23 .. 2025-04-07-23
+    assert len(json.dumps(bookmark)) == len(
+        json.dumps(day.last_state["bookmarks"]["users_behaviors_location"]))
+
+
+def test_state_of_an_earlier_version_is_read(tmp_path: Path, run_tap) -> None:
+    """States with hex digest lists (before the packed form) still mark their files read."""
+    write_demo_export(str(tmp_path), event_types=["users.behaviors.Location"], hours=2,
+                      integrations=1, events_per_file=2)
+    storage = CurrentsStorage(str(tmp_path))
+    files = storage.files("users.behaviors.Location", None, None)
+    old = {"bookmarks": {"users_behaviors_location": {
+        "newest_hour": files[0].hour,
+        "read": {files[0].hour: [hashlib.blake2b(f"{files[0].path}\n{files[0].version}".encode(),
+                                                 digest_size=8).hexdigest()]}}}}
+    run = run_tap({"storage_url": str(tmp_path)}, old)
+    assert run.returncode == 0, run.stderr
+    assert {m["record"]["_sdc_source_file"] for m in run.records} == {
+        storage.url_of(f.path) for f in files[1:]}

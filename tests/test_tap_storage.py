@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from collections import Counter
+from pathlib import Path
 
 import fsspec
 import pytest
 
 from tap_braze_currents.demo_export import write_demo_export
+from tap_braze_currents.storage import CurrentsFile, CurrentsStorage, _version
 from tests.conftest import SAMPLE_TYPES
 from tests.services import Service, self_signed_tls
 from tests.storage_fault_proxy import StorageFaultProxy
@@ -163,3 +166,67 @@ def test_s3_faults_cost_nothing(s3_server: Service, run_tap) -> None:
     assert run.returncode == 0, run.stderr
     assert set(proxy.faults) == {"slowdown", "drop", "cut", "slow"}  # every fault happened
     assert Counter(run.ids) == Counter(i for ids in export.ids.values() for i in ids)
+
+
+class _InFlightProxy(StorageFaultProxy):
+    """The fault proxy, counting how many requests it holds at once, by kind."""
+
+    def __init__(self, upstream: str, **kwargs) -> None:
+        super().__init__(upstream, **kwargs)
+        self._count_lock = threading.Lock()
+        self._in_flight: Counter[str] = Counter()
+        self.most_in_flight: Counter[str] = Counter()
+
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes):
+        kind = "listing" if "list-type=" in path or "prefix=" in path else "object"
+        with self._count_lock:
+            self._in_flight[kind] += 1
+            self.most_in_flight[kind] = max(self.most_in_flight[kind], self._in_flight[kind])
+        try:
+            threading.Event().wait(0.05)  # a distant bucket: 50 ms a round trip
+            return super().forward(method, path, headers, body)
+        finally:
+            with self._count_lock:
+                self._in_flight[kind] -= 1
+
+
+def test_remote_listings_and_small_file_fetches_overlap(s3_server: Service, run_tap) -> None:
+    """Round trips overlap: the hours of a run are listed at once and small files fetched many
+    at a time (not `prefetch_files: 4` at most, as before), and every event arrives once."""
+    url = "s3://overlap-bucket/currents"
+    _make_bucket(s3_server, url)
+    export = write_demo_export(url, storage_options=s3_server.storage_options,
+                               event_types=SAMPLE_TYPES[:4], hours=6, files_per_hour=3,
+                               events_per_file=3, integrations=1)
+    proxy = _InFlightProxy(s3_server.endpoint).start()
+    try:
+        run = run_tap({"storage_url": url, "start_date": "2025-04-01T00:00:00Z",
+                       "storage_options": {**s3_server.storage_options,
+                                           "endpoint_url": proxy.url}})
+    finally:
+        proxy.stop()
+    assert run.returncode == 0, run.stderr
+    assert Counter(run.ids) == Counter(i for ids in export.ids.values() for i in ids)
+    assert proxy.most_in_flight["listing"] >= 6, proxy.most_in_flight
+    assert proxy.most_in_flight["object"] >= 8, proxy.most_in_flight
+
+
+def test_local_listing_gives_what_fsspec_gives(tmp_path) -> None:
+    """The local listing (os.scandir) names the same files, sizes and versions as fsspec's find:
+    states written by earlier versions keep their files read."""
+    write_demo_export(str(tmp_path), event_types=SAMPLE_TYPES[:2], hours=2, events_per_file=2)
+    storage = CurrentsStorage(str(tmp_path))
+    fs = fsspec.filesystem("file")
+    for event_type in SAMPLE_TYPES[:2]:
+        expected = []
+        for type_folder in storage.event_type_folders[event_type]:
+            for hour_folder in fs.ls(type_folder):
+                (Path(hour_folder) / "notes.txt").write_text("not avro")
+                hour = hour_folder.rsplit("date=", 1)[1]
+                expected += [CurrentsFile(hour=hour, path=path, event_type=event_type,
+                                          size=int(info["size"]), version=_version(info))
+                             for path, info in fs.find(hour_folder, detail=True).items()
+                             if path.endswith(".avro")]
+        listed = storage.files(event_type, None, None)
+        assert listed == sorted(expected)
+        assert len(listed) == 2 * 2  # integrations x hours

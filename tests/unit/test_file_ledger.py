@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 from tap_braze_currents.file_ledger import FileLedger
@@ -44,7 +45,8 @@ def test_marking_twice_keeps_one_digest() -> None:
     ledger = FileLedger(state, lookback_hours=2)
     ledger.mark_read(file("2026-12-01-10"))
     ledger.mark_read(file("2026-12-01-10"))
-    assert len(state["read"]["2026-12-01-10"]) == 1
+    # one 6-byte digest, packed (file_ledger.py)
+    assert len(base64.urlsafe_b64decode(state["read"]["2026-12-01-10"])) == 6
 
 
 def test_an_older_file_does_not_move_the_newest_hour_back() -> None:
