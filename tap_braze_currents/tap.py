@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import copy
 import logging
 import os
 import sys
@@ -68,12 +69,19 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
                     description="Upper bound on the bytes of files fetched ahead."),
         th.Property("state_interval_seconds", th.NumberType, default=STATE_INTERVAL_SECONDS,
                     description="At most how often a STATE is printed while reading (plus one "
-                    "at the end of each stream and on a stop signal). A killed run reads again "
+                    "at the end of the run and on a stop signal). A killed run reads again "
                     "what it read since its last STATE."),
     ).to_dict()
 
     _storage_checked = False
     stop_requested = False  # set by SIGTERM/SIGINT: stop after the file being read
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        """The SDK's tap, which does not echo the input state as a run's first STATE."""
+        super().__init__(*args, **kwargs)
+        # The SDK's sync_all starts by printing the state it was given, unless its writer has
+        # printed that state already: the whole lookback window again, which the caller has.
+        self._state_writer._last_emitted_state = copy.deepcopy(self.state)
 
     def _handle_termination(self, signum: int, frame: Any) -> None:
         """SIGTERM/SIGINT: finish the file being read, emit its state, end cleanly (exit 0).

@@ -113,7 +113,8 @@ def test_run_killed_midway_loses_nothing_on_rerun(tmp_path: Path, run_tap) -> No
 def test_sigterm_ends_after_the_file_being_read_with_its_state(tmp_path: Path, run_tap) -> None:
     export = write_demo_export(str(tmp_path / "export"), event_types=SAMPLE_TYPES, hours=3,
                                events_per_file=200)
-    config_path = write_json(tmp_path / "config.json", {"storage_url": str(tmp_path / "export")})
+    config_path = write_json(tmp_path / "config.json", {"storage_url": str(tmp_path / "export"),
+                                                        "state_interval_seconds": 0})
     log = tmp_path / "stderr.log"
     with log.open("w") as stderr:
         process = subprocess.Popen(tap_command(config_path), stdout=subprocess.PIPE,
@@ -173,20 +174,39 @@ def test_state_interval_is_honoured_and_states_follow_their_records(tmp_path: Pa
     write_demo_export(str(tmp_path), event_types=SAMPLE_TYPES[:3], hours=3, events_per_file=1000)
     rare = run_tap({"storage_url": str(tmp_path), "state_interval_seconds": 3600})
     assert rare.returncode == 0, rare.stderr
-    # one STATE at the end of each stream, none in between
+    # one STATE at the end of the run, none in between or at the ends of earlier streams
     kinds = [(m["type"], m.get("stream")) for m in rare.messages]
     states = [i for i, (kind, _) in enumerate(kinds) if kind == "STATE"]
-    assert len(states) == 3
-    for i in states:
-        assert kinds[i - 1][0] == "RECORD"
-        later = [stream for kind, stream in kinds[i + 1:] if kind == "RECORD"]
-        assert kinds[i - 1][1] not in later  # the stream was done
+    assert len(states) == 1
+    assert states[0] == len(kinds) - 1
     assert_states_follow_their_records(rare.messages, tmp_path)
     often = run_tap({"storage_url": str(tmp_path), "state_interval_seconds": 0})
     assert often.returncode == 0, often.stderr
     assert assert_states_follow_their_records(often.messages, tmp_path) > 3
     assert often.last_state == rare.last_state
     assert Counter(often.ids) == Counter(rare.ids)
+
+
+def test_a_run_from_a_saved_state_prints_one_state_not_the_input_again(tmp_path: Path,
+                                                                      run_tap) -> None:
+    """The state holds every stream's lookback window: an hourly run printed it once per stream
+    and once more as an echo of its input (45% of its bytes); now once, at its end."""
+    write_demo_export(str(tmp_path), event_types=SAMPLE_TYPES[:3], hours=2, events_per_file=5)
+    first = run_tap({"storage_url": str(tmp_path)})
+    late = tmp_path / "late"
+    write_demo_export(str(late), event_types=SAMPLE_TYPES[:3], hours=3, events_per_file=5)
+    for path in late.rglob("*.avro"):  # the third hour arrives
+        if "date=2025-04-01-02" in str(path):
+            target = tmp_path / path.relative_to(late)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    hourly = run_tap({"storage_url": str(tmp_path)}, first.last_state)
+    assert hourly.returncode == 0, hourly.stderr
+    assert hourly.records
+    states = [m for m in hourly.messages if m["type"] == "STATE"]
+    assert len(states) == 1
+    assert hourly.messages[-1]["type"] == "STATE"
+    assert states[0]["value"] != first.last_state
 
 
 def test_run_killed_between_checkpoints_rereads_only_what_followed_its_last_state(
