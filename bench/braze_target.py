@@ -3,7 +3,7 @@
     python bench/braze_target.py                  # R = 100 and R = 500 requests/s
     python bench/braze_target.py --rates 100 --records 60000
 
-The Braze-compatible server (tests/braze_server.py --fast, run as its own process: it counts
+The Braze-compatible server (testkit/braze_server.py --fast, run as its own process: it counts
 objects and keeps no profiles, so that the two cores go to the target) lets R requests through
 per one-second window and answers 429 beyond, with X-RateLimit-* headers. The input is
 production-shaped: tap-mixpanel-cohorts' cohort_membership_changes, cohort by cohort (10
@@ -70,7 +70,7 @@ def free_port() -> int:
 
 def start_server(rate: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "tests.braze_server", "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "testkit.braze_server", "--port", str(port),
                                 "--rate-limit", str(rate), "--fast"],
                                cwd=ROOT, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 20

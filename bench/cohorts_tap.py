@@ -3,7 +3,7 @@
     python bench/cohorts_tap.py                       # cohorts of 10,000 and 2,000,000 members
     python bench/cohorts_tap.py --members 10000 --no-baseline
 
-Against the Query API-compatible server answering at once (tests/mixpanel_query_server.py,
+Against the Query API-compatible server answering at once (testkit/mixpanel_query_server.py,
 members generated, no object per member there): a first run (every member an add), then a
 run after 1,000 members left and 1,000 joined. Prints CPU µs per member (whole tap process:
 paging, decoding, snapshot, diff, Singer output to a file), wall seconds and peak memory (PSS).
@@ -22,15 +22,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import BENCH_DIR, OUT_DIR, Measured, measure
-from tests.mixpanel_query_server import QueryState
-from tests.services import free_port, wait_for_port
+from testkit.mixpanel_query_server import QueryState
+from testkit.services import free_port, wait_for_port
 
 CHANGED = 1000  # members that leave (the first) and join (after the last) before the 2nd run
 
 
 def start_server(members: int, first: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "tests.mixpanel_query_server", "--port",
+    process = subprocess.Popen([sys.executable, "-m", "testkit.mixpanel_query_server", "--port",
                                 str(port), "--members", str(members), "--first", str(first)],
                                cwd=BENCH_DIR.parent, stdout=subprocess.DEVNULL)
     wait_for_port(port, process, "Query API-compatible server")

@@ -18,11 +18,11 @@ OUT_DIR = BENCH_DIR / "out"
 
 
 def start_mixpanel_server(*flags: str) -> tuple[subprocess.Popen, str]:
-    """The Mixpanel-compatible server (tests/mixpanel_server.py) with `flags`: (process, URL)."""
-    from tests.services import free_port, wait_for_port  # noqa: PLC0415 - needs ROOT on path
+    """The Mixpanel-compatible server (testkit/mixpanel_server.py) with `flags`: (process, URL)."""
+    from testkit.services import free_port, wait_for_port  # noqa: PLC0415 - needs ROOT on path
 
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "tests.mixpanel_server", "--port",
+    process = subprocess.Popen([sys.executable, "-m", "testkit.mixpanel_server", "--port",
                                 str(port), *flags], cwd=BENCH_DIR.parent,
                                stdout=subprocess.DEVNULL)
     wait_for_port(port, process, "Mixpanel-compatible server")

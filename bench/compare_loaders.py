@@ -3,7 +3,7 @@
     python bench/compare_loaders.py                     # 300,000 events; no faults, then 10% 429s
     python bench/compare_loaders.py --events 100000 --scenarios 429
 
-Contestants, each against a fresh local Mixpanel-compatible server (tests/mixpanel_server.py
+Contestants, each against a fresh local Mixpanel-compatible server (testkit/mixpanel_server.py
 --fast --count-ids, which counts every event and every distinct $insert_id):
 
 - tap-braze-currents | target-mixpanel: reads the Avro export, maps, sends (default settings),
@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import OUT_DIR, measure, server_stats, start_mixpanel_server  # noqa: E402
 from tap_braze_currents.demo_export import write_demo_export  # noqa: E402
-from tests.mixpanel_server import Credentials  # noqa: E402
+from testkit.mixpanel_server import Credentials  # noqa: E402
 
 MIXPANEL_IMPORT = "mixpanel-import@3.1.43"
 MIXPANEL_UTILS = "mixpanel-utils==2.2.7"

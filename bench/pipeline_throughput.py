@@ -1,5 +1,5 @@
 """Benchmark: the whole pipeline under `meltano run`, local export -> local Mixpanel-compatible
-server that answers at once (tests/mixpanel_server.py --fast).
+server that answers at once (testkit/mixpanel_server.py --fast).
 
     python bench/pipeline_throughput.py                  # 1,000,000 events, every row
     python bench/pipeline_throughput.py --events 200000 --no-baseline
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import OUT_DIR, measure  # noqa: E402
 from bench.tap_throughput import make_export  # noqa: E402
 from bench.target_throughput import start_server  # noqa: E402
-from tests.mixpanel_server import Credentials  # noqa: E402
+from testkit.mixpanel_server import Credentials  # noqa: E402
 
 MELTANO = ROOT / ".meltano-venv" / "bin" / "meltano"
 PROD_BATCH_CONFIG = next(

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import OUT_DIR, server_stats, start_mixpanel_server  # noqa: E402
-from tests.mixpanel_server import Credentials  # noqa: E402
+from testkit.mixpanel_server import Credentials  # noqa: E402
 
 STREAM = "users_behaviors_customevent"
 FEEDER = r'''

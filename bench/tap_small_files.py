@@ -87,8 +87,8 @@ def remote_run(work: Path, export: Path, latency: float,
     `latency` seconds late: (seconds, peak MB, requests the proxy saw, STATE share)."""
     import fsspec  # noqa: PLC0415
 
-    from tests.services import start_s3  # noqa: PLC0415 - test servers, as bench/common does
-    from tests.storage_fault_proxy import StorageFaultProxy  # noqa: PLC0415
+    from testkit.services import start_s3  # noqa: PLC0415 - test servers, as bench/common does
+    from testkit.storage_fault_proxy import StorageFaultProxy  # noqa: PLC0415
 
     service = start_s3()
     try:

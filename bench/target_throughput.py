@@ -3,7 +3,7 @@
     python bench/target_throughput.py                # 1,000,000 events
     python bench/target_throughput.py --events 200000
 
-The server (tests/mixpanel_server.py --fast) answers at once and only counts. Prints events/s,
+The server (testkit/mixpanel_server.py --fast) answers at once and only counts. Prints events/s,
 CPU seconds and peak memory of target-mixpanel beside a plain singer-sdk target (default
 record validation, one request at a time), and the target's peak memory at two input sizes.
 """
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import OUT_DIR, measure, start_mixpanel_server
 from bench.tap_throughput import make_export
-from tests.mixpanel_server import Credentials
+from testkit.mixpanel_server import Credentials
 
 
 def singer_input(work: Path, events: int) -> tuple[Path, int]:

@@ -23,7 +23,7 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 from tap_braze_currents.event_types import stream_name
 from tap_braze_currents.file_ledger import file_digest
 from tap_braze_currents.storage import CurrentsStorage
-from tests.services import Service, start_azurite, start_gcs, start_s3
+from testkit.services import Service, start_azurite, start_gcs, start_s3
 
 # A small set covering every quirk: JSON properties, float32, arrays, long time, time_ms.
 SAMPLE_TYPES = [
@@ -179,7 +179,7 @@ def gcs_server() -> Iterator[Service]:
 
 # -- target side -------------------------------------------------------------------------
 
-from tests.mixpanel_server import MixpanelServer  # noqa: E402
+from testkit.mixpanel_server import MixpanelServer  # noqa: E402
 
 
 @dataclass

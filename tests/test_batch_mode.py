@@ -11,8 +11,8 @@ import pytest
 
 from tap_braze_currents.demo_export import write_demo_export
 from tap_braze_currents.event_types import stream_name
+from testkit.mixpanel_server import MixpanelServer
 from tests.conftest import SAMPLE_TYPES, assert_states_follow_their_records, target_config
-from tests.mixpanel_server import MixpanelServer
 
 
 def batch_config(root: Path, compression: str, batch_size: int = 10_000) -> dict:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.braze_server import API_KEY, BrazeServer, BrazeState
+from testkit.braze_server import API_KEY, BrazeServer, BrazeState
+from testkit.mixpanel_query_server import MixpanelQueryServer
 from tests.conftest import write_json
-from tests.mixpanel_query_server import MixpanelQueryServer
 
 KNOWN = {f"user-{i}" for i in range(1, 11)}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.fault_campaign import KILLS, MELTANO, MELTANO_KILLS, run_campaign
+from testkit.fault_campaign import KILLS, MELTANO, MELTANO_KILLS, run_campaign
 
 
 def test_twenty_trials_lose_no_event(tmp_path: Path) -> None:
@@ -39,7 +39,7 @@ def test_twenty_trials_lose_no_event(tmp_path: Path) -> None:
 
 
 def test_the_secret_scan_finds_a_planted_secret(tmp_path: Path) -> None:
-    from bench.fault_campaign import _files_holding, _produced_files  # noqa: PLC0415
+    from testkit.fault_campaign import _files_holding, _produced_files  # noqa: PLC0415
 
     (tmp_path / "state.json").write_text('{"bookmarks": {}}')
     (tmp_path / "stderr.log").write_text("connecting with secret sa-secret-3f9d2a7c41 ...")

@@ -18,7 +18,7 @@ import yaml
 from tap_braze_currents.demo_export import currents_key, write_avro_file, write_demo_export
 from tap_braze_currents.event_types import catalog_avro_schema
 from target_mixpanel.event_mapping import braze_event_names
-from tests.mixpanel_server import MixpanelServer
+from testkit.mixpanel_server import MixpanelServer
 
 ROOT = Path(__file__).resolve().parent.parent
 MELTANO = ROOT / ".meltano-venv" / "bin" / "meltano"

@@ -26,9 +26,9 @@ from tap_mixpanel_cohorts.query_budget import QueryBudget
 from tap_mixpanel_cohorts.query_client import Credentials, QueryClient, RetryPolicy
 from tap_mixpanel_cohorts.settings import Settings
 from tap_mixpanel_cohorts.tap import TapMixpanelCohorts
+from testkit.mixpanel_query_server import Member, MixpanelQueryServer, QueryState
+from testkit.services import Service, free_port
 from tests.conftest import TapRun, parse_messages, write_json
-from tests.mixpanel_query_server import Member, MixpanelQueryServer, QueryState
-from tests.services import Service, free_port
 
 CHANGES = "cohort_membership_changes"
 FAST_RETRIES = {"retry_first_delay_seconds": 0.05, "max_retry_seconds": 10}

@@ -14,9 +14,9 @@ import pytest
 
 from tap_braze_currents.demo_export import write_demo_export
 from tap_braze_currents.storage import CurrentsFile, CurrentsStorage, _version
+from testkit.services import Service, self_signed_tls
+from testkit.storage_fault_proxy import StorageFaultProxy
 from tests.conftest import SAMPLE_TYPES
-from tests.services import Service, self_signed_tls
-from tests.storage_fault_proxy import StorageFaultProxy
 
 CLOUDS = [("s3_server", "s3://currents-bucket/exports/currents"),
           ("azure_server", "az://currents-container/exports/currents"),

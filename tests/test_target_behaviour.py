@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from testkit.mixpanel_server import MixpanelServer
+from testkit.services import self_signed_tls
 from tests.conftest import singer_lines, target_config, write_json
-from tests.mixpanel_server import MixpanelServer
-from tests.services import self_signed_tls
 
 NOW = int(time.time())
 STREAM = "users_behaviors_customevent"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.braze_server import API_KEY, NO_PERMISSION_KEY, BrazeServer, BrazeState
+from testkit.braze_server import API_KEY, NO_PERMISSION_KEY, BrazeServer, BrazeState
 from tests.conftest import TargetRun, write_json
 
 STREAM = "cohort_membership_changes"

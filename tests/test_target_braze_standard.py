@@ -22,7 +22,7 @@ from singer_sdk.testing import get_target_test_class
 
 from plugin_support.config_errors import SettingError
 from target_braze.target import TargetBraze
-from tests.braze_server import API_KEY, BrazeServer, BrazeState
+from testkit.braze_server import API_KEY, BrazeServer, BrazeState
 
 ID_FIELDS = ("id", "Id", "_id")
 

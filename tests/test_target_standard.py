@@ -21,7 +21,7 @@ import pytest
 from singer_sdk.testing import get_target_test_class
 
 from target_mixpanel.target import TargetMixpanel
-from tests.mixpanel_server import MixpanelServer
+from testkit.mixpanel_server import MixpanelServer
 
 SERVER = MixpanelServer().start()
 atexit.register(SERVER.stop)

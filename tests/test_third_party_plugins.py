@@ -27,9 +27,9 @@ import pytest
 
 from tap_braze_currents.demo_export import write_demo_export
 from target_mixpanel.event_mapping import insert_id_for
+from testkit.mixpanel_server import MixpanelServer
+from testkit.postgres_server import PostgresServer, missing
 from tests.conftest import parse_messages, target_config, write_json
-from tests.mixpanel_server import MixpanelServer
-from tests.postgres_server import PostgresServer, missing
 from tests.test_meltano_pipeline import _meltano as meltano
 from tests.test_meltano_pipeline import meltano_env
 

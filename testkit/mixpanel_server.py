@@ -9,8 +9,8 @@ at random: 429, 5xx, connections dropped before or after the batch is stored, sl
 The rules here are written independently of target_mixpanel's, so the tests can catch a
 wrong rule in the target.
 
-    python -m tests.mixpanel_server --port 8999 --fast   # benchmarks: answer 200 at once
-    python -m tests.mixpanel_server --fast --rate-limit 30000   # a project's intake: 429 above
+    python -m testkit.mixpanel_server --port 8999 --fast   # benchmarks: answer 200 at once
+    python -m testkit.mixpanel_server --fast --rate-limit 30000   # a project's intake: 429 above
 
 With a rate limit, a token bucket of `rate_limit` events/s (holding `burst_seconds` of them)
 answers 429 to a request whose events it cannot cover, as Mixpanel does above its intake.
@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlparse
 
 import msgspec
 
-from tests.loopback_server import JsonReplies, LoopbackServer
+from testkit.loopback_server import JsonReplies, LoopbackServer
 
 REFUSED_IDS = {"00000000-0000-0000-0000-000000000000", "anon", "anonymous", "nil", "none",
                "null", "n/a", "na", "undefined", "unknown", "<nil>", "0", "-1", "true", "false",

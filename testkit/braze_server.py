@@ -14,8 +14,8 @@ applied. The profiles it ends with are what tests assert on.
 The rules here are written independently of target_braze's, so the tests can catch a wrong
 rule in the target.
 
-    python -m tests.braze_server --port 8998 --rate-limit 100 --known-users 100000
-    python -m tests.braze_server --port 8998 --rate-limit 500 --fast   # benchmarks: count only
+    python -m testkit.braze_server --port 8998 --rate-limit 100 --known-users 100000
+    python -m testkit.braze_server --port 8998 --rate-limit 500 --fast   # benchmarks: count only
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 
 import msgspec
 
-from tests.loopback_server import JsonReplies, LoopbackServer
+from testkit.loopback_server import JsonReplies, LoopbackServer
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 API_KEY = "braze-rest-key-6f1c2d9e8a7b4c3d"

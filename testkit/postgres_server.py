@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.services import free_port, wait_for_port
+from testkit.services import free_port, wait_for_port
 
 # Debian's layout: /usr/lib/postgresql/<major>/bin (bookworm: 15); the newest one found
 _FOUND = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),

@@ -12,7 +12,7 @@ dropped connections, slow answers, and a query that hangs until released.
 
 Written independently of tap_mixpanel_cohorts, so tests can catch a wrong rule in the tap.
 
-    python -m tests.mixpanel_query_server --port 8998 --members 2000000   # benchmarks
+    python -m testkit.mixpanel_query_server --port 8998 --members 2000000   # benchmarks
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from tests.loopback_server import JsonReplies, LoopbackServer
+from testkit.loopback_server import JsonReplies, LoopbackServer
 
 PAGE_SIZE = 1000  # Mixpanel's engage page size
 

@@ -1,0 +1,1 @@
+"""What tests and benchmarks share: the servers they start and the fault campaign."""
