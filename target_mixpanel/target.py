@@ -3,44 +3,28 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Any
 
 import fsspec
 import msgspec
 from singer_sdk import Target
-from singer_sdk import typing as th
 from singer_sdk.exceptions import RecordsWithoutSchemaException
 
 from plugin_support.clean_exit import wait_until_stdout_is_read
 from plugin_support.config_errors import SecretSafeConfig
-from plugin_support.delivery_settings import (
-    output_properties,
-    progress_property,
-    request_timeout_property,
-    retry_properties,
-)
 from plugin_support.distribution import DISTRIBUTION
 from plugin_support.line_reader import FastReader
 from plugin_support.record_messages import mapped_records
 from plugin_support.stop_signals import StopAtNextState
-from target_mixpanel.mixpanel_rules import MAX_EVENTS_PER_REQUEST, REGION_HOSTS
+from target_mixpanel.settings import CONFIG_SCHEMA, MixpanelSettings, SettingError
 from target_mixpanel.sinks import MixpanelSink
-from target_mixpanel.wiring import DEFAULT_MAX_BATCH_BYTES, SettingError, check_settings
 from target_mixpanel.workers import WorkerPool
 
 logger = logging.getLogger("target-mixpanel")
 _decode_line = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 __all__ = ["SettingError", "TargetMixpanel"]
-
-
-def default_worker_processes() -> int:
-    """CPUs + 1 (a worker waiting on Mixpanel leaves its CPU to another), at most 8."""
-    return min(8, (os.cpu_count() or 1) + 1)
-
-
 
 
 class TargetMixpanel(StopAtNextState, SecretSafeConfig, Target):
@@ -51,72 +35,13 @@ class TargetMixpanel(StopAtNextState, SecretSafeConfig, Target):
     default_sink_class = MixpanelSink
     message_reader_class = FastReader
 
-    config_jsonschema = th.PropertiesList(
-        th.Property("project_id", th.StringType,
-                    description="Mixpanel project id (required with a service account)."),
-        th.Property("service_account_username", th.StringType,
-                    description="Service account user name (preferred auth)."),
-        th.Property("service_account_secret", th.StringType, secret=True,
-                    description="Service account secret."),
-        th.Property("project_token", th.StringType, secret=True,
-                    description="Project token (auth when no service account is given)."),
-        th.Property("api_secret", th.StringType, secret=True,
-                    description="Project API secret (deprecated by Mixpanel; works, warns)."),
-        th.Property("region", th.StringType, default="US", allowed_values=list(REGION_HOSTS),
-                    description="Data residency: US (api), EU (api-eu) or IN (api-in)."),
-        th.Property("api_url", th.StringType,
-                    description="Base URL overriding region (proxies, tests); POSTs go to "
-                    "{api_url}/import."),
-        th.Property("mapping", th.StringType, default="braze_currents",
-                    allowed_values=["braze_currents", "generic"],
-                    description="braze_currents: Braze's own Mixpanel naming; generic: any tap."),
-        th.Property("event_name", th.StringType, default="{stream}",
-                    description="generic: event name; {field} and {stream} are filled in."),
-        th.Property("distinct_id_field", th.StringType, default="distinct_id",
-                    description="generic: the field holding the user id."),
-        th.Property("time_field", th.StringType, default="time",
-                    description="generic: the field holding the event time (epoch s/ms or "
-                    "ISO 8601)."),
-        th.Property("insert_id_field", th.StringType, default="id",
-                    description="generic: the field that identifies an event for dedup "
-                    "(absent: a hash of the record)."),
-        th.Property("batch_size", th.IntegerType, default=MAX_EVENTS_PER_REQUEST,
-                    description="Events per request (at most 2000)."),
-        th.Property("max_batch_bytes", th.IntegerType, default=DEFAULT_MAX_BATCH_BYTES,
-                    description="Uncompressed bytes per request (at most 10 MB)."),
-        th.Property("max_concurrency", th.IntegerType, default=10,
-                    description="Requests in flight at once (split across worker processes)."),
-        th.Property("adaptive_sending", th.BooleanType, default=True,
-                    description="Steer requests in flight and events/s from Mixpanel's "
-                    "answers (AIMD on 429s), starting from max_concurrency."),
-        th.Property("worker_processes", th.IntegerType,
-                    description="Processes that map and send events; default: CPUs + 1, "
-                    "at most 8."),
-        th.Property("gzip", th.BooleanType, default=True, description="Gzip request bodies."),
-        th.Property("gzip_level", th.IntegerType, default=1, allowed_values=[0, 1, 2, 3],
-                    description="Gzip level (ISA-L): 0 fastest to 3 smallest."),
-        th.Property("strict", th.BooleanType, default=True,
-                    description="Ask Mixpanel to validate every event (strict=1)."),
-        *output_properties("mixpanel", "imported"),
-        th.Property("delete_batch_files", th.BooleanType, default=True,
-                    description="BATCH messages: delete each batch file once every record in "
-                    "it is imported, skipped or dead-lettered."),
-        th.Property("pii", th.StringType, default="keep", allowed_values=["keep", "hash", "drop"],
-                    description="Email addresses and phone numbers: keep, hash (salted SHA-256) "
-                    "or drop."),
-        th.Property("pii_salt", th.StringType, secret=True,
-                    description="Salt for pii: hash."),
-        *retry_properties(),
-        request_timeout_property(),
-        th.Property("verify_tls", th.BooleanType, default=True,
-                    description="Check TLS certificates (turning it off warns)."),
-        progress_property(),
-    ).to_dict()
+    config_jsonschema = CONFIG_SCHEMA
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """The SDK target, plus the fast path for RECORD lines of streams without maps."""
         super().__init__(*args, **kwargs)
         self._pool: WorkerPool | None = None
+        self._settings: MixpanelSettings | None = None
         self._held_state: dict | None = None  # see _write_state_message
         reader = self.message_reader
         if isinstance(reader, FastReader):
@@ -129,17 +54,17 @@ class TargetMixpanel(StopAtNextState, SecretSafeConfig, Target):
     # -- the pipeline --------------------------------------------------------------------
 
     @property
+    def settings(self) -> MixpanelSettings:
+        """The settings, read and checked once."""
+        if self._settings is None:
+            self._settings = MixpanelSettings.from_config(self.config)
+        return self._settings
+
+    @property
     def pool(self) -> WorkerPool:
         """The worker processes, started on first use after the settings are checked."""
         if self._pool is None:
-            config = dict(self.config)
-            check_settings(config)
-            processes = config.get("worker_processes") or default_worker_processes()
-            if int(processes) < 1:
-                msg = f"worker_processes must be at least 1, got {processes}"
-                raise SettingError(msg)
-            self._pool = WorkerPool(config, int(processes), self._write_state_message,
-                                    float(config.get("progress_interval_seconds", 10)))
+            self._pool = WorkerPool(self.settings, self._write_state_message)
         return self._pool
 
     def _deliver_before_failing(self) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from singer_sdk.exceptions import MissingKeyPropertiesError, RecordsWithoutSchemaException
@@ -33,6 +33,9 @@ from singer_sdk.exceptions import MissingKeyPropertiesError, RecordsWithoutSchem
 from plugin_support.pacing import SharedPace
 from plugin_support.retry import AuthError, RetriesExhausted, TlsError
 from plugin_support.state_release import StateGate
+
+if TYPE_CHECKING:
+    from target_mixpanel.settings import MixpanelSettings
 
 logger = logging.getLogger("target-mixpanel")
 
@@ -278,7 +281,7 @@ def _let_go_of_the_main_process_files(inherited: list[int]) -> None:
     os.dup2(2, 1)
 
 
-def _worker_main(config: dict[str, Any], name: str, concurrency: int, pace: SharedPace,
+def _worker_main(settings: MixpanelSettings, name: str, concurrency: int, pace: SharedPace,
                  inbox: Connection, outbox: Connection, inherited: list[int]) -> None:
     """A worker process: chunks in, "done" markers (with running totals) out."""
     _let_go_of_the_main_process_files(inherited)
@@ -301,7 +304,7 @@ def _worker_main(config: dict[str, Any], name: str, concurrency: int, pace: Shar
     delivery: Any = None
     from_files = [0]  # records read from batch files (the main process never sees them)
     batch_files: dict[int, str] = {}  # chunk number -> its batch file, to delete when done
-    delete_files = bool(config.get("delete_batch_files", True))
+    delete_files = settings.delete_batch_files
 
     def summary() -> dict[str, Any]:
         return {**delivery.summary(), "received_from_files": from_files[0]}
@@ -315,7 +318,7 @@ def _worker_main(config: dict[str, Any], name: str, concurrency: int, pace: Shar
         results.put(Done(marker["chunk"], summary()))
 
     try:
-        delivery = build_delivery(config, report, name=name, concurrency=concurrency,
+        delivery = build_delivery(settings, report, name=name, concurrency=concurrency,
                                   pace=pace)
         _serve(delivery, _receive_in_background(inbox), from_files, batch_files)
         results.put(Finished(summary()))
@@ -385,15 +388,15 @@ def merge_summaries(summaries: list[dict[str, Any]]) -> dict[str, Any]:
 class WorkerPool:
     """The main process's side: chunks out, outcomes in, STATE messages released in order."""
 
-    def __init__(self, config: dict[str, Any], processes: int,
-                 emit_state: Callable[[dict], None], progress_seconds: float):
+    def __init__(self, settings: MixpanelSettings, emit_state: Callable[[dict], None]):
         """Start the worker processes (they take the settings, and split max_concurrency)."""
         # fork: the workers start with every module already imported (0.5 s of wall time
         # less than spawn on 1M records). The main process has no other thread yet here.
         methods = multiprocessing.get_all_start_methods()
         forked = "fork" in methods
         context: Any = multiprocessing.get_context("fork" if forked else "spawn")
-        concurrency = max(1, int(config.get("max_concurrency", 10)) // processes)
+        processes = settings.worker_processes
+        concurrency = max(1, settings.max_concurrency // processes)
         pace = SharedPace.for_processes(context)  # one pace for the project's intake
         self._inboxes: list[Connection] = []
         self._outboxes: list[Connection] = []
@@ -406,7 +409,7 @@ class WorkerPool:
             inherited = [c.fileno() for c in (*self._inboxes, *self._outboxes, inbox_write,
                                               outbox_read)] if forked else []
             process = context.Process(target=_worker_main, name=f"mixpanel-worker-{index}",
-                                      args=(config, f"w{index}-", concurrency, pace,
+                                      args=(settings, f"w{index}-", concurrency, pace,
                                             inbox_read, outbox_write, inherited),
                                       daemon=True)
             with _light_children():
@@ -425,7 +428,7 @@ class WorkerPool:
         self._chunk = 0
         self._states = StateGate()
         self._emit_state = emit_state
-        self._progress_seconds = progress_seconds
+        self._progress_seconds = settings.progress_seconds
         self.received = 0
         self._started = time.monotonic()
         self._last_progress = self._started
