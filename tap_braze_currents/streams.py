@@ -80,7 +80,7 @@ class CurrentsStream(Stream):
         return hour_key(moment)
 
     def _ledger(self) -> FileLedger:
-        return FileLedger(self.stream_state, int(self.config.get("lookback_hours", 24)))
+        return FileLedger(self.stream_state, int(self.config["lookback_hours"]))
 
     def listing_range(self) -> tuple[str | None, str | None]:
         """The `date=` hours this stream lists: (first, end), end excluded; None is open."""
@@ -103,8 +103,8 @@ class CurrentsStream(Stream):
                 yield file, self._guard(file, lambda f=file: storage.open(f.path))
             return
         prefetched = fetch_ahead(files, lambda f: storage.read(f.path), lambda f: f.size,
-                                 max_items=int(self.config.get("prefetch_files", 32)),
-                                 max_bytes=int(self.config.get("prefetch_megabytes", 64)) << 20)
+                                 max_items=int(self.config["prefetch_files"]),
+                                 max_bytes=int(self.config["prefetch_megabytes"]) << 20)
         for file, future in prefetched:
             data = self._guard(file, future.result)
             yield file, None if data is None else io.BytesIO(data)
@@ -242,7 +242,7 @@ class CurrentsStream(Stream):
 
     def _report_damage(self, url: str, exc: BaseException, count: int) -> None:
         detail = self._currents_tap.storage.describe_error(exc)
-        if self.config.get("on_corrupt_file", "skip") == "fail":
+        if self.config["on_corrupt_file"] == "fail":
             msg = (f"{url} is damaged after {count} records ({detail}). Set on_corrupt_file "
                    "to 'skip' to read what can be read and go on.")
             raise CorruptFileError(msg)

@@ -111,8 +111,7 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
     @cached_property
     def checkpoints(self) -> Checkpoints:
         """When STATE is printed (every stream checkpoints the one tap state)."""
-        return Checkpoints(self.state, float(self.config.get("state_interval_seconds",
-                                                             STATE_INTERVAL_SECONDS)))
+        return Checkpoints(self.state, float(self.config["state_interval_seconds"]))
 
     @cached_property
     def storage(self) -> CurrentsStorage:
