@@ -65,6 +65,15 @@ class Counters:
             for name, amount in amounts.items():
                 setattr(self, name, getattr(self, name) + amount)
 
+    def count_retryable(self, status: int) -> bool:
+        """Count a retryable answer: a 429 as throttled, any other as a server error.
+
+        True for a 429.
+        """
+        throttled = status == 429
+        self.add(throttled=int(throttled), server_errors=int(not throttled))
+        return throttled
+
     def as_summary(self) -> dict[str, int]:
         """The counts as a run's summary names them."""
         return {"requests": self.requests, "retries": self.retries,

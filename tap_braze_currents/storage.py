@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 import fsspec
 
 from plugin_support.config_errors import redact
+from plugin_support.storage_location import StorageLocationError, open_location, option_secrets
 from tap_braze_currents.layout import (
     AVRO_SUFFIX,
     DATE_PREFIX,
@@ -40,8 +41,6 @@ VERSION_KEYS = ("ETag", "etag", "generation", "md5Hash", "mtime", "LastModified"
 # Remote hour folders listed at once (each listing is a round trip of its own).
 LISTING_THREADS = 16
 
-SUPPORTED_SCHEMES = "a local path, file://, s3://, gs://, gcs://, az://, abfs:// or abfss://"
-
 # storage_options keys that turn TLS certificate checks off when false (botocore/s3fs
 # client_kwargs.verify, Azure's connection_verify, aiohttp's ssl/verify_ssl).
 TLS_CHECK_KEYS = ("verify", "connection_verify", "ssl", "verify_ssl")
@@ -60,17 +59,6 @@ class CurrentsFile:
     event_type: str
     size: int
     version: str       # changes when the key is rewritten with other content
-
-
-def secret_values(options: Mapping[str, Any]) -> list[str]:
-    """Every string value in storage options, nested ones included (all treated as secret)."""
-    found: list[str] = []
-    for value in options.values():
-        if isinstance(value, str):
-            found.append(value)
-        elif isinstance(value, Mapping):
-            found.extend(secret_values(value))
-    return found
 
 
 def tls_checks_off(options: Mapping[str, Any], where: str = "storage_options") -> list[str]:
@@ -126,23 +114,17 @@ class CurrentsStorage:
         """Open the filesystem (no network yet)."""
         self.url = storage_url
         self._options = dict(storage_options or {})
-        self._secrets = secret_values(self._options)
+        self._secrets = option_secrets(self._options)
         for entry in tls_checks_off(self._options):
             logger.warning("%s is false: TLS certificates of the storage endpoint are not "
                            "checked", entry)
         try:
-            fs, root = fsspec.core.url_to_fs(storage_url, **self._options)
-        except (ValueError, ImportError) as exc:
-            msg = (f"storage_url {storage_url!r} cannot be opened: {self._clean(exc)}. "
-                   f"Use {SUPPORTED_SCHEMES}.")
-            raise StorageSettingError(msg) from None
-        except TypeError as exc:
-            scheme = storage_url.split(":", maxsplit=1)[0]
-            msg = (f"storage_options are not accepted by the {scheme} filesystem: "
-                   f"{self._clean(exc)}")
-            raise StorageSettingError(msg) from None
+            fs, root = open_location(storage_url, self._options, "storage_url",
+                                     "storage_options")
+        except StorageLocationError as exc:
+            raise StorageSettingError(str(exc)) from None
         self.fs: fsspec.AbstractFileSystem = fs
-        self.root = root.rstrip("/") or root
+        self.root = root
         self.fs.invalidate_cache()
 
     @cached_property

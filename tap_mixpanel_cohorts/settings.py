@@ -9,6 +9,7 @@ from typing import Any
 
 from singer_sdk import typing as th
 
+from plugin_support.delivery_settings import SECONDS
 from tap_mixpanel_cohorts.mixpanel_query_api import (
     DISTINCT_ID,
     MAX_CONCURRENT_QUERIES,
@@ -18,9 +19,6 @@ from tap_mixpanel_cohorts.mixpanel_query_api import (
 
 DEFAULT_SNAPSHOT_URL = "mixpanel-cohort-snapshots"
 NUMERIC_ID = th.CustomType({"type": ["integer", "string"], "pattern": "^[0-9]+$"})
-# Seconds as a number or a numeric string (Meltano passes "0.5" from the environment as is;
-# a decimal setting would reach the tap as a Decimal it cannot write).
-SECONDS = th.CustomType({"type": ["number", "string"], "pattern": r"^[0-9]+(\.[0-9]+)?$"})
 
 CONFIG_SCHEMA = th.PropertiesList(
     th.Property("project_id", NUMERIC_ID, required=True,

@@ -11,13 +11,12 @@ before it is applied or dead-lettered.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from plugin_support.dead_letter import DeadLetterFile
-from plugin_support.ordered_sends import OrderedSends
+from plugin_support.record_delivery import RecordDelivery, RecordTally
 from plugin_support.retry import Counters
 from target_braze.user_changes import Refused, Skipped, UserChanges
 from target_braze.users_track import ObjectFailure
@@ -44,39 +43,32 @@ class Request:
 
 
 @dataclass
-class Tally:
-    """Where every record went, and what Braze applied."""
+class Tally(RecordTally):
+    """Where every record went (skipped, dead-lettered, applied), and what Braze applied."""
 
     applied: int = 0                 # records
     users_updated: int = 0           # attributes objects applied
     adds: int = 0
     removes: int = 0
     attributes_set: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    dead_lettered: Counter[str] = field(default_factory=Counter)
 
 
-class Delivery:
+class Delivery(RecordDelivery[Request, list[ObjectFailure]]):
     """Folds, sends and accounts for records; releases STATE messages once they are safe."""
+
+    tally: Tally
 
     def __init__(self, *, changes: UserChanges, sender: Sender, dead_letters: DeadLetterFile,
                  emit_state: Callable[[dict], None], counters: Counters,
                  objects_per_request: int, max_concurrency: int):
         """Wire the pipeline; nothing is sent until records arrive."""
+        super().__init__(dead_letters=dead_letters, emit_state=emit_state, counters=counters,
+                         max_concurrency=max_concurrency, thread_name="braze-track")
         self._changes = changes
         self._sender = sender
-        self._dead_letters = dead_letters
-        self.counters = counters
         self._per_request = objects_per_request
-        self._sends: OrderedSends[Request, list[ObjectFailure]] = OrderedSends(
-            send=self._send, account=self._account, emit_state=emit_state,
-            before_state=dead_letters.flush, on_close=dead_letters.close,
-            max_in_flight=max_concurrency,
-            thread_name="braze-track")
         self._request = Request(1)
-        self.received = 0
         self.tally = Tally()
-        self._started = time.monotonic()
 
     # -- records -------------------------------------------------------------------------
 
@@ -110,11 +102,6 @@ class Delivery:
         elif not self.received & 255:
             self._collect(block=False)
 
-    def _dead_letter(self, stream: str, record: dict[str, Any], reason: str,
-                     field_name: str | None, message: str | None) -> None:
-        self._dead_letters.write(stream, record, reason, field_name, message)
-        self.tally.dead_lettered[reason] += 1
-
     # -- requests ------------------------------------------------------------------------
 
     def _submit(self) -> None:
@@ -129,9 +116,6 @@ class Delivery:
 
     def _send(self, request: Request) -> list[ObjectFailure]:
         return self._sender.send(list(request.objects.values()))
-
-    def _collect(self, *, block: bool) -> None:
-        self._sends.collect(block=block)
 
     def _account(self, request: Request, failures: list[ObjectFailure]) -> None:
         users = list(request.objects)
@@ -178,17 +162,6 @@ class Delivery:
         self._submit()
         self._sends.add_state(state, open_batch=False)
 
-    # -- end -----------------------------------------------------------------------------
-
-    def finish(self) -> None:
-        """Send what is left, wait for every outcome, release the last state."""
-        self._submit()
-        self._sends.finish()
-
-    def abandon(self) -> None:
-        """Stop after a fatal error: wait for requests in flight, release nothing more."""
-        self._sends.abandon()
-
     # -- reporting -----------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
@@ -208,5 +181,5 @@ class Delivery:
             "dead_letter_file": self._dead_letters.written_path,
             **counters.as_summary(),
             "request_splits_400": counters.splits,
-            "seconds": round(time.monotonic() - self._started, 3),
+            "seconds": self.seconds(),
         }

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from typing import Any
 
-import msgspec
 from singer_sdk import Target
 
-from plugin_support.clean_exit import wait_until_stdout_is_read
 from plugin_support.config_errors import SecretSafeConfig, SettingError
 from plugin_support.distribution import DISTRIBUTION
 from plugin_support.line_reader import FastReader
 from plugin_support.record_messages import mapped_records
+from plugin_support.run_end import RunEnd
 from plugin_support.stop_signals import StopAtNextState
 from target_braze.delivery import Delivery
 from target_braze.settings import CONFIG_SCHEMA, BrazeSettings
@@ -27,7 +25,7 @@ logger = logging.getLogger("target-braze")
 __all__ = ["SettingError", "TargetBraze"]
 
 
-class TargetBraze(StopAtNextState, SecretSafeConfig, Target):
+class TargetBraze(RunEnd, StopAtNextState, SecretSafeConfig, Target):
     """Singer target for Braze's /users/track (custom attributes, existing users only)."""
 
     name = "target-braze"
@@ -35,6 +33,7 @@ class TargetBraze(StopAtNextState, SecretSafeConfig, Target):
     default_sink_class = BrazeSink
     message_reader_class = FastReader
     config_jsonschema = CONFIG_SCHEMA
+    delivered_word = accounted_word = "applied"  # in the summary's lines (RunEnd)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """The SDK target; a bad line delivers what came before it, a failure abandons."""
@@ -84,37 +83,10 @@ class TargetBraze(StopAtNextState, SecretSafeConfig, Target):
                "RECORD messages; unset the tap's batch_config")
         raise ValueError(msg)
 
-    def _write_state_message(self, state: dict) -> None:
-        if self._setting_at_fault() is not None:
-            self._held_state = state  # emitted once the setting is not at fault, or never
-            return
-        self._held_state = None
-        sys.stdout.write(msgspec.json.encode(state).decode() + "\n")
-        sys.stdout.flush()
+    # -- the end (plugin_support.run_end) -------------------------------------------------
 
-    # -- the end -------------------------------------------------------------------------
-
-    def process_endofpipe(self) -> None:
-        """Deliver what is left, emit the last state, log the summary; fail a useless run."""
-        if self._delivery is not None:
-            self._finish()
-        super().process_endofpipe()
-        reader = self.message_reader
-        if isinstance(reader, FastReader) and (reader.stop_requested
-                                               or reader.stop_at_next_state):
-            wait_until_stdout_is_read()  # `meltano run` is stopping: let it relay the state
-
-    def _finish(self) -> None:
-        assert self._delivery is not None
-        try:
-            self._delivery.finish()
-            self._fail_if_a_setting_applied_nothing()
-        except BaseException:
-            self._abandon()
-            raise
-        if self._held_state is not None:
-            self._write_state_message(self._held_state)
-        self._log_summary(failed=False)
+    def _started_delivery(self) -> Delivery | None:
+        return self._delivery
 
     def _setting_at_fault(self) -> str | None:
         """The setting that kept every record so far from applying, if one did."""
@@ -131,7 +103,7 @@ class TargetBraze(StopAtNextState, SecretSafeConfig, Target):
         return "external_id_field" if summary["dead_lettered"] == {
             refused: summary["received"]} else None
 
-    def _fail_if_a_setting_applied_nothing(self) -> None:
+    def _fail_if_a_setting_delivered_nothing(self) -> None:
         """Records came and none could apply because of a setting: say which, exit 1.
 
         No state was emitted, so the rerun with the setting fixed reads the records again.
@@ -149,19 +121,6 @@ class TargetBraze(StopAtNextState, SecretSafeConfig, Target):
                    "dead-letter file, and the rerun reads them again.")
             raise SettingError(msg)
 
-    def _deliver_before_failing(self) -> None:
-        """A bad input line: deliver every record before it and emit their state first."""
-        if self._delivery is None:
-            return
-        self._finish()
-        logger.error("Stopped at a bad input line (below); every record before it was "
-                     "delivered and its state emitted")
-
-    def _abandon(self) -> None:
-        if self._delivery is not None:
-            self._log_summary(failed=True)
-            self._delivery.abandon()
-
     # -- reporting -----------------------------------------------------------------------
 
     def _maybe_progress(self) -> None:
@@ -175,19 +134,6 @@ class TargetBraze(StopAtNextState, SecretSafeConfig, Target):
                     f"{s['applied']:,}", f"{s['users_updated']:,}", f"{s['adds']:,}",
                     f"{s['removes']:,}", f"{sum(s['dead_lettered'].values()):,}",
                     f"{s['requests']:,}", f"{s['retries']:,}", f"{s['throttled_429']:,}")
-
-    def _log_summary(self, *, failed: bool) -> None:
-        if self._delivery is None:
-            return
-        summary = self._delivery.summary()
-        logger.info("summary: %s", msgspec.json.encode(summary).decode())
-        dead = sum(summary["dead_lettered"].values())
-        if dead:
-            logger.warning("%d records were not applied; see %s", dead,
-                           summary["dead_letter_file"])
-        if failed:
-            logger.error("The run failed; no state was emitted past the last fully applied "
-                         "record. Rerun to resume.")
 
 
 if __name__ == "__main__":

@@ -185,8 +185,7 @@ class UsersTrackClient:
                     raise AuthError(msg)
                 if status not in RETRYABLE_STATUSES:
                     return response
-                throttled = status == 429
-                self.counters.add(throttled=int(throttled), server_errors=int(not throttled))
+                throttled = self.counters.count_retryable(status)
                 problem = f"HTTP {status}"
                 if throttled and headers[2] is not None:
                     delay = self._hold_for(headers[2])

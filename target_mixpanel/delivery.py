@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import msgspec
 
 from plugin_support.dead_letter import DeadLetterFile
-from plugin_support.ordered_sends import OrderedSends
+from plugin_support.record_delivery import RecordDelivery, RecordTally
 from plugin_support.retry import Counters
 from target_mixpanel.event_mapping import SkippedByRule
 from target_mixpanel.import_client import BatchResult
@@ -56,47 +56,40 @@ class Batch:
 
 
 @dataclass
-class Tally:
-    """Where every record went."""
+class Tally(RecordTally):
+    """Where every record went (skipped, dead-lettered, imported)."""
 
     imported: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    dead_lettered: Counter[str] = field(default_factory=Counter)
     imported_by_event: Counter[str] = field(default_factory=Counter)
     received_by_stream: Counter[str] = field(default_factory=Counter)
     # records refused because of a target setting (see Refused.setting), by setting
     refused_by_setting: Counter[str] = field(default_factory=Counter)
 
 
-class Delivery:
+class Delivery(RecordDelivery[Batch, BatchResult]):
     """Maps, batches and sends records; releases STATE messages once they are safe."""
+
+    tally: Tally
 
     def __init__(self, *, mapping: Mapping, sender: Sender, dead_letters: DeadLetterFile,
                  pii: PiiPolicy, emit_state: Callable[[dict], None], counters: Counters,
                  batch_size: int, max_batch_bytes: int, max_concurrency: int,
                  max_batch_age: float = 5.0):
         """Wire the pipeline; nothing is sent until records arrive."""
+        super().__init__(dead_letters=dead_letters, emit_state=emit_state, counters=counters,
+                         max_concurrency=max_concurrency, thread_name="mixpanel-import")
         self._map = mapping.map
         self._sender = sender
-        self._dead_letters = dead_letters
         self._pii = pii
         self._pii_active = pii.active
-        self.received = 0
-        self.counters = counters
         self._batch_size = batch_size
         self._batch_events = batch_size    # the open batch's limit: batch_size, less when paced
         self._max_batch_bytes = max_batch_bytes
-        self._sends: OrderedSends[Batch, BatchResult] = OrderedSends(
-            send=self._send, account=self._account, emit_state=emit_state,
-            before_state=dead_letters.flush, on_close=dead_letters.close,
-            max_in_flight=max_concurrency,
-            thread_name="mixpanel-import")
         self._batch = Batch(1)
         self.tally = Tally()
         self._received_by_stream = self.tally.received_by_stream
         self._encode = msgspec.json.Encoder(decimal_format="number").encode
         self._max_batch_age = max_batch_age
-        self._started = time.monotonic()
         # Records are acyclic and short-lived, but thousands wait in batches in flight: with
         # the default thresholds the collector rescans them constantly (~10% of the time).
         gc.freeze()
@@ -162,11 +155,6 @@ class Delivery:
         record: dict[str, Any] = msgspec.json.decode(source)["record"]
         return self._pii.apply(record) if self._pii_active else record
 
-    def _dead_letter(self, stream: str, record: dict[str, Any], reason: str,
-                     field_name: str | None, message: str | None) -> None:
-        self._dead_letters.write(stream, record, reason, field_name, message)
-        self.tally.dead_lettered[reason] += 1
-
     # -- batches -------------------------------------------------------------------------
 
     def _submit(self) -> None:
@@ -180,9 +168,6 @@ class Delivery:
 
     def _send(self, batch: Batch) -> BatchResult:
         return self._sender.send(batch.events, [source[3] for source in batch.sources])
-
-    def _collect(self, *, block: bool) -> None:
-        self._sends.collect(block=block)
 
     def _account(self, batch: Batch, result: BatchResult) -> None:
         failed = set()
@@ -203,17 +188,6 @@ class Delivery:
         """Hold a STATE until every record before it is accounted for."""
         self._sends.add_state(state, open_batch=bool(self._batch.events))
 
-    # -- end -----------------------------------------------------------------------------
-
-    def finish(self) -> None:
-        """Send what is left, wait for every outcome, release the last state."""
-        self._submit()
-        self._sends.finish()
-
-    def abandon(self) -> None:
-        """Stop after a fatal error: wait for requests in flight, release nothing more."""
-        self._sends.abandon()
-
     # -- reporting -----------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
@@ -230,5 +204,5 @@ class Delivery:
             "imported_by_event": dict(tally.imported_by_event.most_common()),
             "received_by_stream": dict(tally.received_by_stream),
             "refused_by_setting": dict(tally.refused_by_setting),
-            "seconds": round(time.monotonic() - self._started, 3),
+            "seconds": self.seconds(),
         }

@@ -195,8 +195,7 @@ class ImportClient:
                     raise AuthError(msg)
                 if status not in RETRYABLE_STATUSES:
                     return response
-                throttled = status == 429
-                self.counters.add(throttled=int(throttled), server_errors=int(not throttled))
+                throttled = self.counters.count_retryable(status)
                 problem = f"HTTP {status}"
                 retry_after = _retry_after(response)
             finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 import fsspec
@@ -11,11 +10,11 @@ import msgspec
 from singer_sdk import Target
 from singer_sdk.exceptions import RecordsWithoutSchemaException
 
-from plugin_support.clean_exit import wait_until_stdout_is_read
 from plugin_support.config_errors import SecretSafeConfig
 from plugin_support.distribution import DISTRIBUTION
 from plugin_support.line_reader import FastReader
 from plugin_support.record_messages import mapped_records
+from plugin_support.run_end import RunEnd
 from plugin_support.stop_signals import StopAtNextState
 from target_mixpanel.settings import CONFIG_SCHEMA, MixpanelSettings, SettingError
 from target_mixpanel.sinks import MixpanelSink
@@ -27,13 +26,14 @@ _encode = msgspec.json.Encoder(decimal_format="number").encode
 __all__ = ["SettingError", "TargetMixpanel"]
 
 
-class TargetMixpanel(StopAtNextState, SecretSafeConfig, Target):
+class TargetMixpanel(RunEnd, StopAtNextState, SecretSafeConfig, Target):
     """Singer target for Mixpanel's Import API."""
 
     name = "target-mixpanel"
     package_name = DISTRIBUTION  # for --version
     default_sink_class = MixpanelSink
     message_reader_class = FastReader
+    delivered_word, accounted_word = "imported", "accounted"  # the summary's lines (RunEnd)
 
     config_jsonschema = CONFIG_SCHEMA
 
@@ -67,26 +67,10 @@ class TargetMixpanel(StopAtNextState, SecretSafeConfig, Target):
             self._pool = WorkerPool(self.settings, self._write_state_message)
         return self._pool
 
-    def _deliver_before_failing(self) -> None:
-        """A bad input line: deliver every record before it and emit their state first."""
-        if self._pool is None:
-            return
-        self._finish_pool()
-        logger.error("Stopped at a bad input line (below); every record before it was "
-                     "delivered and its state emitted")
+    def _started_delivery(self) -> WorkerPool | None:
+        return self._pool
 
-    def _finish_pool(self) -> None:
-        """Let every worker deliver and release the last state; log the summary."""
-        assert self._pool is not None
-        try:
-            self._pool.finish()
-            self._fail_if_a_setting_refused_everything()
-        except BaseException:
-            self._abandon()
-            raise
-        if self._held_state is not None:
-            self._write_state_message(self._held_state)
-        self._log_summary(failed=False)
+    def _after_finish(self) -> None:
         self._count_records_in_sinks()
 
     def _count_records_in_sinks(self) -> None:
@@ -101,11 +85,6 @@ class TargetMixpanel(StopAtNextState, SecretSafeConfig, Target):
             sink = self._sinks_active.get(stream)
             if sink is not None and count:
                 sink.record_counter_metric.increment(int(count))
-
-    def _abandon(self) -> None:
-        if self._pool is not None:
-            self._log_summary(failed=True)
-            self._pool.abandon()
 
     # -- Singer messages -----------------------------------------------------------------
 
@@ -162,14 +141,6 @@ class TargetMixpanel(StopAtNextState, SecretSafeConfig, Target):
                         self._process_record_message({"stream": stream,
                                                       "record": _decode_line(line)})
 
-    def _write_state_message(self, state: dict) -> None:
-        if self._setting_at_fault() is not None:
-            self._held_state = state  # emitted once a record is imported, or never
-            return
-        self._held_state = None
-        sys.stdout.write(msgspec.json.encode(state).decode() + "\n")
-        sys.stdout.flush()
-
     def _setting_at_fault(self) -> str | None:
         """The setting that refused every record so far, if nothing else happened to any."""
         if self._pool is None:
@@ -182,7 +153,7 @@ class TargetMixpanel(StopAtNextState, SecretSafeConfig, Target):
         setting, count = next(iter(refused.items()))
         return str(setting) if count == received else None
 
-    def _fail_if_a_setting_refused_everything(self) -> None:
+    def _fail_if_a_setting_delivered_nothing(self) -> None:
         """A run that imported nothing because of a mapping setting fails, naming it."""
         setting = self._setting_at_fault()
         if setting is None:
@@ -194,29 +165,6 @@ class TargetMixpanel(StopAtNextState, SecretSafeConfig, Target):
                f"dead-letter file {summary.get('dead_letter_file')}. Fix {setting} and rerun: "
                "no state was emitted, so the rerun reads these records again.")
         raise SettingError(msg)
-
-    def process_endofpipe(self) -> None:
-        """Deliver what is left, emit the last state, log the summary."""
-        if self._pool is not None:
-            self._finish_pool()
-        super().process_endofpipe()
-        reader = self.message_reader
-        if isinstance(reader, FastReader) and (reader.stop_requested
-                                               or reader.stop_at_next_state):
-            wait_until_stdout_is_read()  # `meltano run` is stopping: let it relay the state
-
-    def _log_summary(self, *, failed: bool) -> None:
-        if self._pool is None:
-            return
-        summary = self._pool.summary()
-        logger.info("summary: %s", msgspec.json.encode(summary).decode())
-        dead = sum((summary.get("dead_lettered") or {}).values())
-        if dead:
-            logger.warning("%d records were not imported; see %s", dead,
-                           summary.get("dead_letter_file"))
-        if failed:
-            logger.error("The run failed; no state was emitted past the last fully accounted "
-                         "record. Rerun to resume.")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import atexit
 import json
 import tempfile
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from singer_sdk.testing import get_target_test_class
 from plugin_support.config_errors import SettingError
 from target_braze.target import TargetBraze
 from testkit.braze_server import API_KEY, BrazeServer, BrazeState
+from testkit.sdk_samples import REFUSED, line_count, sample_name, sample_records
 
 ID_FIELDS = ("id", "Id", "_id")
 
@@ -38,8 +38,6 @@ SERVER = BrazeServer(state=BrazeState(known_users=EveryUser())).start()
 atexit.register(SERVER.stop)
 WORK = Path(tempfile.mkdtemp(prefix="target-braze-standard-"))
 DEAD_LETTERS = WORK / "dead-letters.jsonl"
-SAMPLES = resources.files("singer_sdk.testing") / "target_test_streams"
-REFUSED = {"invalid_schema", "record_before_schema", "record_missing_key_property"}
 ID_EXPRESSION = ("str(record.get('id', record.get('Id', record.get('_id'))))"
                  " if record.get('id', record.get('Id', record.get('_id'))) is not None"
                  " else None")
@@ -54,23 +52,11 @@ _Base = get_target_test_class(
 )
 
 
-def _sample_records(test_name: str) -> list[dict[str, Any]]:
-    sample = SAMPLES / f"{test_name.removeprefix('test_target_')}.singer"
-    if not sample.is_file():
-        return []
-    messages = [json.loads(line) for line in sample.read_text().splitlines() if line.strip()]
-    return [m["record"] for m in messages if m["type"] == "RECORD"]
-
-
 def _id_of(record: dict[str, Any]) -> str | None:
     for name in ID_FIELDS:
         if record.get(name) is not None:
             return str(record[name])
     return None
-
-
-def _dead_letter_count() -> int:
-    return len(DEAD_LETTERS.read_text().splitlines()) if DEAD_LETTERS.exists() else 0
 
 
 class TestTargetBraze(_Base):  # type: ignore[misc,valid-type]
@@ -80,16 +66,16 @@ class TestTargetBraze(_Base):  # type: ignore[misc,valid-type]
     def _every_record_accounted(self, request: pytest.FixtureRequest) -> Iterator[None]:
         name = request.node.name
         SERVER.state.profiles.clear()
-        letters_before = _dead_letter_count()
+        letters_before = line_count(DEAD_LETTERS)
         yield
         statuses = dict(SERVER.state.statuses)
         assert set(statuses) <= {201}, statuses
-        records = _sample_records(name)
-        if name.removeprefix("test_target_") in REFUSED:
+        records = sample_records(name)
+        if sample_name(name) in REFUSED:
             assert SERVER.state.profiles == {}
             return
         with_id = [r for r in records if _id_of(r) is not None]
-        assert _dead_letter_count() - letters_before == len(records) - len(with_id), name
+        assert line_count(DEAD_LETTERS) - letters_before == len(records) - len(with_id), name
         last: dict[str, dict[str, Any]] = {}
         for record in with_id:
             last.setdefault(_id_of(record) or "", {}).update(record)

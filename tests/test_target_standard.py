@@ -10,11 +10,9 @@ have answered nothing but 200.
 from __future__ import annotations
 
 import atexit
-import json
 import tempfile
 import time
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from singer_sdk.testing import get_target_test_class
 
 from target_mixpanel.target import TargetMixpanel
 from testkit.mixpanel_server import MixpanelServer
+from testkit.sdk_samples import REFUSED, line_count, sample_name, sample_records
 
 SERVER = MixpanelServer().start()
 atexit.register(SERVER.stop)
@@ -29,9 +28,6 @@ WORK = Path(tempfile.mkdtemp(prefix="target-standard-"))
 DEAD_LETTERS = WORK / "dead-letters.jsonl"
 CREDS = SERVER.state.credentials
 AN_HOUR_AGO = int(time.time()) - 3600
-SAMPLES = resources.files("singer_sdk.testing") / "target_test_streams"
-# the SDK's tests that expect the target to refuse the input: nothing is sent
-REFUSED = {"invalid_schema", "record_before_schema", "record_missing_key_property"}
 USER = "str(record['id']) if record.get('id') is not None else 'sample-user'"
 
 _Base = get_target_test_class(
@@ -44,18 +40,6 @@ _Base = get_target_test_class(
 )
 
 
-def _sample_records(test_name: str) -> list[dict]:
-    sample = SAMPLES / f"{test_name.removeprefix('test_target_')}.singer"
-    if not sample.is_file():
-        return []
-    messages = [json.loads(line) for line in sample.read_text().splitlines() if line.strip()]
-    return [m["record"] for m in messages if m["type"] == "RECORD"]
-
-
-def _dead_letter_count() -> int:
-    return len(DEAD_LETTERS.read_text().splitlines()) if DEAD_LETTERS.exists() else 0
-
-
 class TestTargetMixpanel(_Base):  # type: ignore[misc,valid-type]
     """Standard tests; afterwards each sample record is at the server or dead-lettered."""
 
@@ -63,18 +47,18 @@ class TestTargetMixpanel(_Base):  # type: ignore[misc,valid-type]
     def _every_record_accounted(self, request: pytest.FixtureRequest) -> Iterator[None]:
         name = request.node.name
         events_before = SERVER.state.raw_events
-        letters_before = _dead_letter_count()
+        letters_before = line_count(DEAD_LETTERS)
         yield
         statuses = dict(SERVER.state.statuses)
         assert set(statuses) <= {200}, statuses
-        records = _sample_records(name)
-        if name.removeprefix("test_target_") in REFUSED:
+        records = sample_records(name)
+        if sample_name(name) in REFUSED:
             assert SERVER.state.raw_events == events_before
             return
         arrived = [e for e in SERVER.state.unique_events
                    if e["properties"]["time"] == AN_HOUR_AGO]
         assert SERVER.state.raw_events - events_before == len(records), name
-        assert _dead_letter_count() == letters_before, name
+        assert line_count(DEAD_LETTERS) == letters_before, name
         users = {e["properties"]["distinct_id"] for e in arrived}
         for record in records:
             user = str(record["id"]) if record.get("id") is not None else "sample-user"
