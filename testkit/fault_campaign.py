@@ -18,6 +18,10 @@ against the Mixpanel-compatible server with a random mix of faults:
   end cleanly and cost no duplicates; or SIGTERM to `meltano run` itself, whose cost in
   replays is counted (Meltano 4.4.1 drops the state emitted after it, README).
 
+Cohort-sync trials (testkit/cohort_fault_campaign.py, `--cohort-trials`) follow: the second
+pipeline, `tap-mixpanel-cohorts | target-braze`, under Braze and Mixpanel faults and kills;
+after a clean rerun no Braze user's cohort attribute may differ from its Mixpanel membership.
+
 A run that was killed or stopped is followed by a clean rerun from the saved state. After the
 trial it prints: events expected (every identified event the files hold, read the way the tap reads
 them), unique at the server, dead-lettered (each with a reason), skipped by rule, missing
@@ -55,6 +59,7 @@ from tap_braze_currents.demo_export import (  # noqa: E402
     write_demo_export,
 )
 from tap_braze_currents.event_types import catalog_avro_schema  # noqa: E402
+from testkit.cohort_fault_campaign import run_cohort_campaign  # noqa: E402
 from testkit.mixpanel_server import MixpanelServer, MixpanelState  # noqa: E402
 from testkit.services import Service, start_s3  # noqa: E402
 from testkit.storage_fault_proxy import StorageFaultProxy  # noqa: E402
@@ -605,12 +610,16 @@ def main() -> None:
     parser.add_argument("--storages", default="local,s3")
     parser.add_argument("--kills", help="only these process faults: none,tap,target,term,"
                         "meltano,meltano-term (default: a random mix of all)")
+    parser.add_argument("--cohort-trials", type=int, default=20,
+                        help="cohort-sync trials (tap-mixpanel-cohorts | target-braze) after "
+                        "the Currents trials")
     args = parser.parse_args()
     work = ROOT / "bench" / "out" / "campaign" / f"seed-{args.seed}"
     outcomes = run_campaign(args.trials, args.seed, args.runners.split(","),
                             args.storages.split(","), work,
                             kills=args.kills.split(",") if args.kills else None)
-    sys.exit(0 if all(o.ok for o in outcomes) else 1)
+    cohort_outcomes = run_cohort_campaign(args.cohort_trials, args.seed, work)
+    sys.exit(0 if all(o.ok for o in [*outcomes, *cohort_outcomes]) else 1)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Braze /users/track-compatible servers; the state the target prints feeds the nex
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -97,3 +98,48 @@ def test_a_first_sync_and_a_sync_after_changes_leave_braze_equal_to_mixpanel(
     code, states, err = sync(mixpanel, braze, tmp_path, 3, states[-1])  # nothing changed
     assert code == 0, err
     assert braze.state.applied_objects - objects_before == 5
+
+
+# -- through Meltano: the job's pair, `meltano run tap-mixpanel-cohorts target-braze` ------
+
+ROOT = Path(__file__).resolve().parent.parent
+MELTANO = ROOT / ".meltano-venv" / "bin" / "meltano"
+
+
+def test_meltano_run_syncs_membership_then_only_the_changes(
+        mixpanel, braze, tmp_path: Path) -> None:
+    if not MELTANO.exists():
+        pytest.fail("Meltano is not installed: run bash scripts/setup-tests")
+    query = mixpanel.state
+    env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+           "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path}/meltano.db",
+           "TAP_MIXPANEL_COHORTS_API_URL": mixpanel.url,
+           "TAP_MIXPANEL_COHORTS_PROJECT_ID": query.project_id,
+           "TAP_MIXPANEL_COHORTS_SERVICE_ACCOUNT_USERNAME": query.service_account[0],
+           "TAP_MIXPANEL_COHORTS_SERVICE_ACCOUNT_SECRET": query.service_account[1],
+           "TAP_MIXPANEL_COHORTS_SNAPSHOT_URL": str(tmp_path / "snapshots"),
+           "TAP_MIXPANEL_COHORTS_RETRY_FIRST_DELAY_SECONDS": "0.05",
+           "TARGET_BRAZE_API_KEY": API_KEY, "TARGET_BRAZE_REST_ENDPOINT": braze.url,
+           "TARGET_BRAZE_DRY_RUN": "false",
+           "TARGET_BRAZE_DEAD_LETTER_PATH": str(tmp_path / "dead-letters.jsonl"),
+           "TARGET_BRAZE_RETRY_FIRST_DELAY_SECONDS": "0.05"}
+
+    def meltano_run() -> None:
+        done = subprocess.run([str(MELTANO), "run", "tap-mixpanel-cohorts", "target-braze"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+                              check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert API_KEY not in done.stderr + done.stdout
+        assert query.service_account[1] not in done.stderr + done.stdout
+
+    query.add_cohort(1, "Power users", ["user-1", "user-2", "user-3"])
+    query.add_cohort(2, "Churn risk", ["user-3", "user-4"])
+    meltano_run()
+    assert braze_view(braze) == {"Power users": {"user-1", "user-2", "user-3"},
+                                 "Churn risk": {"user-3", "user-4"}}
+    assert braze.state.applied_objects == 5                   # one object per membership
+    query.add_cohort(1, "Power users", ["user-2", "user-3", "user-5"])
+    meltano_run()                                             # Meltano's saved state: the diff
+    assert braze_view(braze) == {"Power users": {"user-2", "user-3", "user-5"},
+                                 "Churn risk": {"user-3", "user-4"}}
+    assert braze.state.applied_objects == 5 + 2               # user-1 out, user-5 in

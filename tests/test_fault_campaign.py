@@ -1,9 +1,11 @@
-"""The fault campaign's short form: 20 seeded trials of the whole pipeline, no event missing."""
+"""The fault campaign's short form: 20 seeded trials of the whole pipeline, no event missing,
+and 5 cohort-sync trials, no Braze user differing from its Mixpanel membership."""
 
 from __future__ import annotations
 
 import io
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,23 @@ def test_the_secret_scan_finds_a_planted_secret(tmp_path: Path) -> None:
     files = _produced_files(tmp_path, since=time.time() + 3600)  # no Meltano logs
     assert _files_holding(files, ["sa-secret-3f9d2a7c41", ""]) == [str(tmp_path / "stderr.log")]
     assert _files_holding(files, ["not-there"]) == []
+
+
+def test_cohort_trials_leave_every_braze_user_equal_to_its_mixpanel_membership(
+        tmp_path: Path) -> None:
+    from testkit.cohort_fault_campaign import run_cohort_campaign  # noqa: PLC0415
+
+    table = io.StringIO()
+    outcomes = run_cohort_campaign(5, seed=1, work=tmp_path, out=table)
+    print(table.getvalue())
+    assert [(o.trial.number, o.problem) for o in outcomes if o.problem] == []
+    assert [o.differing for o in outcomes] == [0] * 5, table.getvalue()
+    assert all(o.applied_objects > 0 for o in outcomes)
+    # the faults happened: kills of both plugins, Braze 429 bursts, drops before and after
+    # Braze applied a request, Mixpanel faults
+    assert {o.trial.kill for o in outcomes} >= {"tap", "target", "target-at-state"}
+    assert any(o.killed for o in outcomes), table.getvalue()
+    assert any(o.trial.braze_burst for o in outcomes)
+    served = sum((Counter(o.faults_seen) for o in outcomes), Counter())
+    assert {"429", "drop_before", "drop_after"} <= set(served), served
+    assert any(o.trial.mixpanel_script for o in outcomes)
