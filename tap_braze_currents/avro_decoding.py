@@ -5,8 +5,8 @@
   a value that is not a JSON object is kept as it was and counted;
 - a truncated or corrupt file yields the records before the damage and reports the error.
 
-`record_lines()` writes whole Singer RECORD lines, in bulk through polars where the writer schema
-allows it (bulk_decoding.py), record by record otherwise.
+`record_lines()` writes whole output lines (line_format.py), in bulk through polars where the
+writer schema allows it (bulk_decoding.py), record by record otherwise.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from polars.exceptions import PanicException
 from tap_braze_currents.avro_container import AvroContainer
 from tap_braze_currents.bulk_decoding import BulkBatch, bulk_decodable, rebuilt_container
 from tap_braze_currents.event_types import JSON_OBJECT_FIELDS
+from tap_braze_currents.line_format import FileLines
 
 _FLOAT32 = struct.Struct("<f")
 _json_decode = msgspec.json.decode
@@ -35,7 +36,6 @@ BULK_BYTES = 512 << 10
 # than fastavro's 10-20 µs a record (measured crossover 15-30 records, docs/tap-performance.md).
 BULK_MIN_RECORDS = 32
 OUTPUT_CHUNK_BYTES = 1 << 20
-RECORD_TAIL = b"}\n"  # closes a RECORD message after its record
 
 
 @lru_cache(maxsize=65536)
@@ -166,16 +166,14 @@ class AvroFile:
             self.error = exc
         self.error = self.error or self._load_error
 
-    def record_lines(self, prefix: bytes, tail: bytes = RECORD_TAIL) -> Iterator[bytes]:
-        """Chunks of lines, each `prefix` + `,` + the record's fields + `}` + `tail`.
+    def record_lines(self, lines: FileLines) -> Iterator[bytes]:
+        """Chunks of whole lines, each record written as `lines` says (line_format.py).
 
-        `prefix` opens the line and the record object: a RECORD message cut before the
-        closing braces of its record, which may carry fields every record shares; `tail`
-        closes the line after the record. `count` includes every line of a chunk once it is
-        yielded. Stops at damage, like `decoded()`.
+        `count` includes every line of a chunk once it is yielded. Stops at damage, like
+        `decoded()`.
         """
         if not self.facts.bulk_decodable:
-            yield from self._encoded_lines(self.decoded(), prefix, tail)
+            yield from self._encoded_lines(self.decoded(), lines)
             return
         batch: list[Any] = []
         size = nbytes = 0
@@ -186,21 +184,20 @@ class AvroFile:
                 size += block.num_records
                 nbytes += block.bytes_.getbuffer().nbytes
                 if nbytes >= BULK_BYTES:
-                    yield from self._bulk_lines(batch, size, prefix, tail)
+                    yield from self._bulk_lines(batch, size, lines)
                     if self.error is not None:
                         return
                     batch, size, nbytes = [], 0, 0
         except Exception as exc:
             self.error = exc
-        yield from self._bulk_lines(batch, size, prefix, tail)
+        yield from self._bulk_lines(batch, size, lines)
         self.error = self.error or self._load_error
 
-    def _bulk_lines(self, blocks: list[Any], size: int, prefix: bytes,
-                    tail: bytes) -> Iterator[bytes]:
+    def _bulk_lines(self, blocks: list[Any], size: int, lines: FileLines) -> Iterator[bytes]:
         if not blocks:
             return
         if size < BULK_MIN_RECORDS:  # polars' fixed cost is more than decoding them one by one
-            yield from self._encoded_lines(self._decoded(blocks), prefix, tail)
+            yield from self._encoded_lines(self._decoded(blocks), lines)
             return
         try:
             bulk = BulkBatch(rebuilt_container(self.fingerprint, blocks), size,
@@ -208,17 +205,17 @@ class AvroFile:
         except (Exception, PanicException):
             # polars cannot decode these blocks: the record path finds where the damage is.
             error, self.error = self.error, None
-            yield from self._encoded_lines(self._decoded(blocks), prefix, tail)
+            yield from self._encoded_lines(self._decoded(blocks), lines)
             self.error = self.error or error
             return
-        lines = bulk.lines(prefix, tail)
+        [(text, invalid_json)] = bulk.segments([lines], [size])
         self.count += size
-        self.invalid_json += bulk.invalid_json
-        yield lines
+        self.invalid_json += invalid_json
+        yield text
 
     @staticmethod
-    def _encoded_lines(records: Iterable[dict[str, Any]], prefix: bytes,
-                       tail: bytes) -> Iterator[bytes]:
+    def _encoded_lines(records: Iterable[dict[str, Any]], lines: FileLines) -> Iterator[bytes]:
+        prefix, tail = lines.prefix(), lines.tail()
         buffer = bytearray()
         for record in records:
             buffer += prefix

@@ -20,8 +20,7 @@ from isal import igzip
 
 from tap_braze_currents.avro_decoding import AvroFile
 from tap_braze_currents.file_groups import FileGroup
-
-BATCH_LINE_TAIL = b"\n"  # a batch line ends with its record
+from tap_braze_currents.line_format import FileLines
 
 
 class BatchFileWriter:
@@ -48,14 +47,14 @@ class BatchFileWriter:
         self._records = 0  # in the open file
 
     def write(self, group: FileGroup,
-              prefix_of: Callable[[AvroFile], bytes]) -> Iterator[list[str]]:
+              lines_of: Callable[[AvroFile], FileLines]) -> Iterator[list[str]]:
         """Write the records of a group of Currents files; yield the manifest of each file closed.
 
         The open batch file goes on across calls until it holds `batch_size` records or
         `close()` is called (before a STATE: the BATCH message must come first).
-        `prefix_of(file)` opens each line and its record object (fields every record shares).
+        `lines_of(file)` gives the fields every record of a file shares (its `message` is {}).
         """
-        for _, chunk in group.lines(prefix_of, BATCH_LINE_TAIL):
+        for _, chunk in group.lines(lines_of):
             out = self._out()
             out.write(chunk)
             self._records += chunk.count(b"\n")  # JSON strings never hold a raw newline

@@ -1,4 +1,4 @@
-"""Whole Avro blocks -> Singer RECORD lines in bulk, decoded and JSON-encoded by polars (Rust).
+"""Whole Avro blocks -> output lines in bulk, decoded and JSON-encoded by polars (Rust).
 
 Decoding record by record in Python costs about 8 µs a record; polars decodes a batch of blocks
 into columns and writes them as JSON lines at a fraction of that. It is used only where its output
@@ -13,12 +13,15 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from itertools import chain, repeat
 from typing import Any
 
 import fastavro
 import msgspec
 import polars as pl
 from fastavro.io.binary_encoder import BinaryEncoder
+
+from tap_braze_currents.line_format import FileLines
 
 _PLAIN = frozenset({"null", "boolean", "int", "long", "float", "double", "string"})
 _SYNC = b"braze-currents!!"  # sync marker of the rebuilt container; any 16 bytes do
@@ -74,7 +77,7 @@ def rebuilt_container(fingerprint: str, blocks: Sequence[Any]) -> bytes:
 
 
 class BulkBatch:
-    """The records of a run of blocks as RECORD lines; `invalid_json` counts kept strings."""
+    """The records of a run of blocks as output lines; `invalid_json` counts kept strings."""
 
     def __init__(self, container: bytes, expected: int, json_fields: Iterable[str]):
         """Decode now; raises when polars cannot decode the batch or miscounts it."""
@@ -85,62 +88,62 @@ class BulkBatch:
         self.invalid_json = 0
         self._json_texts = {name: frame.get_column(name).to_list() for name in json_fields}
         self._frame = frame.drop(list(self._json_texts)) if self._json_texts else frame
-        if self._frame.width == 0:
+        if self._frame.width == 0:  # literals alone would make one row, not `expected`
             msg = "no plain fields to write"
             raise ValueError(msg)
 
-    def lines(self, prefix: bytes, tail: bytes) -> bytes:
-        """Each record as `prefix` + `,` + its fields + `}` + `tail`.
+    def segments(self, files: Sequence[FileLines],
+                 counts: Sequence[int]) -> list[tuple[bytes, int]]:
+        """The lines of consecutive runs of records, `counts[i]` of them written as `files[i]`.
 
-        `prefix` opens the line and the record object (it may carry fields of its own);
-        `tail` closes the line after the record's closing brace.
+        polars writes whole lines, message and shared fields included, so no line is cut or
+        pasted in Python unless it carries a JSON field. Returns (lines, JSON values kept as
+        strings) per run.
         """
         written = io.BytesIO()
-        self._frame.write_ndjson(written)
+        self._framed(files, counts).write_ndjson(written)
         ndjson = written.getvalue()
-        if self._json_texts:
-            return self._lines_with_json(ndjson, prefix, tail)
-        # Strings never hold a raw newline in JSON, so "\n{" only ever starts a record.
-        body = ndjson[1:-1].replace(b"\n{", tail + prefix + b",")
-        return prefix + b"," + body + tail
-
-    def segment_lines(self, prefixes: Sequence[bytes], counts: Sequence[int],
-                      tail: bytes) -> list[tuple[bytes, int]]:
-        """The records as consecutive segments (one per file of a group), each with its prefix.
-
-        Returns (lines, JSON values kept as strings) per segment.
-        """
-        written = io.BytesIO()
-        self._frame.write_ndjson(written)
-        lines = written.getvalue().split(b"\n")
+        if len(files) == 1 and not self._json_texts:
+            return [(ndjson, 0)]
+        lines = ndjson.split(b"\n")
         result = []
         start = 0
-        for prefix, count in zip(prefixes, counts, strict=True):
+        for file, count in zip(files, counts, strict=True):
             before = self.invalid_json
-            if self._json_texts:
-                text = self._json_rows(lines, start, count, prefix, tail)
+            if not count:
+                text = b""
+            elif self._json_texts:
+                text = self._json_rows(lines, start, count, file.closing)
             else:
-                separator = tail + prefix + b","
-                text = (prefix + b"," + separator.join(line[1:] for line in
-                                                       lines[start:start + count]) + tail)
-            result.append((text if count else b"", self.invalid_json - before))
+                text = b"\n".join(lines[start:start + count]) + b"\n"
+            result.append((text, self.invalid_json - before))
             start += count
         return result
 
-    def _lines_with_json(self, ndjson: bytes, prefix: bytes, tail: bytes) -> bytes:
-        lines = ndjson.splitlines()
-        return self._json_rows(lines, 0, len(lines), prefix, tail)
+    def _framed(self, files: Sequence[FileLines], counts: Sequence[int]) -> pl.DataFrame:
+        """The frame with each file's message and shared fields as columns around its records."""
 
-    def _json_rows(self, lines: list[bytes], start: int, count: int, prefix: bytes,
-                   tail: bytes) -> bytes:
+        def column(name: str, values: list[str]) -> pl.Expr:
+            if all(value == values[0] for value in values):
+                return pl.lit(values[0], dtype=pl.String).alias(name)
+            each = chain.from_iterable(repeat(v, n) for v, n in zip(values, counts, strict=True))
+            return pl.lit(pl.Series(name, list(each), dtype=pl.String))
+
+        first = files[0]
+        shared = [column(name, [f.shared[name] for f in files]) for name in first.shared]
+        if not first.message:
+            return self._frame.select(*shared, pl.all())
+        message = [column(name, [f.message[name] for f in files]) for name in first.message]
+        return self._frame.select(*message, pl.struct(*shared, pl.all()).alias("record"))
+
+    def _json_rows(self, lines: list[bytes], start: int, count: int, closing: bytes) -> bytes:
         columns = [(b',"' + name.encode() + b'":', texts)
                    for name, texts in self._json_texts.items()]
         out = bytearray()
-        end = b"}" + tail
+        cut = -len(closing)
+        end = closing + b"\n"
         for index in range(start, start + count):
-            out += prefix
-            out += b","
-            out += lines[index][1:-1]
+            out += lines[index][:cut]
             for key, texts in columns:
                 out += key
                 out += self._json_object(texts[index])

@@ -17,6 +17,7 @@ from polars.exceptions import PanicException
 
 from tap_braze_currents.avro_decoding import BULK_MIN_RECORDS, AvroFile
 from tap_braze_currents.bulk_decoding import BulkBatch, rebuilt_container
+from tap_braze_currents.line_format import FileLines
 from tap_braze_currents.storage import CurrentsFile
 
 SMALL_FILE_BYTES = 256 << 10  # on storage (compressed)
@@ -56,9 +57,8 @@ class FileGroup:
         """Whether no further file should wait for this group."""
         return not self.small or self.size >= GROUP_BYTES or len(self.members) >= GROUP_FILES
 
-    def lines(self, prefix_of: Callable[[AvroFile], bytes],
-              tail: bytes) -> Iterator[tuple[AvroFile, bytes]]:
-        """(file, chunk of its lines) in file order, as `AvroFile.record_lines` writes them.
+    def lines(self, lines_of: Callable[[AvroFile], FileLines]) -> Iterator[tuple[AvroFile, bytes]]:
+        """(file, chunk of its lines) in file order, each file's written as `lines_of(file)` says.
 
         A file's `count`, `error` and `invalid_json` are final once its last chunk is out.
         """
@@ -70,8 +70,8 @@ class FileGroup:
                 blocks = [block for avro in avros for block in avro.loaded_blocks]
                 bulk = BulkBatch(rebuilt_container(first.fingerprint, blocks), loaded,
                                  first.facts.json_fields)
-                segments = bulk.segment_lines([prefix_of(avro) for avro in avros],
-                                              [avro.loaded_records for avro in avros], tail)
+                segments = bulk.segments([lines_of(avro) for avro in avros],
+                                         [avro.loaded_records for avro in avros])
             except (Exception, PanicException):
                 segments = None  # each file on its own finds the damage
             if segments is not None:
@@ -81,5 +81,5 @@ class FileGroup:
                         yield avro, text
                 return
         for avro in avros:
-            for chunk in avro.record_lines(prefix_of(avro), tail):
+            for chunk in avro.record_lines(lines_of(avro)):
                 yield avro, chunk

@@ -8,7 +8,6 @@ import sys
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import msgspec
 from singer_sdk import Stream
 from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
 
@@ -17,13 +16,14 @@ try:
 except ImportError:  # singer-sdk before it moved
     from singer_sdk.helpers._typing import TypeConformanceLevel
 
-from tap_braze_currents.avro_decoding import RECORD_TAIL, AvroFile
+from tap_braze_currents.avro_decoding import AvroFile
 from tap_braze_currents.batch_files import BatchFileWriter
 from tap_braze_currents.event_types import EXTRA_FIELDS, JSON_OBJECT_FIELDS, stream_name
 from tap_braze_currents.file_groups import FileGroup
 from tap_braze_currents.file_ledger import FileLedger
 from tap_braze_currents.json_schema import merge_json_schemas, record_fields_schema
 from tap_braze_currents.layout import hour_key
+from tap_braze_currents.line_format import FileLines
 from tap_braze_currents.prefetch import fetch_ahead
 from tap_braze_currents.storage import CurrentsFile
 
@@ -297,16 +297,15 @@ class CurrentsStream(Stream):
         sys.stdout.flush()
         out = sys.stdout.buffer
 
-        def prefix_of(avro: AvroFile) -> bytes:
+        def lines_of(avro: AvroFile) -> FileLines:
             extracted = dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
-            message = {"type": "RECORD", "stream": self.name, "time_extracted": extracted,
-                       "record": self._shared_fields(avro)}
-            return msgspec.json.encode(message)[:-2]
+            message = {"type": "RECORD", "stream": self.name, "time_extracted": extracted}
+            return FileLines(message, self._shared_fields(avro))
 
         checkpoints = self._currents_tap.checkpoints
 
         def write(group: FileGroup) -> None:
-            for _, chunk in group.lines(prefix_of, RECORD_TAIL):
+            for _, chunk in group.lines(lines_of):
                 out.write(chunk)
                 checkpoints.printed(len(chunk))
             out.flush()
@@ -327,7 +326,7 @@ class CurrentsStream(Stream):
                 batches.increment()
 
             def write(group: FileGroup) -> None:
-                for manifest in files.write(group, self._batch_prefix):
+                for manifest in files.write(group, self._batch_lines):
                     announce(manifest)
 
             def before_checkpoint() -> None:
@@ -342,8 +341,8 @@ class CurrentsStream(Stream):
             finally:
                 del self._before_checkpoint
 
-    def _batch_prefix(self, avro: AvroFile) -> bytes:
-        return msgspec.json.encode(self._shared_fields(avro))[:-1]
+    def _batch_lines(self, avro: AvroFile) -> FileLines:
+        return FileLines({}, self._shared_fields(avro))
 
     @staticmethod
     def _shared_fields(avro: AvroFile) -> dict[str, str]:

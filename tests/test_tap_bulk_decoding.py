@@ -14,13 +14,14 @@ from tap_braze_currents.bulk_decoding import bulk_decodable
 from tap_braze_currents.demo_export import write_demo_export
 from tap_braze_currents.event_types import catalog
 from tap_braze_currents.layout import EVENT_TYPE_PREFIX, segment_value
+from tap_braze_currents.line_format import FileLines
 
-PREFIX = b'{"type":"RECORD","stream":"s","record":{"event_type":"t","_sdc_source_file":"f"'
+LINES = FileLines({"type": "RECORD", "stream": "s"}, {"event_type": "t", "_sdc_source_file": "f"})
 
 
 def _bulk(data: bytes, event_type: str) -> tuple[list[dict], AvroFile]:
     avro = AvroFile(io.BytesIO(data), event_type, "f")
-    text = b"".join(avro.record_lines(PREFIX)).decode()
+    text = b"".join(avro.record_lines(LINES)).decode()
     messages = [json.loads(line) for line in text.splitlines()]
     return [m["record"] for m in messages], avro
 
@@ -104,7 +105,7 @@ def test_a_schema_polars_cannot_read_goes_record_by_record() -> None:
     fastavro.writer(out, schema, [{"id": "x", "extras": {"k": "v"}, "at": 0}])
     avro = AvroFile(io.BytesIO(out.getvalue()), "users.Odd", "f")
     assert not bulk_decodable(avro.writer_schema)
-    lines = b"".join(avro.record_lines(PREFIX)).splitlines()
+    lines = b"".join(avro.record_lines(LINES)).splitlines()
     record = json.loads(lines[0])["record"]
     assert record["extras"] == {"k": "v"}
     assert record["at"].startswith("1970-01-01")
