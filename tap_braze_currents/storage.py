@@ -7,15 +7,18 @@ the wanted range, and lists each kept hour recursively, whatever layout sits bel
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, BinaryIO
 
 import fsspec
+from fsspec.asyn import AsyncFileSystem
 
 from plugin_support.config_errors import redact
 from plugin_support.storage_location import StorageLocationError, open_location, option_secrets
@@ -40,6 +43,13 @@ VERSION_KEYS = ("ETag", "etag", "generation", "md5Hash", "mtime", "LastModified"
 
 # Remote hour folders listed at once (each listing is a round trip of its own).
 LISTING_THREADS = 16
+
+# Client connection pools smaller by default than the requests the tap keeps in flight, by URL
+# scheme: where in storage_options their size goes. botocore pools 10 connections (s3fs hands
+# config_kwargs to its Config), which capped 32 fetches and 64 listings at 10 round trips at
+# once; gcsfs and adlfs use aiohttp's default of 100.
+POOL_SIZE_OPTIONS = {"s3": ("config_kwargs", "max_pool_connections"),
+                     "s3a": ("config_kwargs", "max_pool_connections")}
 
 # storage_options keys that turn TLS certificate checks off when false (botocore/s3fs
 # client_kwargs.verify, Azure's connection_verify, aiohttp's ssl/verify_ssl).
@@ -107,13 +117,28 @@ def _local_find(folder: str) -> dict[str, dict[str, Any]]:
     return found
 
 
+def _with_pool_size(options: dict[str, Any], url: str, connections: int | None) -> dict[str, Any]:
+    where = POOL_SIZE_OPTIONS.get(url.split("://", 1)[0].lower()) if "://" in url else None
+    if where is None or connections is None:
+        return options
+    section, key = where
+    nested = dict(options.get(section) or {})
+    nested.setdefault(key, connections)
+    return {**options, section: nested}
+
+
 class CurrentsStorage:
     """The export under one `storage_url`, reached with `storage_options`."""
 
-    def __init__(self, storage_url: str, storage_options: Mapping[str, Any] | None = None):
-        """Open the filesystem (no network yet)."""
+    def __init__(self, storage_url: str, storage_options: Mapping[str, Any] | None = None,
+                 connections: int | None = None):
+        """Open the filesystem (no network yet).
+
+        `connections`: the requests the caller keeps in flight; a client pool that is smaller
+        by default grows to it, unless storage_options set its size.
+        """
         self.url = storage_url
-        self._options = dict(storage_options or {})
+        self._options = _with_pool_size(dict(storage_options or {}), storage_url, connections)
         self._secrets = option_secrets(self._options)
         for entry in tls_checks_off(self._options):
             logger.warning("%s is false: TLS certificates of the storage endpoint are not "
@@ -242,6 +267,20 @@ class CurrentsStorage:
     def read(self, path: str) -> bytes:
         """A whole file's bytes."""
         return bytes(self.fs.cat_file(path))
+
+    @contextmanager
+    def reader(self, threads: int) -> Iterator[Callable[[str], Future[bytes]]]:
+        """`start(path)`, which starts reading a whole file and gives the future of its bytes.
+
+        On an async filesystem (s3fs, gcsfs, adlfs) reads run on its event loop, with no
+        thread of their own; otherwise on up to `threads` threads.
+        """
+        if isinstance(self.fs, AsyncFileSystem) and self.fs.loop is not None:
+            fs = self.fs
+            yield lambda path: asyncio.run_coroutine_threadsafe(fs._cat_file(path), fs.loop)
+            return
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="prefetch") as pool:
+            yield lambda path: pool.submit(self.read, path)
 
     def describe_error(self, exc: BaseException) -> str:
         """An exception's text with storage secrets removed."""

@@ -102,12 +102,14 @@ class CurrentsStream(Stream):
             for file in files:
                 yield file, self._guard(file, lambda f=file: storage.open(f.path))
             return
-        prefetched = fetch_ahead(files, lambda f: storage.read(f.path), lambda f: f.size,
-                                 max_items=int(self.config["prefetch_files"]),
-                                 max_bytes=int(self.config["prefetch_megabytes"]) << 20)
-        for file, future in prefetched:
-            data = self._guard(file, future.result)
-            yield file, None if data is None else io.BytesIO(data)
+        in_flight = int(self.config["prefetch_files"])
+        with storage.reader(threads=in_flight) as start:
+            prefetched = fetch_ahead(files, lambda f: start(f.path), lambda f: f.size,
+                                     max_items=in_flight,
+                                     max_bytes=int(self.config["prefetch_megabytes"]) << 20)
+            for file, future in prefetched:
+                data = self._guard(file, future.result)
+                yield file, None if data is None else io.BytesIO(data)
 
     def _guard(self, file: CurrentsFile, fetch: Any) -> Any:
         try:

@@ -21,7 +21,12 @@ from plugin_support.distribution import DISTRIBUTION
 from tap_braze_currents.avro_decoding import AvroFile
 from tap_braze_currents.checkpoints import Checkpoints
 from tap_braze_currents.event_types import catalog, catalog_avro_schema
-from tap_braze_currents.storage import CurrentsFile, CurrentsStorage, StorageSettingError
+from tap_braze_currents.storage import (
+    LISTING_THREADS,
+    CurrentsFile,
+    CurrentsStorage,
+    StorageSettingError,
+)
 from tap_braze_currents.streams import CurrentsStream
 
 logger = logging.getLogger(__name__)
@@ -115,8 +120,10 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
 
     @cached_property
     def storage(self) -> CurrentsStorage:
-        """The export named by storage_url."""
-        return CurrentsStorage(self.config["storage_url"], self.config.get("storage_options"))
+        """The export named by storage_url, with connections for every request kept in flight."""
+        in_flight = int(self.config["prefetch_files"]) + LISTINGS_AHEAD * LISTING_THREADS
+        return CurrentsStorage(self.config["storage_url"], self.config.get("storage_options"),
+                               connections=in_flight)
 
     def _wanted_types(self) -> list[str] | None:
         wanted = self.config.get("event_types")

@@ -192,11 +192,12 @@ class _InFlightProxy(StorageFaultProxy):
 
 def test_remote_listings_and_small_file_fetches_overlap(s3_server: Service, run_tap) -> None:
     """Round trips overlap: the hours of a run are listed at once and small files fetched many
-    at a time (not `prefetch_files: 4` at most, as before), and every event arrives once."""
+    at a time (not `prefetch_files: 4` at most, as before, nor botocore's pool of 10
+    connections), and every event arrives once."""
     url = "s3://overlap-bucket/currents"
     _make_bucket(s3_server, url)
     export = write_demo_export(url, storage_options=s3_server.storage_options,
-                               event_types=SAMPLE_TYPES[:4], hours=6, files_per_hour=3,
+                               event_types=SAMPLE_TYPES[:2], hours=8, files_per_hour=10,
                                events_per_file=3, integrations=1)
     proxy = _InFlightProxy(s3_server.endpoint).start()
     try:
@@ -207,8 +208,18 @@ def test_remote_listings_and_small_file_fetches_overlap(s3_server: Service, run_
         proxy.stop()
     assert run.returncode == 0, run.stderr
     assert Counter(run.ids) == Counter(i for ids in export.ids.values() for i in ids)
-    assert proxy.most_in_flight["listing"] >= 6, proxy.most_in_flight
-    assert proxy.most_in_flight["object"] >= 8, proxy.most_in_flight
+    assert proxy.most_in_flight["listing"] >= 12, proxy.most_in_flight
+    assert proxy.most_in_flight["object"] >= 24, proxy.most_in_flight  # prefetch_files: 32
+
+
+def test_a_pool_size_in_storage_options_is_kept(s3_server: Service) -> None:
+    """The tap grows botocore's pool to what it keeps in flight, unless the user sized it."""
+    options = {**s3_server.storage_options, "config_kwargs": {"max_pool_connections": 7}}
+    mine = CurrentsStorage("s3://any-bucket/currents", options, connections=96)
+    grown = CurrentsStorage("s3://any-bucket/currents", s3_server.storage_options, connections=96)
+    assert mine.fs.config_kwargs["max_pool_connections"] == 7
+    assert grown.fs.config_kwargs["max_pool_connections"] == 96
+    assert "config_kwargs" not in s3_server.storage_options  # the caller's options untouched
 
 
 def test_local_listing_gives_what_fsspec_gives(tmp_path) -> None:
