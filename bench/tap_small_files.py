@@ -18,8 +18,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
+import resource
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -81,10 +84,33 @@ def run(work: Path, module: str, config: dict, label: str) -> tuple[float, float
     return measured.seconds, measured.peak_mb, output, measured.cpu_seconds
 
 
-def remote_run(work: Path, export: Path, latency: float,
-               extra: dict) -> tuple[float, float, int, float]:
+@dataclass
+class RemoteRun:
+    """A run from moto S3 behind the latency proxy, with the CPU time of each process."""
+
+    seconds: float
+    peak_mb: float
+    requests: int
+    state_share: float
+    tap_cpu: float
+    server_cpu: float  # moto's S3 server
+    proxy_cpu: float   # the proxy's threads (in this process, idle otherwise)
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def remote_run(work: Path, export: Path, latency: float, extra: dict) -> RemoteRun:
     """The export in moto's S3 server behind the fault proxy answering every request
-    `latency` seconds late: (seconds, peak MB, requests the proxy saw, STATE share)."""
+    `latency` seconds late; the tap runs on one core, the server and proxy on any."""
     import fsspec  # noqa: PLC0415
 
     from testkit.services import start_s3  # noqa: PLC0415 - test servers, as bench/common does
@@ -101,9 +127,13 @@ def remote_run(work: Path, export: Path, latency: float,
             options = {**service.storage_options, "endpoint_url": proxy.url}
             config = {"storage_url": "s3://currents/export", "storage_options": options,
                       "lookback_hours": 24, "start_date": "2025-04-01T00:00:00Z", **extra}
-            seconds, peak, output, _ = run(work, "tap_braze_currents.tap", config, "remote")
+            server_before, own_before = _process_cpu(service.process.pid), _own_cpu()
+            seconds, peak, output, tap_cpu = run(work, "tap_braze_currents.tap", config,
+                                                 "remote")
+            server_cpu = _process_cpu(service.process.pid) - server_before
             _, state_bytes, total = state_share(output)
-            return seconds, peak, proxy.requests, state_bytes / total
+            return RemoteRun(seconds, peak, proxy.requests, state_bytes / total, tap_cpu,
+                             server_cpu, _own_cpu() - own_before)
         finally:
             proxy.stop()
     finally:
@@ -150,12 +180,18 @@ def main() -> None:
               f"{events / seconds:>10,.0f} {peak:>8.0f} {lines:>7,} "
               f"{state_bytes / total:>11.3%} {baseline}", flush=True)
         if hours in args.remote:
-            remote, remote_peak, requests, share = remote_run(
-                work, export, args.latency, json.loads(args.extra_config))
+            remote = remote_run(work, export, args.latency, json.loads(args.extra_config))
             print(f"      same export in moto S3, every request {args.latency * 1000:.0f} ms "
-                  f"late: {remote:.1f} s ({files / remote:,.0f} files/s, {requests:,} requests, "
-                  f"peak {remote_peak:.0f} MB, STATE share {share:.3%}), "
-                  f"{remote / seconds:.2f}x the local time", flush=True)
+                  f"late: {remote.seconds:.1f} s ({files / remote.seconds:,.0f} files/s, "
+                  f"{remote.requests:,} requests, peak {remote.peak_mb:.0f} MB, STATE share "
+                  f"{remote.state_share:.3%}), {remote.seconds / seconds:.2f}x the local time",
+                  flush=True)
+            per_request = 1000 / remote.requests
+            print(f"      CPU s: tap {remote.tap_cpu:.1f} (local {cpu:.1f}), moto "
+                  f"{remote.server_cpu:.1f}, proxy {remote.proxy_cpu:.1f}; per request: tap "
+                  f"{(remote.tap_cpu - cpu) * per_request:.2f} ms more than local, moto "
+                  f"{remote.server_cpu * per_request:.2f} ms, proxy "
+                  f"{remote.proxy_cpu * per_request:.2f} ms", flush=True)
     # Marginal cost in CPU time (wall time on a shared machine wanders): what the files
     # between two sizes cost; start-up (~1 s) drops out.
     for (h1, f1, s1), (h2, f2, s2) in itertools.pairwise(per_file):

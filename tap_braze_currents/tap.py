@@ -69,7 +69,9 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
                     "fail: stop with an error naming the file."),
         th.Property("prefetch_files", th.IntegerType, default=32,
                     description="Remote files fetched ahead of decoding, at once (small files "
-                    "are a round trip each; prefetch_megabytes bounds the bytes)."),
+                    "are a round trip each; prefetch_megabytes bounds the bytes). The S3 "
+                    "client's connection pool grows to match unless storage_options."
+                    "config_kwargs.max_pool_connections is set."),
         th.Property("prefetch_megabytes", th.IntegerType, default=64,
                     description="Upper bound on the bytes of files fetched ahead."),
         th.Property("state_interval_seconds", th.NumberType, default=STATE_INTERVAL_SECONDS,
