@@ -268,6 +268,11 @@ class CurrentsStorage:
         """A whole file's bytes."""
         return bytes(self.fs.cat_file(path))
 
+    @property
+    def reads_on_event_loop(self) -> bool:
+        """Whether `reader` reads on the filesystem's event loop (an async filesystem)."""
+        return isinstance(self.fs, AsyncFileSystem) and self.fs.loop is not None
+
     @contextmanager
     def reader(self, threads: int) -> Iterator[Callable[[str], Future[bytes]]]:
         """`start(path)`, which starts reading a whole file and gives the future of its bytes.
@@ -275,7 +280,7 @@ class CurrentsStorage:
         On an async filesystem (s3fs, gcsfs, adlfs) reads run on its event loop, with no
         thread of their own; otherwise on up to `threads` threads.
         """
-        if isinstance(self.fs, AsyncFileSystem) and self.fs.loop is not None:
+        if self.reads_on_event_loop:
             fs = self.fs
             yield lambda path: asyncio.run_coroutine_threadsafe(fs._cat_file(path), fs.loop)
             return

@@ -27,7 +27,7 @@ from tap_braze_currents.storage import (
     CurrentsStorage,
     StorageSettingError,
 )
-from tap_braze_currents.streams import CurrentsStream
+from tap_braze_currents.streams import CurrentsStream, ReadAhead
 
 logger = logging.getLogger(__name__)
 
@@ -203,10 +203,37 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
             return future.result()
         return self.storage.files(stream.event_type, *stream.listing_range())
 
+    def listing_done(self, stream: CurrentsStream) -> bool:
+        """Whether a stream's background listing has finished (`listing` would not wait)."""
+        future = (self._listings or {}).get(stream.name)
+        return future is not None and future.done()
+
+    def stream_after(self, stream: CurrentsStream) -> CurrentsStream | None:
+        """The selected stream synced after `stream` (the SDK syncs them in this order)."""
+        selected = [s for s in self.streams.values()
+                    if isinstance(s, CurrentsStream) and s.selected]
+        index = selected.index(stream) if stream in selected else len(selected)
+        return selected[index + 1] if index + 1 < len(selected) else None
+
+    _read_ahead: dict[str, ReadAhead] | None = None
+
+    def keep_read_ahead(self, stream: CurrentsStream, read_ahead: ReadAhead) -> None:
+        """Files of a later stream, some of them already being read, for it to take."""
+        if self._read_ahead is None:
+            self._read_ahead = {}
+        self._read_ahead[stream.name] = read_ahead
+
+    def take_read_ahead(self, stream: CurrentsStream) -> ReadAhead | None:
+        """What an earlier stream listed and started reading for `stream`, if anything."""
+        return (self._read_ahead or {}).pop(stream.name, None)
+
     def cancel_listings(self) -> None:
-        """Stopping: listings not started yet are not needed."""
+        """Stopping: listings not started yet, and reads ahead of later streams, are not needed."""
         for future in (self._listings or {}).values():
             future.cancel()
+        for read_ahead in (self._read_ahead or {}).values():
+            for read in read_ahead.reads.values():
+                read.cancel()
 
     def check_storage(self) -> None:
         """Fail early, naming the setting, when the export cannot be listed (checked once)."""

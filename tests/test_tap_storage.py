@@ -212,6 +212,26 @@ def test_remote_listings_and_small_file_fetches_overlap(s3_server: Service, run_
     assert proxy.most_in_flight["object"] >= 24, proxy.most_in_flight  # prefetch_files: 32
 
 
+def test_each_stream_starts_reading_the_next_streams_files(s3_server: Service, run_tap) -> None:
+    """An hourly run holds a few files a stream: the next stream's are read while this one's
+    are, so a stream does not begin with a round trip of its own; every event once."""
+    url = "s3://read-ahead-bucket/currents"
+    _make_bucket(s3_server, url)
+    export = write_demo_export(url, storage_options=s3_server.storage_options,
+                               event_types=SAMPLE_TYPES[:6], hours=1, files_per_hour=6,
+                               events_per_file=2, integrations=1)
+    proxy = _InFlightProxy(s3_server.endpoint).start()
+    try:
+        run = run_tap({"storage_url": url, "start_date": "2025-04-01T00:00:00Z",
+                       "storage_options": {**s3_server.storage_options,
+                                           "endpoint_url": proxy.url}})
+    finally:
+        proxy.stop()
+    assert run.returncode == 0, run.stderr
+    assert Counter(run.ids) == Counter(i for ids in export.ids.values() for i in ids)
+    assert proxy.most_in_flight["object"] >= 12, proxy.most_in_flight  # two streams' 6 files
+
+
 def test_a_pool_size_in_storage_options_is_kept(s3_server: Service) -> None:
     """The tap grows botocore's pool to what it keeps in flight, unless the user sized it."""
     options = {**s3_server.storage_options, "config_kwargs": {"max_pool_connections": 7}}
