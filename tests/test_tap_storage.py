@@ -8,6 +8,7 @@ import sys
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import pytest
@@ -190,16 +191,17 @@ class _InFlightProxy(StorageFaultProxy):
                 self._in_flight[kind] -= 1
 
 
-def test_remote_listings_and_small_file_fetches_overlap(s3_server: Service, run_tap) -> None:
-    """Round trips overlap: the hours of a run are listed at once and small files fetched many
-    at a time (not `prefetch_files: 4` at most, as before, nor botocore's pool of 10
-    connections), and every event arrives once."""
-    url = "s3://overlap-bucket/currents"
+def _read_through_in_flight_proxy(s3_server: Service, run_tap, url: str,
+                                  **export: Any) -> Counter[str]:
+    """A run from a demo export behind the counting proxy; every event must come out once.
+
+    Returns the most requests the proxy held at once, by kind.
+    """
     _make_bucket(s3_server, url)
-    export = write_demo_export(url, storage_options=s3_server.storage_options,
-                               event_types=SAMPLE_TYPES[:2], hours=8, files_per_hour=10,
-                               events_per_file=3, integrations=1)
-    proxy = _InFlightProxy(s3_server.endpoint).start()
+    written = write_demo_export(url, storage_options=s3_server.storage_options,
+                                integrations=1, **export)
+    proxy = _InFlightProxy(s3_server.endpoint)
+    proxy.start()
     try:
         run = run_tap({"storage_url": url, "start_date": "2025-04-01T00:00:00Z",
                        "storage_options": {**s3_server.storage_options,
@@ -207,29 +209,28 @@ def test_remote_listings_and_small_file_fetches_overlap(s3_server: Service, run_
     finally:
         proxy.stop()
     assert run.returncode == 0, run.stderr
-    assert Counter(run.ids) == Counter(i for ids in export.ids.values() for i in ids)
-    assert proxy.most_in_flight["listing"] >= 12, proxy.most_in_flight
-    assert proxy.most_in_flight["object"] >= 24, proxy.most_in_flight  # prefetch_files: 32
+    assert Counter(run.ids) == Counter(i for ids in written.ids.values() for i in ids)
+    return proxy.most_in_flight
+
+
+def test_remote_listings_and_small_file_fetches_overlap(s3_server: Service, run_tap) -> None:
+    """Round trips overlap: the hours of a run are listed at once and small files fetched many
+    at a time (not `prefetch_files: 4` at most, as before, nor botocore's pool of 10
+    connections), and every event arrives once."""
+    most = _read_through_in_flight_proxy(s3_server, run_tap, "s3://overlap-bucket/currents",
+                                         event_types=SAMPLE_TYPES[:2], hours=8,
+                                         files_per_hour=10, events_per_file=3)
+    assert most["listing"] >= 12, most
+    assert most["object"] >= 24, most  # prefetch_files: 32
 
 
 def test_each_stream_starts_reading_the_next_streams_files(s3_server: Service, run_tap) -> None:
     """An hourly run holds a few files a stream: the next stream's are read while this one's
     are, so a stream does not begin with a round trip of its own; every event once."""
-    url = "s3://read-ahead-bucket/currents"
-    _make_bucket(s3_server, url)
-    export = write_demo_export(url, storage_options=s3_server.storage_options,
-                               event_types=SAMPLE_TYPES[:6], hours=1, files_per_hour=6,
-                               events_per_file=2, integrations=1)
-    proxy = _InFlightProxy(s3_server.endpoint).start()
-    try:
-        run = run_tap({"storage_url": url, "start_date": "2025-04-01T00:00:00Z",
-                       "storage_options": {**s3_server.storage_options,
-                                           "endpoint_url": proxy.url}})
-    finally:
-        proxy.stop()
-    assert run.returncode == 0, run.stderr
-    assert Counter(run.ids) == Counter(i for ids in export.ids.values() for i in ids)
-    assert proxy.most_in_flight["object"] >= 12, proxy.most_in_flight  # two streams' 6 files
+    most = _read_through_in_flight_proxy(s3_server, run_tap, "s3://read-ahead-bucket/currents",
+                                         event_types=SAMPLE_TYPES[:6], hours=1,
+                                         files_per_hour=6, events_per_file=2)
+    assert most["object"] >= 12, most  # two streams' 6 files
 
 
 def test_a_pool_size_in_storage_options_is_kept(s3_server: Service) -> None:
