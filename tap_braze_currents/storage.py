@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 import fsspec
 from fsspec.asyn import AsyncFileSystem
+from fsspec.utils import get_protocol
 
 from plugin_support.config_errors import redact
 from plugin_support.storage_location import StorageLocationError, open_location, option_secrets
@@ -118,7 +119,7 @@ def _local_find(folder: str) -> dict[str, dict[str, Any]]:
 
 
 def _with_pool_size(options: dict[str, Any], url: str, connections: int | None) -> dict[str, Any]:
-    where = POOL_SIZE_OPTIONS.get(url.split("://", 1)[0].lower()) if "://" in url else None
+    where = POOL_SIZE_OPTIONS.get(get_protocol(url).lower())
     if where is None or connections is None:
         return options
     section, key = where

@@ -148,9 +148,11 @@ class CurrentsStream(Stream):
         """Start reading the next stream's first files in the room this stream's leave."""
         tap = self._currents_tap
         room = in_flight - len(files)
-        room_bytes = max_bytes - sum(file.size for file in files[:in_flight])
+        if room <= 0:
+            return
+        room_bytes = max_bytes - sum(file.size for file in files)
         following = tap.stream_after(self)
-        if (room <= 0 or room_bytes <= 0 or following is None or tap.stop_requested
+        if (room_bytes <= 0 or following is None or tap.stop_requested
                 or not tap.listing_done(following)):
             return
         upcoming = following._new_files(following._ledger())
@@ -234,8 +236,8 @@ class CurrentsStream(Stream):
         run printing one per stream printed the whole state 58 times (45% of its bytes). The
         run's last STATE is printed even when nothing was read, so every run ends with one.
         """
-        selected = [s for s in self._tap.streams.values() if s.selected]
-        if not selected or selected[-1] is self:  # the SDK syncs streams in this order
+        selected = self._currents_tap.selected_streams()
+        if not selected or selected[-1] is self:  # the last stream the SDK syncs
             self._before_checkpoint()
             self._currents_tap.checkpoints.write(even_unchanged=True)
         elif self._currents_tap.stop_requested or self._currents_tap.checkpoints.due():

@@ -193,8 +193,8 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
             _ = self.storage.event_type_folders  # walked once, before the threads need it
             self._listings = {}
             pool = ThreadPoolExecutor(LISTINGS_AHEAD, thread_name_prefix="list-ahead")
-            for other in self.streams.values():
-                if isinstance(other, CurrentsStream) and other.selected and other is not stream:
+            for other in self.selected_streams():
+                if other is not stream:
                     self._listings[other.name] = pool.submit(
                         self.storage.files, other.event_type, *other.listing_range())
             pool.shutdown(wait=False)
@@ -208,10 +208,13 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
         future = (self._listings or {}).get(stream.name)
         return future is not None and future.done()
 
+    def selected_streams(self) -> list[CurrentsStream]:
+        """The selected streams, in the order the SDK syncs them."""
+        return [s for s in self.streams.values() if isinstance(s, CurrentsStream) and s.selected]
+
     def stream_after(self, stream: CurrentsStream) -> CurrentsStream | None:
-        """The selected stream synced after `stream` (the SDK syncs them in this order)."""
-        selected = [s for s in self.streams.values()
-                    if isinstance(s, CurrentsStream) and s.selected]
+        """The selected stream synced after `stream`; None after the last one."""
+        selected = self.selected_streams()
         index = selected.index(stream) if stream in selected else len(selected)
         return selected[index + 1] if index + 1 < len(selected) else None
 
