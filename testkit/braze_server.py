@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 import msgspec
@@ -164,6 +164,7 @@ def apply_object(state: BrazeState, obj: Any) -> str | None:  # noqa: PLR0912
 class Handler(JsonReplies, BaseHTTPRequestHandler):
     server: BrazeServer
     no_delay = True
+    not_found_body: ClassVar[dict[str, str]] = {"message": "Not found"}  # as Braze answers
 
     def answered(self, status: int) -> None:
         with self.server.state.lock:
@@ -240,12 +241,6 @@ class Handler(JsonReplies, BaseHTTPRequestHandler):
         if errors:
             answer["errors"] = errors
         self._reply(201, answer, rate_headers)
-
-    def do_GET(self) -> None:
-        if urlparse(self.path).path == "/stats":
-            self._reply(200, self.server.state.stats())
-            return
-        self._reply(404, {"message": "Not found"})
 
 
 class BrazeServer(LoopbackServer):

@@ -8,7 +8,8 @@ import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlparse
 
 import msgspec
 
@@ -29,8 +30,18 @@ class JsonReplies:
         if self.no_delay:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    # what the vendor's API answers with a 404
+    not_found_body: ClassVar[dict[str, str]] = {"error": "not found"}
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def do_GET(self) -> None:  # noqa: N802 - BaseHTTPRequestHandler's name
+        """GET /stats: what the server counted (its `state.stats()`); any other GET is a 404."""
+        if urlparse(self.path).path == "/stats":  # type: ignore[attr-defined]
+            self._reply(200, self.server.state.stats())  # type: ignore[attr-defined]
+            return
+        self._reply(404, self.not_found_body)
 
     def answered(self, status: int) -> None:
         """Called after each answer (the servers count statuses)."""

@@ -265,12 +265,6 @@ class Handler(JsonReplies, BaseHTTPRequestHandler):
         self._reply(200, {"page": page, "page_size": state.page_size, "session_id": session_id,
                           "status": "ok", "total": len(members), "results": results})
 
-    def do_GET(self) -> None:
-        if urlparse(self.path).path == "/stats":
-            self._reply(200, self.server.state.stats())
-            return
-        self._reply(404, {"error": "not found"})
-
 
 class MixpanelQueryServer(LoopbackServer):
     def __init__(self, port: int = 0, state: QueryState | None = None):

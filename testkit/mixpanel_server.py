@@ -279,12 +279,6 @@ class Handler(JsonReplies, BaseHTTPRequestHandler):
             return
         self._reply(200, {"code": 200, "num_records_imported": len(good), "status": "OK"})
 
-    def do_GET(self) -> None:
-        if urlparse(self.path).path == "/stats":
-            self._reply(200, self.server.state.stats())
-            return
-        self._reply(404, {"error": "not found"})
-
     def _failure(self, index: int, insert_id: str | None, field_name: str,
                  message: str) -> Any:
         shape = self.server.state.failed_records_shape

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from testkit.services import free_port, wait_for_port
+from testkit.services import free_port, stop_process, wait_for_port
 
 # Debian's layout: /usr/lib/postgresql/<major>/bin (bookworm: 15); the newest one found
 _FOUND = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
@@ -76,10 +76,5 @@ class PostgresServer:
         return [line.split("\t") for line in done.stdout.splitlines()]
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_process(self.process, grace_seconds=20)
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -70,11 +70,17 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen, grace_seconds: float = 10) -> None:
+    """SIGTERM, then SIGKILL if the process is still there after `grace_seconds`; reaped."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def _start(name: str, command: list[str], port: int, env: dict | None = None) -> subprocess.Popen:
