@@ -10,6 +10,7 @@ reports the answer's headers.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -28,39 +29,54 @@ class HeaderPace:
         """Unpaced until the first answer with rate-limit headers."""
         self._wall = wall_clock
         self._clock = clock
-        self._lock = threading.Lock()
-        self._hold_until = 0.0        # monotonic time before which nothing is sent
-        self._reset: float | None = None
+        self._changed = threading.Condition()
+        self._hold_until = 0.0        # monotonic time before which nothing is sent (a 429)
+        self._limit: int | None = None
+        self._reset: float | None = None     # the latest window's reset, as the server gives it
+        self._window_ends = 0.0              # ... and as a monotonic time
         self._remaining: int | None = None
         self._in_flight = 0
 
     def acquire(self) -> None:
-        """Wait for this request's slot."""
-        while True:
-            with self._lock:
+        """Wait for this request's slot: the window must have room for it beside those in flight."""
+        with self._changed:
+            while True:
                 now = self._clock()
-                if now >= self._hold_until:
+                if now < self._hold_until:
+                    self._changed.wait(self._hold_until - now)
+                elif self._spare(now) > 0:
                     self._in_flight += 1
                     return
-                wait = self._hold_until - now
-            time.sleep(wait)
+                else:                  # until an answer frees a slot, or the window resets
+                    self._changed.wait(max(MIN_RESET_WAIT, self._window_ends - now))
+
+    def _spare(self, now: float) -> float:
+        """Requests the window still has room for, beyond those in flight."""
+        if self._remaining is None:
+            return math.inf
+        headroom = int(HEADROOM * (self._limit or 0))
+        if now >= self._window_ends:   # a new window: as much as the limit allows
+            if self._limit is None:
+                return math.inf
+            return self._limit - self._in_flight - headroom
+        return self._remaining - self._in_flight - headroom
 
     def release(self, limit: int | None, remaining: int | None, reset: float | None) -> None:
         """An answer came back with these header values (None: absent)."""
-        with self._lock:
+        with self._changed:
             self._in_flight = max(0, self._in_flight - 1)
+            self._changed.notify_all()
             if remaining is None or reset is None:
                 return
             if self._reset is not None and reset < self._reset:
                 return                 # a late answer about a window already over
+            self._limit = limit if limit is not None else self._limit
             if reset != self._reset:   # a new window: its first answer sets what remains
                 self._reset, self._remaining = reset, remaining
+                self._window_ends = self._clock() + max(MIN_RESET_WAIT, reset - self._wall())
             else:                      # answers arrive out of order: the lowest is the latest
-                self._remaining = min(self._remaining or remaining, remaining)
-            spare = self._remaining - self._in_flight - int(HEADROOM * (limit or 0))
-            if spare <= 0:
-                left = max(MIN_RESET_WAIT, reset - self._wall())
-                self._hold_until = max(self._hold_until, self._clock() + left)
+                self._remaining = min(remaining, self._remaining
+                                      if self._remaining is not None else remaining)
 
     def throttled(self, reset: float | None) -> float:
         """A 429: hold every sender until `reset` (epoch seconds); returns the wait, or -1.
@@ -70,7 +86,7 @@ class HeaderPace:
         if reset is None:
             return -1.0
         wait = max(MIN_RESET_WAIT, reset - self._wall())
-        with self._lock:
+        with self._changed:
             self._hold_until = max(self._hold_until, self._clock() + wait)
-            self._remaining = 0
+            self._changed.notify_all()
         return wait

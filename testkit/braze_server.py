@@ -83,11 +83,15 @@ class BrazeState:
                     return fault
         return None
 
-    def take_slot(self, now: float) -> tuple[bool, dict[str, str]]:
-        """(allowed, rate-limit headers) for a request arriving at `now`."""
+    def take_slot(self) -> tuple[bool, dict[str, str]]:
+        """(allowed, rate-limit headers) for a request arriving now.
+
+        The time is read under the lock: requests meet the windows in the order they are counted.
+        """
         if self.rate_limit is None:
             return True, {}
         with self.lock:
+            now = time.time()
             start = math.floor(now / self.window_seconds) * self.window_seconds
             if start != self.window_start:
                 self.window_start, self.window_used = start, 0
@@ -188,7 +192,7 @@ class Handler(JsonReplies, BaseHTTPRequestHandler):
         now = time.time()
         with state.lock:
             state.first_request_at = state.first_request_at or now
-        allowed, rate_headers = state.take_slot(now)
+        allowed, rate_headers = state.take_slot()
         fault = state.next_fault()
         if fault == "drop_before":
             self._drop()
