@@ -184,7 +184,7 @@ class _InFlightProxy(StorageFaultProxy):
             self._in_flight[kind] += 1
             self.most_in_flight[kind] = max(self.most_in_flight[kind], self._in_flight[kind])
         try:
-            threading.Event().wait(0.05)  # a distant bucket: 50 ms a round trip
+            threading.Event().wait(0.15)  # a distant bucket: 150 ms a round trip
             return super().forward(method, path, headers, body)
         finally:
             with self._count_lock:
