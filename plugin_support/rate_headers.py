@@ -54,12 +54,11 @@ class HeaderPace:
         """Requests the window still has room for, beyond those in flight."""
         if self._remaining is None:
             return math.inf
-        headroom = int(HEADROOM * (self._limit or 0))
-        if now >= self._window_ends:   # a new window: as much as the limit allows
-            if self._limit is None:
-                return math.inf
-            return self._limit - self._in_flight - headroom
-        return self._remaining - self._in_flight - headroom
+        # once the window has reset, the new one has room for as much as the limit allows
+        room = self._remaining if now < self._window_ends else self._limit
+        if room is None:
+            return math.inf
+        return room - self._in_flight - int(HEADROOM * (self._limit or 0))
 
     def release(self, limit: int | None, remaining: int | None, reset: float | None) -> None:
         """An answer came back with these header values (None: absent)."""
