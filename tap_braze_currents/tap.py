@@ -16,6 +16,7 @@ from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 
 from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_until_stdout_is_read
+from plugin_support.complete_stdout import complete_stdout_writes
 from plugin_support.config_errors import SecretSafeConfig
 from plugin_support.distribution import DISTRIBUTION
 from tap_braze_currents.avro_decoding import AvroFile
@@ -103,9 +104,10 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
                          "run goes on from there", signum)
 
     def _setup_signal_handlers(self) -> None:
-        """The SDK's (ours: `_handle_termination`), and none once the process is exiting."""
+        """The SDK's (ours: `_handle_termination`), none once exiting; whole writes to stdout."""
         super()._setup_signal_handlers()
         ignore_stop_signal_while_exiting()
+        complete_stdout_writes()  # a signal must not cut a write to stdout short
 
     def discard_output(self) -> None:
         """After a stop signal, the reader of our output is gone: write to nowhere from now."""
