@@ -21,7 +21,7 @@ import fsspec
 from fsspec.asyn import AsyncFileSystem
 from fsspec.utils import get_protocol
 
-from plugin_support.config_errors import redact
+from plugin_support.redaction import redact
 from plugin_support.storage_location import StorageLocationError, open_location, option_secrets
 from tap_braze_currents.layout import (
     AVRO_SUFFIX,
