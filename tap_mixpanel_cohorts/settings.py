@@ -48,6 +48,11 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property("snapshot_options", th.ObjectType(additional_properties=True), secret=True,
                 description="Options for the fsspec filesystem of snapshot_url (endpoint_url, "
                 "key, secret, token, connection_string, ...)."),
+    th.Property("full_resync_hours", th.IntegerType, default=72,
+                description="Every member's whole set is sent again when the last full resync "
+                "that reached the target is older than this (Mixpanel's own sync keeps its "
+                "snapshot 3 days): users created in Braze after their cohorts were synced get "
+                "them then. 0: every run is a full resync."),
     th.Property("snapshot_grace_hours", th.IntegerType, default=72,
                 description="Snapshots no state names any longer are deleted after this many "
                 "hours."),
@@ -78,6 +83,7 @@ class Settings:
     snapshot_url: str
     snapshot_options: Mapping[str, Any]
     snapshot_grace: dt.timedelta
+    full_resync_hours: int
     max_queries_per_hour: int
     max_concurrent_queries: int
     max_retry_seconds: float
@@ -102,6 +108,7 @@ class Settings:
             snapshot_url=str(config["snapshot_url"]),
             snapshot_options=dict(config["snapshot_options"] or {}),
             snapshot_grace=dt.timedelta(hours=int(config["snapshot_grace_hours"])),
+            full_resync_hours=int(config["full_resync_hours"]),
             max_queries_per_hour=int(config["max_queries_per_hour"]),
             max_concurrent_queries=int(config["max_concurrent_queries"]),
             max_retry_seconds=float(config["max_retry_seconds"]),

@@ -88,6 +88,15 @@ class SnapshotStore:
             msg = f"snapshot_url {self.url!r}: could not write {name} ({self._clean(exc)})"
             raise SnapshotError(msg) from None
 
+    def remove(self, name: str) -> None:
+        """Delete snapshot `name` (a partly written one), if it exists."""
+        try:
+            if self.fs.exists(self._path(name)):
+                self.fs.rm(self._path(name), recursive=True)
+        except Exception as exc:
+            msg = f"snapshot_url {self.url!r}: could not delete {name} ({self._clean(exc)})"
+            raise SnapshotError(msg) from None
+
     def parts(self, name: str) -> Iterator[pl.DataFrame]:
         """The parts of snapshot `name`, in order."""
         try:

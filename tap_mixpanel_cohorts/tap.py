@@ -24,13 +24,17 @@ from tap_mixpanel_cohorts.streams import (
     CohortMembershipChangesStream,
     CohortMembersStream,
     CohortsStream,
+    DeliveredCohortsStream,
+    UserCohortsStream,
 )
 
 logger = logging.getLogger(__name__)
 
 # Errors whose message says which setting to fix.
 SETTING_ERRORS = (QuerySettingError, SnapshotError, CohortSettingError)
-MEMBER_STREAMS = (CohortMembersStream.name, CohortMembershipChangesStream.name)
+MEMBER_STREAMS = (CohortMembersStream.name, CohortMembershipChangesStream.name,
+                  UserCohortsStream.name)
+DELIVERED_STREAMS = (UserCohortsStream.name, CohortMembershipChangesStream.name)
 
 
 class TapMixpanelCohorts(SecretSafeConfig, Tap):
@@ -77,13 +81,20 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
     def sync_run(self) -> CohortSync:
         """The run's cohorts and memberships (nothing is queried until a stream asks)."""
         reads_members = any(self.streams[name].selected for name in MEMBER_STREAMS)
-        changes = self.streams[CohortMembershipChangesStream.name]
-        assert isinstance(changes, CohortMembershipChangesStream)
-        return CohortSync(self.settings, reads_members, saved_snapshots=changes.named_snapshots())
+        return CohortSync(self.settings, reads_members, saved_snapshots=self.named_snapshots())
+
+    def named_snapshots(self) -> set[str]:
+        """The snapshots the state of the delivered streams names."""
+        named: set[str] = set()
+        for name in DELIVERED_STREAMS:
+            stream = self.streams[name]
+            assert isinstance(stream, DeliveredCohortsStream)
+            named |= stream.named_snapshots()
+        return named
 
     def discover_streams(self) -> list[Stream]:
-        """The three streams."""
-        return [CohortsStream(self), CohortMembersStream(self),
+        """The four streams."""
+        return [CohortsStream(self), CohortMembersStream(self), UserCohortsStream(self),
                 CohortMembershipChangesStream(self)]
 
     def sync_all(self) -> None:  # type: ignore[misc]  # final in the SDK; extended, not replaced
@@ -96,9 +107,7 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
         except SETTING_ERRORS as exc:
             self.logger.error("%s", exc)  # the message names the setting to fix
             raise SystemExit(1) from None
-        changes = self.streams[CohortMembershipChangesStream.name]
-        assert isinstance(changes, CohortMembershipChangesStream)
-        summary = self.sync_run.finish(changes.named_snapshots())  # and those of the saved state
+        summary = self.sync_run.finish(self.named_snapshots())  # and those of the saved state
         self.logger.info("summary: %s", json.dumps(asdict(summary)))
 
 

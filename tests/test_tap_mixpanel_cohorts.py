@@ -135,8 +135,7 @@ def apply(braze: dict[str, set[str]], messages: list[dict[str, Any]]) -> None:
 
 
 def mixpanel_view(state: QueryState) -> dict[str, set[str]]:
-    return {c.name: {m.distinct_id for m in c.members if m.properties is not None}
-            for c in state.cohorts.values()}
+    return {c.name: {str(m.distinct_id) for m in c.members} for c in state.cohorts.values()}
 
 
 def without_empty(view: dict[str, set[str]]) -> dict[str, set[str]]:
@@ -181,7 +180,7 @@ def test_first_run_emits_cohorts_members_and_an_add_per_member(server, tmp_path,
     assert [(q["filter_by_cohort"], q["page"], "session_id" in q) for q in engage] == \
         [('{"id": 7}', "0", False), ('{"id": 7}', "1", True), ('{"id": 7}', "2", True),
          ('{"id": 9}', "0", False)]
-    assert all(q["include_all_users"] == "false" for q in engage)
+    assert all(q["include_all_users"] == "true" for q in engage)  # profile-less members too
     # one cohorts list and one /engage query per page, planned up front
     assert server.state.queries == 5
     assert "Plan: 5 queries (1 cohorts list + 4 /engage pages for 2 cohorts" in first.stderr
@@ -262,7 +261,7 @@ def test_id_property_other_than_distinct_id(server, tmp_path, run) -> None:
                               (7, "Power users", "ext-2", "add")}
     assert {(m["user_id"], m["distinct_id"]) for m in records(first, "cohort_members")} == \
         {("ext-1", "d1"), ("ext-2", "d2")}
-    assert '"members_without_id": 1' in first.stderr
+    assert '"members_without_id": 2' in first.stderr   # d3, and d4 (asked for: no profile)
     engage = next(q["form"] for q in server.state.log if q["path"] == "/api/query/engage")
     assert json.loads(engage["output_properties"]) == ["$braze_external_id"]
 
