@@ -133,14 +133,14 @@ def apply_fan_out(project: dict[str, Any]) -> None:
     project["schedules"] = schedules
 
 
-# Mixpanel cohorts into Braze: target-braze applies the membership changes.
+# Mixpanel cohorts into Braze: target-braze applies each user's whole set of cohorts.
 COHORTS_TAP = {
     "name": "tap-mixpanel-cohorts", "namespace": "tap_mixpanel_cohorts",
     "pip_url": "-e .[tap-mixpanel-cohorts]", "executable": "tap-mixpanel-cohorts",
     "capabilities": ["catalog", "discover", "state", "about", "stream-maps",
                      "schema-flattening"],
 }
-COHORTS_SELECT = ["cohort_membership_changes.*"]
+COHORTS_SELECT = ["user_cohorts.*"]
 
 
 def ensure_cohorts_tap(project: dict[str, Any]) -> None:
