@@ -591,3 +591,57 @@ TestTapMixpanelCohortsStandard = get_tap_test_class(
             "snapshot_url": tempfile.mkdtemp(prefix="cohort-snapshots-")},
     suite_config=SuiteConfig(max_records_limit=20),
 )
+
+
+# -- what Mixpanel documents beyond the happy path (issue 24) -------------------------------
+
+USER_SETS = "user_cohorts"
+
+
+def test_an_integer_distinct_id_is_read_as_a_string(server, tmp_path, run) -> None:
+    server.state.add_cohort(7, "Power users", [Member(1234, None), Member("u-2", {})])
+    first = run(tap_config(server, tmp_path))
+    assert first.returncode == 0, first.stderr
+    assert {(r["user_id"], tuple(r["cohort_names"])) for r in records(first, USER_SETS)} == \
+        {("1234", ("Power users",)), ("u-2", ("Power users",))}
+
+
+def test_402_says_the_plan_does_not_allow_api_calls(server, tmp_path, run) -> None:
+    server.state.add_cohort(7, "Power users", ["a"])
+    server.state.script = ["402"]
+    failed = run(tap_config(server, tmp_path))
+    assert failed.returncode != 0
+    assert "plan does not allow" in failed.stderr
+    assert "project_id" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+
+def test_an_engage_session_refused_mid_cohort_pages_that_cohort_again(
+        server, tmp_path, run) -> None:
+    server.state.add_cohort(7, "Power users", [f"u{i}" for i in range(2500)])
+    server.state.add_cohort(9, "Churn risk", ["a", "b"])
+    server.state.script = ["", "", "expire_session"]  # cohorts list, page 0, then page 1 fails
+    first = run(tap_config(server, tmp_path))
+    assert first.returncode == 0, first.stderr
+    sets = {r["user_id"]: r["cohort_names"] for r in records(first, USER_SETS)}
+    assert sets == {**{f"u{i}": ["Power users"] for i in range(2500)},
+                    "a": ["Churn risk"], "b": ["Churn risk"]}
+    assert '"session_restarts": 1' in first.stderr
+    pages = [json.loads(q["form"]["filter_by_cohort"])["id"] for q in server.state.log
+             if q["path"] == "/api/query/engage"]
+    assert pages == [7, 7, 7, 7, 7, 9]            # 2 pages, then the cohort's 3 again
+    saved = first.last_state["bookmarks"][USER_SETS]["cohorts"]
+    assert len(list((tmp_path / "snapshots" / saved["7"]["snapshot"]).glob("*.parquet"))) == 1
+
+
+def test_a_member_count_far_from_the_cohorts_list_count_is_warned(server, tmp_path, run) -> None:
+    class CountedHigh(list):
+        def __len__(self) -> int:   # cohorts/list counts 100 more than /engage gives
+            return super().__len__() + 100
+
+    server.state.add_cohort(7, "Power users", [])
+    server.state.cohorts[7].members = CountedHigh(Member(f"u{i}") for i in range(50))
+    first = run(tap_config(server, tmp_path))
+    assert first.returncode == 0, first.stderr
+    assert "cohorts/list counts 150" in first.stderr
+    assert '"count_differs_by_cohort": {"7": {"listed": 150, "read": 50}}' in first.stderr
