@@ -16,10 +16,14 @@ from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_unt
 from plugin_support.complete_stdout import WholeMessageWriter, complete_stdout_writes
 from plugin_support.config_errors import SecretSafeConfig
 from plugin_support.distribution import DISTRIBUTION
+from plugin_support.redaction import Redactor, redact_logs
 from tap_mixpanel_cohorts.cohort_sync import CohortSettingError, CohortSync
+from tap_mixpanel_cohorts.membership import SessionExpiredError
 from tap_mixpanel_cohorts.query_client import QuerySettingError
 from tap_mixpanel_cohorts.settings import CONFIG_SCHEMA, Settings
-from tap_mixpanel_cohorts.snapshots import SnapshotError
+from tap_mixpanel_cohorts.snapshots import SnapshotError, location_secrets
+from tap_mixpanel_cohorts.state_checks import DELIVERED_STREAMS as STATE_STREAMS
+from tap_mixpanel_cohorts.state_checks import StateError, check_saved_state
 from tap_mixpanel_cohorts.streams import (
     CohortMembershipChangesStream,
     CohortMembersStream,
@@ -31,10 +35,12 @@ from tap_mixpanel_cohorts.streams import (
 logger = logging.getLogger(__name__)
 
 # Errors whose message says which setting to fix.
-SETTING_ERRORS = (QuerySettingError, SnapshotError, CohortSettingError)
+SETTING_ERRORS = (QuerySettingError, SnapshotError, CohortSettingError, StateError,
+                  SessionExpiredError)
 MEMBER_STREAMS = (CohortMembersStream.name, CohortMembershipChangesStream.name,
                   UserCohortsStream.name)
 DELIVERED_STREAMS = (UserCohortsStream.name, CohortMembershipChangesStream.name)
+assert set(DELIVERED_STREAMS) == set(STATE_STREAMS)
 
 
 class TapMixpanelCohorts(SecretSafeConfig, Tap):
@@ -72,6 +78,22 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
         ignore_stop_signal_while_exiting()
         complete_stdout_writes()  # a signal must not cut a write to stdout short
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The SDK tap; every log line from here on has the config's secrets masked."""
+        super().__init__(*args, **kwargs)
+        redact_logs(self.redactor)
+
+    @cached_property
+    def redactor(self) -> Redactor:
+        """Masks the service account secret and every snapshot_options value in any text.
+
+        Also URL passwords, Basic/Bearer headers and credential query parameters.
+        """
+        options = self.config.get("snapshot_options")
+        return Redactor([self.config.get("service_account_secret"), *location_secrets(
+            str(self.config.get("snapshot_url") or ""),
+            options if isinstance(options, dict) else {})])
+
     @cached_property
     def settings(self) -> Settings:
         """The config, typed."""
@@ -103,9 +125,14 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
         A setting error ends the run with its message (naming the setting), not a traceback.
         """
         try:
+            check_saved_state(self.state)
             super().sync_all()
         except SETTING_ERRORS as exc:
-            self.logger.error("%s", exc)  # the message names the setting to fix
+            self.logger.error("%s", self.redactor(str(exc)))  # it names the setting to fix
+            raise SystemExit(1) from None
+        except Exception as exc:  # no traceback: it could quote a secret from deep inside
+            self.logger.error("The run failed: %s", self.redactor(f"{type(exc).__name__}: "
+                                                                  f"{exc}"))
             raise SystemExit(1) from None
         summary = self.sync_run.finish(self.named_snapshots())  # and those of the saved state
         self.logger.info("summary: %s", json.dumps(asdict(summary)))

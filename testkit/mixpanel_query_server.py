@@ -12,7 +12,8 @@ without a profile (`Member.properties` None); `false` hides them (engage-query.m
 `$distinct_id` may be an integer (the OpenAPI example types it so). Faults can be scripted:
 429 (with Retry-After), 5xx, 402 (the plan does not allow API calls), an expired session
 (`expire_session`: the session of that query is forgotten and it is refused as an unknown
-one), dropped connections, slow answers, and a query that hangs until released.
+one), an error echoing the Authorization header (`echo_auth`, as a proxy's error page may),
+dropped connections, slow answers, and a query that hangs until released.
 
 Written independently of tap_mixpanel_cohorts, so tests can catch a wrong rule in the tap.
 
@@ -214,6 +215,10 @@ class Handler(JsonReplies, BaseHTTPRequestHandler):
             time.sleep(float(fault.partition(":")[2] or 1))
         if fault == "drop":
             self._drop()
+            return
+        if fault == "echo_auth":  # a proxy's (or a careless server's) error page
+            self._reply(400, {"error": "bad request; you sent Authorization: "
+                              f"{self.headers.get('Authorization', '')}", "status": "error"})
             return
         if fault == "402":
             self._reply(402, {"error": "Your plan does not allow API calls. Upgrade to use "
