@@ -22,6 +22,7 @@ import msgspec
 import urllib3
 
 from plugin_support.rate_headers import HeaderPace
+from plugin_support.redaction import redact as redact_secrets
 from plugin_support.retry import AuthError, Counters, RetriesExhausted, RetrySchedule, TlsError
 from target_braze.braze_rules import (
     AUTH_STATUSES,
@@ -57,10 +58,8 @@ def request_body(objects: list[dict[str, Any]]) -> bytes:
 
 
 def redact(text: str, api_key: str) -> str:
-    """Answer text without the key, and without anything Braze echoes as a key."""
-    if api_key:
-        text = text.replace(api_key, "***")
-    return ECHOED_KEY.sub(lambda m: m.group(1) + "***", text)
+    """Answer text without the key (in any form), nor anything Braze echoes as a key."""
+    return ECHOED_KEY.sub(lambda m: m.group(1) + "***", redact_secrets(text, [api_key]))
 
 
 def _header_number(response: urllib3.BaseHTTPResponse, name: str) -> float | None:
