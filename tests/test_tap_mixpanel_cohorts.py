@@ -567,12 +567,13 @@ def test_meltano_run_saves_the_state_the_next_run_diffs_against(server, tmp_path
                               check=False)
         assert done.returncode == 0, done.stderr[-3000:]
         assert server.state.service_account[1] not in done.stderr + done.stdout
-        lines = (tmp_path / "jsonl" / f"{CHANGES}.jsonl").read_text().splitlines()
-        return [(r["action"], r["user_id"]) for r in map(json.loads, lines)]
+        lines = (tmp_path / "jsonl" / "user_cohorts.jsonl").read_text().splitlines()
+        return [(r["user_id"], r["cohort_names"]) for r in map(json.loads, lines)]
 
-    assert meltano_run() == [("add", "a"), ("add", "b")]
-    cohort.members = [Member("b"), Member("c")]
-    assert meltano_run() == [("add", "a"), ("add", "b"), ("remove", "a"), ("add", "c")]
+    power = ["Power users"]
+    assert meltano_run() == [("a", power), ("b", power)]
+    cohort.members = [Member("b"), Member("c")]       # only the users whose set changed:
+    assert meltano_run() == [("a", power), ("b", power), ("a", []), ("c", power)]
 
 
 # -- the Singer SDK's standard tap tests ---------------------------------------------------
