@@ -133,13 +133,18 @@ class UserCohortsStream(DeliveredCohortsStream):
     ).to_dict()
 
     def full_resync_due(self) -> bool:
-        """A first sync, `full_resync_hours` 0, or the last full resync delivered is older."""
+        """Whether every member's set is sent: a first sync, or full_resync_hours passed.
+
+        Also when `full_resync_hours` is 0, and when the last full resync is later than now
+        (a clock or a hand edit).
+        """
         last = self.stream_state.get("full_resync_at")
         hours = self.sync_run.settings.full_resync_hours
         if not self.delivered or not isinstance(last, str) or hours == 0:
             return True
         ended = dt.datetime.fromisoformat(last.replace("Z", "+00:00"))
-        return self.sync_run.started_at - ended >= dt.timedelta(hours=hours)
+        age = self.sync_run.started_at - ended   # a time in the future resyncs now too
+        return not dt.timedelta(0) <= age < dt.timedelta(hours=hours)
 
     def get_records(self, context: Any) -> Iterable[dict[str, Any]]:
         """The sets of the users whose set changed (everyone's on a full resync), then STATE.

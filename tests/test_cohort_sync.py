@@ -137,6 +137,11 @@ def test_a_user_created_in_braze_later_gets_its_cohorts_on_the_next_full_resync(
     code, states, err = sync(mixpanel, braze, tmp_path, 4, states[-1], full_resync_hours=0)
     assert code == 0, err
     assert braze.state.applied_objects == objects + 2          # 0: every run resyncs
+    state = states[-1]                                         # a resync time in the future
+    state["bookmarks"]["user_cohorts"]["full_resync_at"] = "2099-01-01T00:00:00Z"
+    code, states, err = sync(mixpanel, braze, tmp_path, 5, state)
+    assert code == 0, err
+    assert braze.state.applied_objects == objects + 4          # is not trusted: a resync
 
 
 def test_two_cohorts_with_one_name_never_share_a_value(mixpanel, braze, tmp_path: Path) -> None:
