@@ -19,7 +19,7 @@ from collections import Counter
 from aiohttp import web
 
 from mixpanel_cohort_receiver.settings import ReceiverSettings, SettingError
-from mixpanel_cohort_receiver.webhook_messages import (
+from plugin_support.cohort_webhook_messages import (
     MALFORMED,
     NOT_STORED,
     STORED,
