@@ -7,6 +7,7 @@ Mixpanel acts on (401 pauses, 400 says what is wrong, 503 is retried), and what 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -258,3 +259,39 @@ def test_settings_come_from_the_environment_and_a_missing_spool_is_named(tmp_pat
                           capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 2
     assert "spool_url is required" in done.stderr
+
+
+def test_meltano_invoke_starts_the_receiver_with_settings_from_the_environment(
+        tmp_path) -> None:
+    meltano = Path(__file__).resolve().parent.parent / ".meltano-venv" / "bin" / "meltano"
+    if not meltano.exists():
+        pytest.fail("Meltano is not installed: run bash scripts/setup-tests")
+    port = free_port()
+    env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+           "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path}/meltano.db",
+           "MIXPANEL_COHORT_RECEIVER_PORT": str(port),
+           "MIXPANEL_COHORT_RECEIVER_SPOOL_URL": str(tmp_path / "spool"),
+           "MIXPANEL_COHORT_RECEIVER_USERNAME": USER,
+           "MIXPANEL_COHORT_RECEIVER_PASSWORD": PASSWORD}
+    with (tmp_path / "meltano.log").open("wb") as log:
+        process = subprocess.Popen([str(meltano), "invoke", "mixpanel-cohort-receiver"],
+                                   cwd=meltano.parent.parent.parent, env=env, stdout=log,
+                                   stderr=log, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert process.poll() is None, (tmp_path / "meltano.log").read_text()[-2000:]
+                assert time.monotonic() < deadline, "meltano invoke did not start the receiver"
+                time.sleep(0.1)
+        sync = CohortWebhookSync(f"http://127.0.0.1:{port}/", 42, "VIP", auth=(USER, PASSWORD),
+                                 members={"a", "b"})
+        assert sync.sync(now=0).ok
+        assert len(spooled(tmp_path / "spool", 42)) == 1
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    assert PASSWORD not in (tmp_path / "meltano.log").read_text()

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 from singer_sdk import Tap  # noqa: E402
 from singer_sdk.helpers.capabilities import PluginCapabilities  # noqa: E402
 
+from mixpanel_cohort_receiver.settings import ReceiverSettings  # noqa: E402
 from tap_braze_currents.tap import TapBrazeCurrents  # noqa: E402
 from tap_mixpanel_cohorts.tap import TapMixpanelCohorts  # noqa: E402
 from target_braze.target import TargetBraze  # noqa: E402
@@ -162,6 +163,27 @@ def apply_cohort_sync(project: dict[str, Any]) -> None:
         project[key] = [e for e in project[key] if e["name"] != entry["name"]] + [dict(entry)]
 
 
+RECEIVER = {"name": "mixpanel-cohort-receiver", "namespace": "mixpanel_cohort_receiver",
+            "pip_url": "-e .[mixpanel-cohort-receiver]",
+            "executable": "mixpanel-cohort-receiver"}
+
+
+def apply_receiver_utility(project: dict[str, Any]) -> None:
+    """The webhook receiver as a utility: `meltano invoke mixpanel-cohort-receiver`.
+
+    Meltano passes a utility's settings as MIXPANEL_COHORT_RECEIVER_<NAME> variables, which
+    the receiver reads.
+    """
+    schema = ReceiverSettings.schema()
+    utility = {**RECEIVER, "settings": [
+        {"name": name, "kind": _kind(prop), "description": prop["description"],
+         **({"sensitive": True} if prop.get("secret") else {})}
+        for name, prop in schema["properties"].items()]}
+    utilities = [u for u in project["plugins"].get("utilities", [])
+                 if u["name"] != RECEIVER["name"]]
+    project["plugins"]["utilities"] = [*utilities, utility]
+
+
 PINNED_PLUGINS = ROOT / "scripts" / "third-party-plugins.txt"
 def pinned_requirement(executable: str) -> str:
     """The pip requirement scripts/setup-tests installs for a third-party plugin."""
@@ -212,9 +234,10 @@ def render(project: dict[str, Any]) -> str:
         elif loader["name"] == "target-braze":
             loader["settings"] = settings_of(TargetBraze)
     apply_third_party_loaders(project)
+    apply_receiver_utility(project)
     header = ("# Generated in part by tools/generate_meltano.py: the plugins' `settings`, the "
-              "default `select`,\n# the fan-out extractors, jobs and schedules, and the "
-              "third-party loader target-jsonl.\n")
+              "default `select`,\n# the fan-out extractors, jobs and schedules, the "
+              "third-party loader target-jsonl\n# and the mixpanel-cohort-receiver utility.\n")
     return header + yaml.safe_dump(project, sort_keys=False, allow_unicode=True, width=100)
 
 
