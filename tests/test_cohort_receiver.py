@@ -27,6 +27,18 @@ from testkit.services import free_port
 USER, PASSWORD = "mixpanel", "rcv-pass-7f3a91c2"
 
 
+def wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            requests.get(f"{url}/health", timeout=1)
+            return
+        except requests.ConnectionError:
+            assert process.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "the receiver did not start"
+            time.sleep(0.05)
+
+
 class RunningReceiver:
     def __init__(self, spool: Path, log: Path, *extra: str, wrap: list[str] | None = None):
         self.port = free_port()
@@ -38,15 +50,7 @@ class RunningReceiver:
         with log.open("ab") as handle:
             self.process = subprocess.Popen([*(wrap or []), *command], stdout=handle,
                                             stderr=handle)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{self.url}/health", timeout=1)
-                break
-            except requests.ConnectionError:
-                assert self.process.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "the receiver did not start"
-                time.sleep(0.05)
+        wait_until_serving(self.url, self.process, log)
 
     def health(self) -> dict:
         return requests.get(f"{self.url}/health", timeout=5).json()
@@ -278,15 +282,7 @@ def test_meltano_invoke_starts_the_receiver_with_settings_from_the_environment(
                                    cwd=meltano.parent.parent.parent, env=env, stdout=log,
                                    stderr=log, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except requests.ConnectionError:
-                assert process.poll() is None, (tmp_path / "meltano.log").read_text()[-2000:]
-                assert time.monotonic() < deadline, "meltano invoke did not start the receiver"
-                time.sleep(0.1)
+        wait_until_serving(f"http://127.0.0.1:{port}", process, tmp_path / "meltano.log")
         sync = CohortWebhookSync(f"http://127.0.0.1:{port}/", 42, "VIP", auth=(USER, PASSWORD),
                                  members={"a", "b"})
         assert sync.sync(now=0).ok
