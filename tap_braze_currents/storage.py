@@ -101,6 +101,13 @@ def storage_secrets(storage_url: str, storage_options: Mapping[str, Any] | None)
     return found
 
 
+def _has_password(url: str) -> bool:
+    try:
+        return urlsplit(url).password is not None
+    except ValueError:
+        return False
+
+
 def _version(info: Mapping[str, Any]) -> str:
     marker = next((info[k] for k in VERSION_KEYS if info.get(k) not in (None, "")), "")
     return f"{info.get('size', 0)}:{marker}"
@@ -158,6 +165,11 @@ class CurrentsStorage:
         """
         self.redact = Redactor(storage_secrets(storage_url, storage_options))
         self.url = self.redact(storage_url)  # as messages show it: no credentials
+        if _has_password(storage_url):
+            msg = (f"storage_url {self.url!r} holds credentials (user:secret@), which the "
+                   "storage clients do not take from a URL: put them in storage_options "
+                   "(key and secret for S3) and leave them out of storage_url.")
+            raise StorageSettingError(msg)
         self._options = _with_pool_size(dict(storage_options or {}), storage_url, connections)
         for entry in tls_checks_off(self._options):
             logger.warning("%s is false: TLS certificates of the storage endpoint are not "

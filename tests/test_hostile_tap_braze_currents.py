@@ -25,6 +25,7 @@ import pytest
 
 from tap_braze_currents.demo_export import currents_key, make_event, write_avro_file
 from tap_braze_currents.event_types import catalog_avro_schema
+from testkit.services import Service
 from tests.conftest import assert_states_follow_their_records, parse_messages
 
 SEND = "users.messages.email.Send"
@@ -39,9 +40,11 @@ UNREACHABLE = "http://127.0.0.1:9"
 NO_NETWORK_ENV = {"HTTPS_PROXY": UNREACHABLE, "HTTP_PROXY": UNREACHABLE, "NO_PROXY": ""}
 
 
-def write_files(root: Path, folder_type: str, hour: str, records: int, *, files: int = 1,
-                schema_type: str = SEND, integration: str = "int1") -> int:
+def write_files(root: Path | str, folder_type: str, hour: str, records: int, *, files: int = 1,
+                schema_type: str = SEND, integration: str = "int1",
+                storage_options: dict[str, Any] | None = None) -> int:
     """Avro files of `records` events each under `event_type=<folder_type>/date=<hour>`."""
+    fs, base = fsspec.core.url_to_fs(str(root), **(storage_options or {}))
     schema = catalog_avro_schema(schema_type)
     assert schema is not None
     rng = random.Random(f"{folder_type}{hour}{integration}")
@@ -51,7 +54,7 @@ def write_files(root: Path, folder_type: str, hour: str, records: int, *, files:
         events = [make_event(schema_type, schema["fields"], rng, i, epoch) for i in range(records)]
         key = currents_key(integration, folder_type, hour, old_layout=False, partition=part,
                            offset=part)
-        write_avro_file(fsspec.filesystem("file"), str(root / key), schema, events)
+        write_avro_file(fs, f"{base.rstrip('/')}/{key}", schema, events)
     return records * files
 
 
@@ -162,8 +165,8 @@ CASES = [
                  "storage_options": {"endpoint_url": UNREACHABLE, "client_kwargs": {
                      "aws_session_token": OPTION_SECRET},
                      "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}}}},
-         returncode=1, messages=("storage_url", "currents-bucket"), records=0,
-         env=NO_NETWORK_ENV),
+         returncode=1, messages=("storage_url", "currents-bucket", "put them in storage_options"),
+         records=0, env=NO_NETWORK_ENV),
 ]
 
 
@@ -216,12 +219,12 @@ def _records(messages: list[dict[str, Any]]) -> int:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_hostile_input(case: Case, tmp_path: Path) -> None:
     done, expected, root = run_case(case, tmp_path)
+    assert_no_marker_anywhere(done, tmp_path)
     assert done.returncode == case.returncode, done.stderr[-3000:]
     for message in case.messages:
         assert message in done.stderr, (message, done.stderr[-3000:])
     if not case.traceback:
         assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    assert_no_marker_anywhere(done, tmp_path)
     messages = parse_messages(done.stdout)
     assert _records(messages) == (expected if case.records is None else case.records)
     states = [m["value"] for m in messages if m["type"] == "STATE"]
@@ -240,3 +243,51 @@ def test_discovery_with_storage_secrets_and_no_network_shows_none(tmp_path: Path
         done, _, _ = run_case(case, where, ("--discover",))
         assert_no_marker_anywhere(done, where)
         assert "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
+def test_a_future_folder_never_holds_back_the_hours_after_it(tmp_path: Path, run_tap) -> None:
+    """Run after run, every real hour is read; the future folder waits for its hour."""
+    root = tmp_path / "export"
+    expected = _future_folder(root)
+    config = {"storage_url": str(root), "lookback_hours": 2}
+    first = run_tap(config)
+    assert first.returncode == 0, first.stderr
+    assert len(first.records) == expected
+    # a real hour lands later, past the lookback window of the future folder's hour
+    write_files(root, SEND, "2025-04-01-07", 4)
+    second = run_tap(config, first.last_state)
+    assert second.returncode == 0, second.stderr
+    assert len(second.records) == 4
+    assert "date=2099-01-01-00" in second.stderr
+    _no_future_bookmark(second.last_state)
+
+
+def test_a_remote_export_with_odd_folders_shows_no_secret(s3_server: Service,
+                                                          tmp_path: Path) -> None:
+    """moto S3 with marker credentials in storage_options: a whole run over odd folders (case
+    variants, an empty type, a future hour); every record read, no secret printed."""
+    options = {"endpoint_url": s3_server.storage_options["endpoint_url"],
+               "client_kwargs": {"region_name": "eu-west-1"}}
+    writer = {**options, "key": S3_KEY, "secret": S3_SECRET}
+    fs = fsspec.filesystem("s3", **writer)
+    if not fs.exists("hostile-bucket"):
+        fs.mkdir("hostile-bucket")
+    url = "s3://hostile-bucket/export"
+    expected = (write_files(url, SEND, "2025-04-01-00", 30, storage_options=writer)
+                + write_files(url, SEND.upper(), "2025-04-01-00", 30, integration="int2",
+                              storage_options=writer))
+    write_files(url, "", "2025-04-01-00", 3, storage_options=writer)
+    write_files(url, SEND, "2099-01-01-00", 3, storage_options=writer)
+    case = Case("remote", config={
+        "storage_url": url,
+        "storage_options": {**writer, "config_kwargs": {"user_agent_extra": OPTION_SECRET}}})
+    done, _, _ = run_case(case, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_no_marker_anywhere(done, tmp_path)
+    messages = parse_messages(done.stdout)
+    assert _records(messages) == expected
+    assert "event_type=USERS.MESSAGES.EMAIL.SEND" in done.stderr
+    assert "event_type=/" in done.stderr
+    assert "date=2099-01-01-00" in done.stderr
+    states = [m["value"] for m in messages if m["type"] == "STATE"]
+    _no_future_bookmark(states[-1])
