@@ -37,22 +37,32 @@ def parse_state_text(text: str, source: str) -> dict[str, Any]:
         msg = f"The state file {source} is not JSON ({exc}). {WHAT_TO_DO}"
         raise StateError(msg) from None
     if not isinstance(state, dict):
-        msg = (f"The state file {source} holds a JSON {type(state).__name__}, not an object "
+        msg = (f"The state file {source} holds a JSON {_json_type(state)}, not an object "
                f"with bookmarks. {WHAT_TO_DO}")
         raise StateError(msg)
+    if state.get("type") == "STATE" and "value" in state:
+        msg = (f"The state file {source} holds a whole STATE message: pass its value (the "
+               "object with bookmarks) instead.")
+        raise StateError(msg)
     return state
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+             float: "number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _problem(bookmark: Any) -> str | None:
     """What is wrong with one stream's bookmark, or None."""
     if not isinstance(bookmark, dict):
-        return f"the bookmark is a {type(bookmark).__name__}, not an object"
+        return f"the bookmark is a JSON {_json_type(bookmark)}, not an object"
     newest = bookmark.get("newest_hour")
     if newest is not None and (not isinstance(newest, str) or parse_hour(newest) is None):
         return f"newest_hour {newest!r} is not an hour (YYYY-MM-DD-HH)"
     read = bookmark.get("read", {})
     if not isinstance(read, dict):
-        return f"read is a {type(read).__name__}, not an object"
+        return f"read is a JSON {_json_type(read)}, not an object"
     for hour, digests in read.items():
         if parse_hour(hour) is None:
             return f"read names {hour!r}, which is not an hour (YYYY-MM-DD-HH)"
@@ -70,7 +80,7 @@ def check_state(state: Mapping[str, Any], latest_hour: str) -> None:
     """
     bookmarks = state.get("bookmarks", {})
     if not isinstance(bookmarks, dict):
-        msg = (f"The state's bookmarks are a {type(bookmarks).__name__}, not an object: "
+        msg = (f"The state's bookmarks are a JSON {_json_type(bookmarks)}, not an object: "
                f"not a state this tap wrote. {WHAT_TO_DO}")
         raise StateError(msg)
     for stream, bookmark in bookmarks.items():

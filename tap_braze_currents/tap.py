@@ -25,7 +25,7 @@ from plugin_support.distribution import DISTRIBUTION
 from plugin_support.redaction import RedactingFilter, Redactor
 from tap_braze_currents.avro_decoding import AvroFile
 from tap_braze_currents.checkpoints import Checkpoints
-from tap_braze_currents.event_types import catalog, catalog_avro_schema
+from tap_braze_currents.event_types import catalog, catalog_avro_schema, stream_name
 from tap_braze_currents.settings import check_settings, latest_hour, tap_properties
 from tap_braze_currents.state_check import StateError, check_state, parse_state_text
 from tap_braze_currents.storage import (
@@ -203,14 +203,18 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
             if (schema := catalog_avro_schema(event_type)) is not None}
         schemas.update(self._types_in_storage())
         wanted = self._wanted_types()
-        if wanted:
-            unknown = sorted(set(wanted) - set(schemas))
-            for event_type in unknown:
+        if wanted:  # by stream: a spelling differing in case names the same stream
+            known = {stream_name(event_type) for event_type in schemas}
+            for event_type in sorted(set(wanted)):
+                if stream_name(event_type) in known:
+                    continue
                 self.logger.warning("event_types lists %s, which is neither in the catalog nor "
                                     "in storage; it will be read if files appear", event_type)
                 schemas[event_type] = {"type": "record", "name": "Unknown",
                                        "fields": [{"name": "id", "type": "string"}]}
-            schemas = {k: v for k, v in schemas.items() if k in wanted}
+                known.add(stream_name(event_type))
+            names = {stream_name(event_type) for event_type in wanted}
+            schemas = {k: v for k, v in schemas.items() if stream_name(k) in names}
         return [CurrentsStream(self, event_type, schema) for event_type, schema in schemas.items()]
 
     _listings: dict[str, Future[list[CurrentsFile]]] | None = None
