@@ -103,11 +103,11 @@ def hour_setting(config: Mapping[str, Any], name: str) -> str | None:
 
 def check_settings(config: Mapping[str, Any]) -> None:
     """What the schema cannot check: the dates parse and end_date is after start_date."""
-    start, end = setting_moment(config, "start_date"), setting_moment(config, "end_date")
+    start, end = hour_setting(config, "start_date"), hour_setting(config, "end_date")
     if start is not None and end is not None and end <= start:
-        msg = (f"end_date {config['end_date']!r} is not after start_date "
-               f"{config['start_date']!r}: nothing would be read. Fix one of them, or leave "
-               "end_date out.")
+        msg = (f"end_date {config['end_date']!r} is not in an hour after start_date "
+               f"{config['start_date']!r}: nothing would be read (end_date's own hour is "
+               "not read). Fix one of them, or leave end_date out.")
         raise SettingError(msg)
 
 
