@@ -48,17 +48,29 @@ TARGET_BRAZE = {"name": "target-braze", "namespace": "target_braze",
                 "pip_url": "-e .[target-braze]",
                 "executable": "target-braze", "capabilities": ["about", "stream-maps"]}
 
-KINDS = {"string": "string", "integer": "integer", "number": "decimal", "boolean": "boolean",
-         "object": "object", "array": "array"}
+KINDS = {"string": "string", "integer": "integer", "boolean": "boolean", "object": "object",
+         "array": "array"}
 
 
-def _kind(schema: dict[str, Any]) -> str:
+class DecimalSettingError(ValueError):
+    """A setting Meltano would declare `kind: decimal`, which it cannot pass on."""
+
+
+def _kind(schema: dict[str, Any], name: str = "") -> str:
     if "enum" in schema:
         return "options"
     types = schema.get("type", "string")
     types = [types] if isinstance(types, str) else types
     if {"number", "integer"} & set(types) and "string" in types:  # a number or numeric string
         return "string"
+    if "number" in types:
+        # Meltano (4.4) makes a Decimal of a `kind: decimal` value set through the environment
+        # (TAP_X_SETTING=2.5) and then fails writing the config ("Object of type Decimal is not
+        # JSON serializable"), in `meltano config print` and `meltano run` alike.
+        msg = (f"setting {name!r} is a plain number: Meltano cannot pass a decimal set through "
+               "the environment. Declare it as a number or numeric string (type "
+               "[\"number\", \"string\"] with a pattern), as meltano.yml then says kind: string")
+        raise DecimalSettingError(msg)
     main = next(t for t in types if t != "null")
     if main == "string" and schema.get("format") == "date-time":
         return "date_iso8601"
@@ -84,7 +96,7 @@ def settings_of(plugin: type) -> list[dict[str, Any]]:
                                       "description": BATCH_CONFIG_DESCRIPTION}
     result = []
     for name, schema in properties.items():
-        setting: dict[str, Any] = {"name": name, "kind": _kind(schema)}
+        setting: dict[str, Any] = {"name": name, "kind": _kind(schema, name)}
         if schema.get("description"):
             setting["description"] = schema["description"]
         if "enum" in schema:
