@@ -48,8 +48,13 @@ class ReceiverSettings:
         properties = {}
         for item in fields(cls):
             meta = item.metadata
-            prop: dict[str, Any] = {"type": kinds[_kind(item)],
+            kind = kinds[_kind(item)]
+            # a decimal also as a numeric string: Meltano passes decimals through the
+            # environment only as strings (kind: string)
+            prop: dict[str, Any] = {"type": ["number", "string"] if kind == "number" else kind,
                                     "description": meta["description"]}
+            if kind == "number":
+                prop["pattern"] = r"^[0-9]+(\.[0-9]+)?$"
             if meta["secret"]:
                 prop["secret"] = True
             for bound in ("minimum", "maximum"):
