@@ -40,8 +40,9 @@ def run(command: list[str], stdin: str | None = None) -> str:
     return done.stdout
 
 
-def test_a_cohort_of_imported_events_reaches_exactly_its_braze_users(
-        project: MixpanelProjectServer, tmp_path: Path) -> None:
+def round_trip(project: MixpanelProjectServer, tmp_path: Path, mixpanel_settings: dict,
+               cohort_settings: dict) -> tuple[set[str], set[str]]:
+    """(the Braze users whose events meet the rule, those Braze ends with in the cohort)."""
     write_demo_export(str(tmp_path / "export"), event_types=[PURCHASE, "users.messages.email.Send"],
                       hours=1, events_per_file=40)
     tap_config = write_json(tmp_path / "currents.json", {"storage_url": str(tmp_path / "export")})
@@ -55,19 +56,21 @@ def test_a_cohort_of_imported_events_reaches_exactly_its_braze_users(
     assert purchasers                                      # the rule splits the users
     assert users - purchasers
     mixpanel_config = write_json(tmp_path / "mixpanel.json", {
-        **target_config(project.imports, tmp_path), "api_url": project.url})
+        **target_config(project.imports, tmp_path), "api_url": project.url,
+        **mixpanel_settings})
     run([sys.executable, "-m", "target_mixpanel.target", "--config", str(mixpanel_config)],
         currents)
     query = project.query.state
     query.add_cohort(1, "Purchasers", [])
-    query.cohorts[1].members = EventCohort(project.imports, lambda e: e["event"] == "Purchase")
+    query.cohorts[1].members = EventCohort(project, lambda e: e["event"] == "Purchase")
     braze = BrazeServer(state=BrazeState(known_users=users | {"braze-only-1"})).start()
     try:
         cohorts_config = write_json(tmp_path / "cohorts.json", {
             "api_url": project.url, "project_id": query.project_id,
             "service_account_username": query.service_account[0],
             "service_account_secret": query.service_account[1],
-            "snapshot_url": str(tmp_path / "snapshots"), "retry_first_delay_seconds": 0.05})
+            "snapshot_url": str(tmp_path / "snapshots"), "retry_first_delay_seconds": 0.05,
+            **cohort_settings})
         braze_config = write_json(tmp_path / "braze.json", {
             "api_key": API_KEY, "rest_endpoint": braze.url,
             "dead_letter_path": str(tmp_path / "braze-dead-letters.jsonl")})
@@ -75,8 +78,27 @@ def test_a_cohort_of_imported_events_reaches_exactly_its_braze_users(
                             str(cohorts_config)])
         run([sys.executable, "-m", "target_braze.target", "--config", str(braze_config)],
             cohort_lines)
-        in_cohort = {u for u in braze.state.profiles if "Purchasers" in braze.state.cohorts_of(u)}
-        assert in_cohort == purchasers
         assert braze.state.created_users == set()
+        return purchasers, {u for u in braze.state.profiles
+                            if "Purchasers" in braze.state.cohorts_of(u)}
     finally:
         braze.stop()
+
+
+def test_a_cohort_of_imported_events_reaches_exactly_its_braze_users(
+        project: MixpanelProjectServer, tmp_path: Path) -> None:
+    purchasers, in_cohort = round_trip(project, tmp_path, {}, {})
+    assert in_cohort == purchasers
+
+
+def test_profile_properties_let_a_profile_property_match_braze_users(
+        project: MixpanelProjectServer, tmp_path: Path) -> None:
+    """target-mixpanel gives each user a profile with $braze_external_id (profile_properties),
+    so the cohort tap can match on that profile property, as Mixpanel's Braze export does."""
+    token = project.imports.state.credentials.project_token
+    purchasers, in_cohort = round_trip(
+        project, tmp_path,
+        {"profile_properties": {"$braze_external_id": "distinct_id"}, "project_token": token},
+        {"id_property": "$braze_external_id"})
+    assert in_cohort == purchasers
+    assert all(project.profiles[u] == {"$braze_external_id": u} for u in purchasers)
