@@ -87,6 +87,7 @@ class CohortSync:
         self.store = SnapshotStore(settings.snapshot_url, settings.snapshot_options)
         self.summary = Summary()
         self.written: dict[int, str] = {}  # cohort id -> this run's snapshot name
+        self.members_of: dict[int, int] = {}  # cohort id -> members its snapshot holds
         self._store_checked = False
 
     @property
@@ -187,6 +188,7 @@ class CohortSync:
         self._compare_count(cohort, membership.stored + membership.without_id)
         self.summary.session_restarts += membership.session_restarts
         self.summary.members += membership.stored
+        self.members_of[cohort_id] = membership.stored
         self.written[cohort_id] = name
         logger.info("Cohort %s (%r): %d members read in %d queries, snapshot %s", cohort_id,
                     cohort["name"], membership.stored, membership.queries, name)

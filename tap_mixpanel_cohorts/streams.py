@@ -157,8 +157,9 @@ class UserCohortsStream(DeliveredCohortsStream):
         synced: list[SyncedCohort] = []
         for cohort in sync_run.cohorts:
             entry = self.delivered.get(str(cohort["id"]))
-            now = SyncedCohort(int(cohort["id"]), sync_run.name_of(cohort),
-                               sync_run.snapshot_of(cohort))
+            snapshot = sync_run.snapshot_of(cohort)
+            now = SyncedCohort(int(cohort["id"]), sync_run.name_of(cohort), snapshot,
+                               sync_run.members_of.get(int(cohort["id"]), 0))
             synced.append(now)
             sides.append((CohortSide(entry["snapshot"], entry["name"]) if entry else None,
                           CohortSide(now.snapshot, now.name)))
@@ -177,12 +178,12 @@ class UserCohortsStream(DeliveredCohortsStream):
         summary.full_resync = full
         fixed = {"synced_cohort_names": names, "full_resync": full,
                  "synced_at": sync_run.synced_at}
-        for frame in user_sets(sync_run.store, synced, changed_users(sync_run.store, sides),
-                               everyone=full):
-            for user_id, cohort_ids, cohort_names in frame.iter_rows():
-                yield {"user_id": user_id, "cohort_ids": cohort_ids,
-                       "cohort_names": cohort_names, **fixed}
-            summary.user_sets += len(frame)
+        changed = changed_users(sync_run.store, sides, removes_only=full)
+        for user_id, cohort_ids, cohort_names in user_sets(sync_run.store, synced, changed,
+                                                           everyone=full):
+            yield {"user_id": user_id, "cohort_ids": cohort_ids, "cohort_names": cohort_names,
+                   **fixed}
+            summary.user_sets += 1
         self.stream_state["cohorts"] = {
             str(c.cohort_id): {"name": c.name, "snapshot": c.snapshot,
                                "synced_at": sync_run.synced_at} for c in synced}

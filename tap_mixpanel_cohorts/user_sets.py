@@ -9,7 +9,7 @@ this run's snapshots, keeping only their rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import polars as pl
@@ -18,7 +18,7 @@ from tap_mixpanel_cohorts.membership_diff import CohortSide, membership_changes
 from tap_mixpanel_cohorts.snapshots import SnapshotStore
 
 EMPTY_IDS = pl.Series("user_id", [], pl.String)
-ROWS_PER_CHUNK = 50_000  # users handed out at a time
+BUCKET_ROWS = 200_000  # membership rows gathered at once on a full resync
 
 
 @dataclass(frozen=True)
@@ -28,49 +28,76 @@ class SyncedCohort:
     cohort_id: int
     name: str
     snapshot: str
+    members: int = 0   # rows of its snapshot (sizes a full resync's buckets)
 
 
 def changed_users(store: SnapshotStore,
-                  sides: list[tuple[CohortSide | None, CohortSide | None]]) -> pl.Series:
-    """Every user added to or removed from any cohort (a rename: all of its members)."""
-    found = [batch.user_ids for before, now in sides
-             for batch in membership_changes(store, before, now)]
+                  sides: list[tuple[CohortSide | None, CohortSide | None]],
+                  removes_only: bool = False) -> pl.Series:
+    """Every user added to or removed from any cohort (a rename: all of its members).
+
+    `removes_only`: only those removed (a full resync hands out every member anyway).
+    """
+    found = []
+    for before, now in sides:
+        if removes_only and before is None:
+            continue
+        for batch in membership_changes(store, before, now):
+            if removes_only and batch.action != "remove":
+                break  # the adds come after the removes and are not computed
+            found.append(batch.user_ids)
     return pl.concat(found).unique().sort() if found else EMPTY_IDS
 
 
-def _members(store: SnapshotStore, cohorts: list[SyncedCohort],
-             only: pl.Series | None) -> pl.DataFrame:
+def _gather(store: SnapshotStore, cohorts: list[SyncedCohort],
+            keep: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
+    """(user_id, cohort: the cohort's index) of the members `keep` keeps, each pair once."""
     frames = []
-    for cohort in cohorts:
+    for index, cohort in enumerate(cohorts):
         for part in store.parts(cohort.snapshot):
-            ids = part.select("user_id")
-            if only is not None:
-                ids = ids.filter(pl.col("user_id").is_in(only))
-            frames.append(ids.with_columns(cohort_id=pl.lit(cohort.cohort_id, pl.Int64),
-                                           cohort_name=pl.lit(cohort.name, pl.String)))
+            ids = keep(part.select("user_id"))
+            if len(ids):
+                frames.append(ids.with_columns(cohort=pl.lit(index, pl.UInt32)))
     if not frames:
-        return pl.DataFrame(schema={"user_id": pl.String, "cohort_id": pl.Int64,
-                                    "cohort_name": pl.String})
-    return pl.concat(frames).unique(["user_id", "cohort_id"])
+        return pl.DataFrame(schema={"user_id": pl.String, "cohort": pl.UInt32})
+    return pl.concat(frames).unique()
+
+
+def _rows(cohorts: list[SyncedCohort], members: pl.DataFrame,
+          users: pl.Series) -> Iterator[tuple[str, list[int], list[str]]]:
+    grouped = members.group_by("user_id").agg(pl.col("cohort").sort())
+    result = users.to_frame("user_id").join(grouped, on="user_id", how="left").sort("user_id")
+    del grouped
+    ids = [c.cohort_id for c in cohorts]
+    names = [c.name for c in cohorts]
+    for user_id, indexes in result.iter_rows():
+        yield user_id, [ids[i] for i in indexes or ()], [names[i] for i in indexes or ()]
 
 
 def user_sets(store: SnapshotStore, cohorts: list[SyncedCohort], changed: pl.Series,
-              everyone: bool) -> Iterator[pl.DataFrame]:
-    """Frames of (user_id, cohort_ids, cohort_names), sorted by user id.
+              everyone: bool) -> Iterator[tuple[str, list[int], list[str]]]:
+    """(user_id, cohort ids, cohort names) of the users whose whole set is handed out.
 
-    The users in `changed` (and, when `everyone`, every member of the cohorts), each with its
-    whole set. A user in no cohort any more has empty lists.
+    Each user in `changed`, and every member of the cohorts when `everyone` (a full resync);
+    names are sorted; a user in none has empty lists. A full resync gathers the members in
+    buckets of user ids (by hash) of about BUCKET_ROWS rows, so its memory does not grow with
+    the cohorts; users come sorted within a bucket.
     """
-    members = _members(store, cohorts, None if everyone else changed)
-    sets = (members.sort("cohort_name", "cohort_id")
-            .group_by("user_id", maintain_order=True)
-            .agg(pl.col("cohort_id").alias("cohort_ids"),
-                 pl.col("cohort_name").alias("cohort_names")))
-    users = pl.concat([changed, sets["user_id"]]).unique() if everyone else changed
-    result = (users.to_frame("user_id").join(sets, on="user_id", how="left")
-              .with_columns(pl.col("cohort_ids").fill_null(pl.lit([], pl.List(pl.Int64))),
-                            pl.col("cohort_names").fill_null(pl.lit([], pl.List(pl.String))))
-              .sort("user_id"))
-    del members, sets
-    for offset in range(0, len(result), ROWS_PER_CHUNK):
-        yield result.slice(offset, ROWS_PER_CHUNK)
+    cohorts = sorted(cohorts, key=lambda c: (c.name, c.cohort_id))
+    if not everyone:
+        wanted = changed
+        yield from _rows(cohorts, _gather(store, cohorts,
+                                          lambda ids: ids.filter(pl.col("user_id")
+                                                                 .is_in(wanted))), changed)
+        return
+    buckets = max(1, -(-sum(c.members for c in cohorts) // BUCKET_ROWS))
+
+    for bucket in range(buckets):
+        def in_bucket(ids: pl.DataFrame, bucket: int = bucket) -> pl.DataFrame:
+            return ids if buckets == 1 else \
+                ids.filter(pl.col("user_id").hash(seed=1) % buckets == bucket)
+
+        members = _gather(store, cohorts, in_bucket)
+        removed = in_bucket(changed.to_frame("user_id"))["user_id"]
+        users = pl.concat([members["user_id"], removed]).unique()
+        yield from _rows(cohorts, members, users)
