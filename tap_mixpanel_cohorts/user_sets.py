@@ -85,7 +85,7 @@ def user_sets(store: SnapshotStore, cohorts: list[SyncedCohort], changed: pl.Ser
     """
     cohorts = sorted(cohorts, key=lambda c: (c.name, c.cohort_id))
     if not everyone:
-        wanted = changed
+        wanted = changed.implode()
         yield from _rows(cohorts, _gather(store, cohorts,
                                           lambda ids: ids.filter(pl.col("user_id")
                                                                  .is_in(wanted))), changed)
