@@ -9,6 +9,7 @@ its changes and then fail on the next cohort's entry.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,26 @@ CLEAR_HINT = ("Fix the state, or clear it (`meltano state clear <state id>`) for
 
 class StateError(Exception):
     """The saved state cannot be used; the message names the key and what to do."""
+
+
+def state_from_text(text: str, source: str) -> dict[str, Any]:
+    """A state file's text as an object; StateError naming the file when it is not one."""
+    if not text.strip():
+        return {}
+    try:
+        state = json.loads(text)
+    except ValueError as exc:
+        msg = f"The state file {source} is not JSON ({exc}). {CLEAR_HINT}"
+        raise StateError(msg) from None
+    if not isinstance(state, dict):
+        msg = (f"The state file {source} holds {type(state).__name__} {state!r:.40}, not an "
+               f"object with bookmarks. {CLEAR_HINT}")
+        raise StateError(msg)
+    if state.get("type") == "STATE" and "value" in state:
+        msg = (f"The state file {source} holds a whole STATE message: pass its value (the "
+               "object with bookmarks) instead.")
+        raise StateError(msg)
+    return state
 
 
 def _refuse(key: str, problem: str) -> StateError:

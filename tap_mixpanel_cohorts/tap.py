@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import atexit
+import io
 import json
 import logging
 from dataclasses import asdict
 from functools import cached_property, partial
 from typing import Any, ClassVar
 
+import click
 from singer_sdk import Stream, Tap
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
@@ -23,7 +25,7 @@ from tap_mixpanel_cohorts.query_client import QuerySettingError
 from tap_mixpanel_cohorts.settings import CONFIG_SCHEMA, Settings
 from tap_mixpanel_cohorts.snapshots import SnapshotError, location_secrets
 from tap_mixpanel_cohorts.state_checks import DELIVERED_STREAMS as STATE_STREAMS
-from tap_mixpanel_cohorts.state_checks import StateError, check_saved_state
+from tap_mixpanel_cohorts.state_checks import StateError, check_saved_state, state_from_text
 from tap_mixpanel_cohorts.streams import (
     CohortMembershipChangesStream,
     CohortMembersStream,
@@ -82,6 +84,18 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
         """The SDK tap; every log line from here on has the config's secrets masked."""
         super().__init__(*args, **kwargs)
         redact_logs(self.redactor)
+
+    @classmethod
+    def invoke(cls, *, state: Any = None, **kwargs: Any) -> None:
+        """The SDK's, with the state file read and checked first (StateError names it)."""
+        if state is not None:
+            try:
+                state = io.StringIO(json.dumps(state_from_text(
+                    state.read(), getattr(state, "name", "--state"))))
+            except StateError as exc:
+                cls.logger.error("%s", exc)
+                raise click.exceptions.Exit(1) from None
+        super().invoke(state=state, **kwargs)
 
     @cached_property
     def redactor(self) -> Redactor:

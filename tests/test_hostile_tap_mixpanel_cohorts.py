@@ -9,6 +9,7 @@ in stdout, stderr, the state, or any file the tap wrote.
 from __future__ import annotations
 
 import base64
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Any
 import pytest
 
 from testkit.mixpanel_query_server import MixpanelQueryServer
-from tests.test_tap_mixpanel_cohorts import Runner, tap_config
+from tests.conftest import TapRun, write_json
+from tests.test_tap_mixpanel_cohorts import Runner, tap_command, tap_config
 
 SNAPSHOT = "cohort-7/20261201T000000Z-0123456789ab"
 TOKEN = "hostile-gcs-token-4f3e2d1c0b9a"
@@ -43,6 +45,7 @@ class Case:
     script: list[str] = field(default_factory=list)
     exit_code: int = 1
     message: str = ""
+    state_text: str | None = None          # a state file that is not what json.dumps gives
 
 
 CASES = [
@@ -70,6 +73,13 @@ CASES = [
     Case("a state whose full resync time is not a time",
          state=saved("user_cohorts", {}, full_resync_at="yesterday"),
          message="state bookmarks.user_cohorts.full_resync_at"),
+    Case("a state file that is not JSON", state_text="not json",
+         message="The state file state.json is not JSON"),
+    Case("a state file holding a string", state_text='"x"',
+         message="The state file state.json holds str 'x'"),
+    Case("a state file holding a whole STATE message",
+         state_text='{"type": "STATE", "value": {"bookmarks": {}}}',
+         message="holds a whole STATE message"),
     Case("a state whose cohorts are not an object", state=saved("user_cohorts", [1]),
          message="state bookmarks.user_cohorts.cohorts"),
     Case("an error body echoing the Authorization header", script=["echo_auth"],
@@ -102,11 +112,19 @@ def test_hostile_input(case: Case, server: MixpanelQueryServer, tmp_path: Path,
                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
     server.state.script = list(case.script)
-    run = Runner(tmp_path)(tap_config(server, tmp_path, **case.settings), case.state)
+    config = tap_config(server, tmp_path, **case.settings)
+    if case.state_text is None:
+        run = Runner(tmp_path)(config, case.state)
+    else:
+        (tmp_path / "state.json").write_text(case.state_text)
+        done = subprocess.run(tap_command(write_json(tmp_path / "config.json", config),
+                                          Path("state.json")), cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120, check=False)
+        run = TapRun(done.returncode, [], done.stdout, done.stderr)
     assert run.returncode == case.exit_code, run.stderr[-2000:]
     assert case.message in run.stderr, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
-    if case.state is not None and case.exit_code:   # refused before anything was emitted
+    if (case.state is not None or case.state_text) and case.exit_code:  # refused at once
         assert "RECORD" not in run.stdout
     user, secret = server.state.service_account
     basic = base64.b64encode(f"{user}:{secret}".encode()).decode()
