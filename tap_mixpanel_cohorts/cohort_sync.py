@@ -52,6 +52,7 @@ class Summary:
     user_sets: int = 0
     full_resync: bool = False
     session_restarts: int = 0
+    spool_messages_deleted: int = 0
     without_id_by_cohort: dict[str, int] = field(default_factory=dict)
     count_differs_by_cohort: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -116,14 +117,22 @@ class CohortSync:
         else:
             selected = sorted(listed, key=lambda c: int(c["id"]))
         self.summary.cohorts = len(selected)
+        self._name_cohorts(selected)
+        self._log_plan(selected)
+        return selected
+
+    def _name_cohorts(self, selected: list[dict[str, Any]]) -> None:
+        """The names the cohorts are synced under (`NAME (ID)` where names collide)."""
         self._names = distinct_names((int(c["id"]), str(c["name"])) for c in selected)
         for cohort in selected:
             if self._names[int(cohort["id"])] != cohort["name"]:
                 logger.warning("Cohort %s: another selected cohort has the name %r (or one "
                                "giving the same boolean attribute); it is synced as %r",
                                cohort["id"], cohort["name"], self._names[int(cohort["id"])])
-        self._log_plan(selected)
-        return selected
+
+    def spool_entry(self, cohort_id: int) -> dict[str, Any]:
+        """What a state entry names beside the snapshot (the webhook source's position)."""
+        return {}
 
     def name_of(self, cohort: dict[str, Any]) -> str:
         """The name a cohort is synced under: its own, or `NAME (ID)` when names collide."""

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from tap_mixpanel_cohorts.snapshots import NAME_PATTERN
+
+# A spool message's name (plugin_support/webhook_spool.py: a SHA-256 digest of the body)
+SPOOL_MESSAGE_NAME = re.compile(r"^[0-9a-f]{32}\.json$")
 
 DELIVERED_STREAMS = ("user_cohorts", "cohort_membership_changes")
 CLEAR_HINT = ("Fix the state, or clear it (`meltano state clear <state id>`) for a full sync "
@@ -59,6 +63,26 @@ def _check_entry(key: str, entry: Any) -> None:
                       "(cohort-<id>/<time>-<hex>, inside snapshot_url)")
     if not snapshot.startswith(f"cohort-{key.rsplit('.', 1)[-1]}/"):
         raise _refuse(f"{key}.snapshot", f"{snapshot!r} is another cohort's snapshot")
+    _check_spool_position(key, entry)
+
+
+def _check_spool_position(key: str, entry: Mapping[str, Any]) -> None:
+    """Source webhook: the spool position beside the snapshot (absent with query_api)."""
+    position = entry.get("position")
+    if position is not None and (not isinstance(position, int) or isinstance(position, bool)
+                                 or position < 0):
+        raise _refuse(f"{key}.position", f"must be a spool arrival time (a whole number of "
+                      f"nanoseconds, 0 or more), got {position!r:.80}")
+    above = entry.get("settled_above")
+    if above is None:
+        return
+    if not isinstance(above, list):
+        raise _refuse(f"{key}.settled_above", f"must be a list of spool message names, got "
+                      f"{above!r:.80}")
+    for name in above:
+        if not isinstance(name, str) or SPOOL_MESSAGE_NAME.match(name) is None:
+            raise _refuse(f"{key}.settled_above", f"{name!r:.80} is not a spool message name "
+                          "(<hex digest>.json)")
 
 
 def check_saved_state(state: Mapping[str, Any]) -> None:

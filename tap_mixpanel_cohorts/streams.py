@@ -186,7 +186,8 @@ class UserCohortsStream(DeliveredCohortsStream):
             summary.user_sets += 1
         self.stream_state["cohorts"] = {
             str(c.cohort_id): {"name": c.name, "snapshot": c.snapshot,
-                               "synced_at": sync_run.synced_at} for c in synced}
+                               "synced_at": sync_run.synced_at,
+                               **sync_run.spool_entry(c.cohort_id)} for c in synced}
         if full:
             self.stream_state["full_resync_at"] = sync_run.synced_at
         self._write_state_now()
@@ -223,7 +224,8 @@ class CohortMembershipChangesStream(DeliveredCohortsStream):
             now = CohortSide(sync_run.snapshot_of(cohort), sync_run.name_of(cohort))
             yield from self._records(int(cohort_id), before, now)
             self._commit(cohort_id, {"name": now.cohort_name, "snapshot": now.snapshot,
-                                     "synced_at": sync_run.synced_at})
+                                     "synced_at": sync_run.synced_at,
+                                     **sync_run.spool_entry(int(cohort_id))})
         for cohort_id in [c for c in self.delivered if c not in current]:
             entry = self.delivered[cohort_id]
             self.logger.info("Cohort %s (%r) is deleted in Mixpanel or no longer selected: "

@@ -22,7 +22,7 @@ from plugin_support.redaction import Redactor, redact_logs
 from tap_mixpanel_cohorts.cohort_sync import CohortSettingError, CohortSync
 from tap_mixpanel_cohorts.membership import SessionExpiredError
 from tap_mixpanel_cohorts.query_client import QuerySettingError
-from tap_mixpanel_cohorts.settings import CONFIG_SCHEMA, Settings
+from tap_mixpanel_cohorts.settings import CONFIG_SCHEMA, WEBHOOK, Settings, SourceSettingError
 from tap_mixpanel_cohorts.snapshots import SnapshotError, location_secrets
 from tap_mixpanel_cohorts.state_checks import DELIVERED_STREAMS as STATE_STREAMS
 from tap_mixpanel_cohorts.state_checks import StateError, check_saved_state, state_from_text
@@ -33,12 +33,13 @@ from tap_mixpanel_cohorts.streams import (
     DeliveredCohortsStream,
     UserCohortsStream,
 )
+from tap_mixpanel_cohorts.webhook_source import WebhookCohortSync
 
 logger = logging.getLogger(__name__)
 
 # Errors whose message says which setting to fix.
 SETTING_ERRORS = (QuerySettingError, SnapshotError, CohortSettingError, StateError,
-                  SessionExpiredError)
+                  SessionExpiredError, SourceSettingError)
 MEMBER_STREAMS = (CohortMembersStream.name, CohortMembershipChangesStream.name,
                   UserCohortsStream.name)
 DELIVERED_STREAMS = (UserCohortsStream.name, CohortMembershipChangesStream.name)
@@ -99,14 +100,17 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
 
     @cached_property
     def redactor(self) -> Redactor:
-        """Masks the service account secret and every snapshot_options value in any text.
+        """Masks the service account secret, every snapshot_options/spool_options value.
 
         Also URL passwords, Basic/Bearer headers and credential query parameters.
         """
-        options = self.config.get("snapshot_options")
-        return Redactor([self.config.get("service_account_secret"), *location_secrets(
-            str(self.config.get("snapshot_url") or ""),
-            options if isinstance(options, dict) else {})])
+        secrets: list[str | None] = [self.config.get("service_account_secret")]
+        for url, options in (("snapshot_url", "snapshot_options"),
+                             ("spool_url", "spool_options")):
+            given = self.config.get(options)
+            secrets += location_secrets(str(self.config.get(url) or ""),
+                                        given if isinstance(given, dict) else {})
+        return Redactor(secrets)
 
     @cached_property
     def settings(self) -> Settings:
@@ -117,7 +121,21 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
     def sync_run(self) -> CohortSync:
         """The run's cohorts and memberships (nothing is queried until a stream asks)."""
         reads_members = any(self.streams[name].selected for name in MEMBER_STREAMS)
+        if self.settings.source == WEBHOOK:
+            return WebhookCohortSync(self.settings, reads_members,
+                                     saved_snapshots=self.named_snapshots(),
+                                     saved_entries=self.saved_entries())
         return CohortSync(self.settings, reads_members, saved_snapshots=self.named_snapshots())
+
+    def saved_entries(self) -> dict[str, list[dict[str, Any]]]:
+        """Cohort id -> its entries in the delivered streams' state (user_cohorts' first)."""
+        entries: dict[str, list[dict[str, Any]]] = {}
+        for name in DELIVERED_STREAMS:
+            stream = self.streams[name]
+            assert isinstance(stream, DeliveredCohortsStream)
+            for cohort_id, entry in stream.delivered.items():
+                entries.setdefault(str(cohort_id), []).append(entry)
+        return entries
 
     def named_snapshots(self) -> set[str]:
         """The snapshots the state of the delivered streams names."""
