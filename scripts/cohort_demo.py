@@ -2,9 +2,11 @@
 
 Starts the Mixpanel Query API-compatible and Braze /users/track-compatible servers (testkit),
 seeds a few cohorts and the users Braze knows, runs the pipeline twice (a membership change
-between the runs) and prints what Braze ended with. The local servers' URLs and keys are passed
-to Meltano explicitly, so no real account is ever written to. Run from the project root with
-PYTHONPATH=. (scripts/demo does).
+between the runs) and prints what Braze ended with. Then the same through Mixpanel's cohort
+webhooks: mixpanel-cohort-receiver started, a cohort synced to it as Mixpanel does
+(testkit/mixpanel_webhook_sender.py), and the pipeline run with `source: webhook`. The local
+servers' URLs and keys are passed to Meltano explicitly, so no real account is ever written
+to. Run from the project root with PYTHONPATH=. (scripts/demo does).
 """
 
 from __future__ import annotations
@@ -12,10 +14,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import requests
 
 from testkit.braze_server import API_KEY, BrazeServer, BrazeState
 from testkit.mixpanel_query_server import MixpanelQueryServer
+from testkit.mixpanel_webhook_sender import CohortWebhookSync
+from testkit.services import free_port
 
 MELTANO = Path(".meltano-venv/bin/meltano")
 KNOWN_USERS = {f"user-{i}" for i in range(1, 9)}
@@ -87,6 +94,67 @@ def main() -> None:
     finally:
         braze.stop()
         mixpanel.stop()
+    webhook_demo(demo)
+
+
+def start_receiver(spool: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """mixpanel-cohort-receiver on a free port, storing into `spool`; (process, URL)."""
+    port = free_port()
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "mixpanel_cohort_receiver.app",
+                                    "--port", str(port), "--spool-url", str(spool.resolve()),
+                                    "--username", "mixpanel", "--password", "demo-password"],
+                                   stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            requests.get(f"{url}/health", timeout=1)
+            return process, url
+        except requests.ConnectionError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.05)
+    print(log.read_text()[-4000:])
+    sys.exit(f"mixpanel-cohort-receiver did not start; the log is {log}")
+
+
+def webhook_demo(demo: Path) -> None:
+    """The cohort pipeline once through the receiver: Mixpanel's webhook sync, source webhook."""
+    braze = BrazeServer(state=BrazeState(known_users=set(KNOWN_USERS))).start()
+    receiver, url = start_receiver(demo / "webhook-spool", demo / "receiver.log")
+    try:
+        mixpanel = CohortWebhookSync(url + "/", 4, "Weekly buyers", auth=("mixpanel",
+                                                                          "demo-password"),
+                                     members={"user-1", "user-4", "user-7", "visitor-9"})
+        env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+               "MELTANO_DATABASE_URI": f"sqlite:///{demo.resolve()}/webhook-meltano.db",
+               "TAP_MIXPANEL_COHORTS_SOURCE": "webhook",
+               "TAP_MIXPANEL_COHORTS_SPOOL_URL": str((demo / "webhook-spool").resolve()),
+               "TAP_MIXPANEL_COHORTS_SNAPSHOT_URL": str(demo.resolve() / "webhook-snapshots"),
+               "TARGET_BRAZE_API_KEY": API_KEY, "TARGET_BRAZE_REST_ENDPOINT": braze.url,
+               "TARGET_BRAZE_DRY_RUN": "false",
+               "TARGET_BRAZE_DEAD_LETTER_PATH": str(demo.resolve() / "braze-dead-letters.jsonl")}
+        print()
+        print("The same through Mixpanel's cohort webhooks: mixpanel-cohort-receiver stores "
+              "what Mixpanel posts,")
+        print("meltano run tap-mixpanel-cohorts target-braze with source webhook reads it (no "
+              "Query API call):")
+        full = mixpanel.sync()
+        print(f"  Mixpanel's first sync of 'Weekly buyers': {full.messages} members message "
+              "stored; the run, what Braze ended with:")
+        run_pipeline(env, demo / "webhook-meltano-1.log")
+        print_braze(braze, 0)
+        sent = braze.state.applied_objects
+        mixpanel.members = (mixpanel.members - {"user-4"}) | {"user-2"}
+        diff = mixpanel.sync(now=time.time() + 1800)
+        print(f"  30 minutes on, Mixpanel's diff (+user-2 -user-4: {diff.messages} messages, "
+              "add_members and remove_members); the run:")
+        run_pipeline(env, demo / "webhook-meltano-2.log")
+        print_braze(braze, sent)
+    finally:
+        receiver.terminate()
+        receiver.wait(timeout=30)
+        braze.stop()
 
 
 if __name__ == "__main__":
