@@ -110,17 +110,38 @@ class CohortTrialRun:
         self.trial = trial
         self.work = work
         self.rng = random.Random(trial.seed)
-        self.mixpanel = MixpanelQueryServer().start()
-        self.mixpanel.state.max_per_window = 100_000
+        self.tap_prefix: list[str] = []      # e.g. nsenter: the tap in the receiver's mounts
+        self.start_source()
         self.braze_state = FaultCountingBrazeState(known_users=set(KNOWN_USERS),
                                                    seed=trial.seed, keep_bodies=False)
         self.braze = BrazeServer(state=self.braze_state).start()
         self.state: dict[str, Any] | None = None
         self.outcome = CohortOutcome(trial)
 
+    def start_source(self) -> None:
+        """Mixpanel's side: the Query API-compatible server."""
+        self.mixpanel = MixpanelQueryServer().start()
+        self.mixpanel.state.max_per_window = 100_000
+
     def stop(self) -> None:
         self.braze.stop()
         self.mixpanel.stop()
+
+    def tap_settings(self) -> dict[str, Any]:
+        """The tap's config but its retries and snapshot_url."""
+        query = self.mixpanel.state
+        return {"api_url": self.mixpanel.url, "project_id": query.project_id,
+                "service_account_username": query.service_account[0],
+                "service_account_secret": query.service_account[1]}
+
+    def secrets(self) -> list[str]:
+        """What must never show in the plugins' logs."""
+        return [API_KEY, self.mixpanel.state.service_account[1]]
+
+    def membership(self) -> dict[str, set[str]]:
+        """Mixpanel's membership now: cohort name -> distinct ids."""
+        return {c.name: {m.distinct_id for m in c.members}
+                for c in self.mixpanel.state.cohorts.values()}
 
     def set_membership(self, membership: dict[int, list[str]]) -> None:
         for cohort, members in membership.items():
@@ -158,17 +179,13 @@ class CohortTrialRun:
         """One `tap | target` run; keeps the last state the target printed; its exit code."""
         self.outcome.runs += 1
         n = self.outcome.runs
-        query = self.mixpanel.state
         tap_config = self._write(f"tap-{n}.json", {
-            "api_url": self.mixpanel.url, "project_id": query.project_id,
-            "service_account_username": query.service_account[0],
-            "service_account_secret": query.service_account[1],
-            "snapshot_url": str(self.work / "snapshots"), **TAP_RETRIES})
+            **self.tap_settings(), "snapshot_url": str(self.work / "snapshots"), **TAP_RETRIES})
         target_config = self._write(f"target-{n}.json", {
             "api_key": API_KEY, "rest_endpoint": self.braze.url,
             "dead_letter_path": str(self.work / "dead-letters.jsonl"), **TARGET_RETRIES})
-        tap_command = [sys.executable, "-m", "tap_mixpanel_cohorts.tap", "--config",
-                       str(tap_config)]
+        tap_command = [*self.tap_prefix, sys.executable, "-m", "tap_mixpanel_cohorts.tap",
+                       "--config", str(tap_config)]
         if self.state is not None:
             tap_command += ["--state", str(self._write(f"state-{n}.json", self.state))]
         out_path, err_path = self.work / f"target-{n}.out", self.work / f"target-{n}.err"
@@ -182,10 +199,8 @@ class CohortTrialRun:
                                       stderr=err, env=env)
             assert tap.stdout is not None
             tap.stdout.close()
-            if kill == "target-at-state":
-                self._kill_at_state(target, out_path)
-            elif kill is not None:
-                self._kill_later(tap if kill == "tap" else target)
+            if kill is not None:
+                self.kill_during_run(kill, tap, target, out_path)
             target_code = target.wait(timeout=RUN_TIMEOUT)
             tap_code = tap.wait(timeout=RUN_TIMEOUT)
         states = [json.loads(line) for line in out_path.read_text().splitlines()
@@ -193,9 +208,17 @@ class CohortTrialRun:
         if states:
             self.state = states[-1]
         logs = err_path.read_text() + (self.work / f"tap-{n}.err").read_text()
-        if API_KEY in logs or query.service_account[1] in logs:
+        if any(secret in logs for secret in self.secrets()):
             self.outcome.problem = f"run {n}: a secret in the logs"
         return target_code or tap_code
+
+    def kill_during_run(self, kill: str, tap: subprocess.Popen, target: subprocess.Popen,
+                        out_path: Path) -> None:
+        """SIGKILL the tap or the target as `kill` says (one of KILLS)."""
+        if kill == "target-at-state":
+            self._kill_at_state(target, out_path)
+        else:
+            self._kill_later(tap if kill == "tap" else target)
 
     def _kill_later(self, process: subprocess.Popen) -> None:
         deadline = time.monotonic() + self.trial.kill_after
@@ -215,10 +238,9 @@ class CohortTrialRun:
     def differing_users(self) -> int:
         """Braze users whose cohort attribute is not their Mixpanel membership."""
         membership: dict[str, set[str]] = {user: set() for user in KNOWN_USERS}
-        for cohort in self.mixpanel.state.cohorts.values():
-            for member in cohort.members:
-                if member.distinct_id in membership:
-                    membership[member.distinct_id].add(cohort.name)
+        for name, members in self.membership().items():
+            for member in members & KNOWN_USERS:
+                membership[member].add(name)
         return sum(self.braze.state.cohorts_of(user) != cohorts
                    for user, cohorts in membership.items())
 

@@ -1,5 +1,6 @@
 """The fault campaign's short form: 20 seeded trials of the whole pipeline, no event missing,
-and 5 cohort-sync trials, no Braze user differing from its Mixpanel membership."""
+and 5 cohort-sync trials and 6 webhook-source trials, no Braze user differing from its Mixpanel
+membership."""
 
 from __future__ import annotations
 
@@ -71,3 +72,19 @@ def test_cohort_trials_leave_every_braze_user_equal_to_its_mixpanel_membership(
     served = sum((Counter(o.faults_seen) for o in outcomes), Counter())
     assert {"429", "drop_before", "drop_after"} <= set(served), served
     assert any(o.trial.mixpanel_script for o in outcomes)
+
+
+def test_webhook_trials_leave_every_braze_user_equal_to_mixpanels_membership(
+        tmp_path: Path) -> None:
+    """Each webhook fault once: receiver killed, disk full, repeats, pages out of order, the tap
+    and the target killed between reading the spool and the state."""
+    from testkit.webhook_fault_campaign import WEBHOOK_FAULTS, run_webhook_campaign  # noqa: PLC0415
+
+    table = io.StringIO()
+    outcomes = run_webhook_campaign(len(WEBHOOK_FAULTS), seed=1, work=tmp_path, out=table)
+    print(table.getvalue())
+    assert [(o.trial.number, o.problem) for o in outcomes if o.problem] == []
+    assert [o.differing for o in outcomes] == [0] * len(WEBHOOK_FAULTS), table.getvalue()
+    hit = {o.trial.kill for o in outcomes if o.killed}
+    # every fault happened (disk-full only where a user namespace can mount a tmpfs)
+    assert hit >= set(WEBHOOK_FAULTS) - {"disk-full"}, table.getvalue()
