@@ -17,12 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-import requests
-
 from testkit.braze_server import API_KEY, BrazeServer, BrazeState
 from testkit.mixpanel_query_server import MixpanelQueryServer
 from testkit.mixpanel_webhook_sender import CohortWebhookSync
-from testkit.services import free_port
+from testkit.receiver_process import PASSWORD as RECEIVER_PASSWORD
+from testkit.receiver_process import USER as RECEIVER_USER
+from testkit.receiver_process import ReceiverProcess
 
 MELTANO = Path(".meltano-venv/bin/meltano")
 KNOWN_USERS = {f"user-{i}" for i in range(1, 9)}
@@ -97,34 +97,13 @@ def main() -> None:
     webhook_demo(demo)
 
 
-def start_receiver(spool: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    """mixpanel-cohort-receiver on a free port, storing into `spool`; (process, URL)."""
-    port = free_port()
-    with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "mixpanel_cohort_receiver.app",
-                                    "--port", str(port), "--spool-url", str(spool.resolve()),
-                                    "--username", "mixpanel", "--password", "demo-password"],
-                                   stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            requests.get(f"{url}/health", timeout=1)
-            return process, url
-        except requests.ConnectionError:
-            if process.poll() is not None:
-                break
-            time.sleep(0.05)
-    print(log.read_text()[-4000:])
-    sys.exit(f"mixpanel-cohort-receiver did not start; the log is {log}")
-
-
 def webhook_demo(demo: Path) -> None:
     """The cohort pipeline once through the receiver: Mixpanel's webhook sync, source webhook."""
     braze = BrazeServer(state=BrazeState(known_users=set(KNOWN_USERS))).start()
-    receiver, url = start_receiver(demo / "webhook-spool", demo / "receiver.log")
+    receiver = ReceiverProcess((demo / "webhook-spool").resolve(), demo / "receiver.log")
     try:
-        mixpanel = CohortWebhookSync(url + "/", 4, "Weekly buyers", auth=("mixpanel",
-                                                                          "demo-password"),
+        mixpanel = CohortWebhookSync(receiver.url + "/", 4, "Weekly buyers",
+                                     auth=(RECEIVER_USER, RECEIVER_PASSWORD),
                                      members={"user-1", "user-4", "user-7", "visitor-9"})
         env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
                "MELTANO_DATABASE_URI": f"sqlite:///{demo.resolve()}/webhook-meltano.db",
@@ -152,8 +131,7 @@ def webhook_demo(demo: Path) -> None:
         run_pipeline(env, demo / "webhook-meltano-2.log")
         print_braze(braze, sent)
     finally:
-        receiver.terminate()
-        receiver.wait(timeout=30)
+        receiver.stop()
         braze.stop()
 
 
