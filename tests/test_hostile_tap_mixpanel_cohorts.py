@@ -24,6 +24,7 @@ from tests.test_tap_mixpanel_cohorts import Runner, tap_command, tap_config
 SNAPSHOT = "cohort-7/20261201T000000Z-0123456789ab"
 TOKEN = "hostile-gcs-token-4f3e2d1c0b9a"
 S3_SECRET = "hostile-s3-secret-8a7b6c5d4e"
+SPOOL_SECRET = "hostile-spool-secret-1b2c3d4e5f"
 
 
 def entry(snapshot: Any = SNAPSHOT, **extra: Any) -> dict[str, Any]:
@@ -82,6 +83,24 @@ CASES = [
          message="holds a whole STATE message"),
     Case("a state whose cohorts are not an object", state=saved("user_cohorts", [1]),
          message="state bookmarks.user_cohorts.cohorts"),
+    Case("a spool position that is not a number",
+         state=saved("user_cohorts", {"7": entry(position="soon")}),
+         message="state bookmarks.user_cohorts.cohorts.7.position"),
+    Case("a settled spool message name that is a path",
+         state=saved("cohort_membership_changes",
+                     {"7": entry(position=5, settled_above=["../../etc/passwd"])}),
+         message="state bookmarks.cohort_membership_changes.cohorts.7.settled_above: "
+                 "'../../etc/passwd'"),
+    Case("source webhook without spool_url", {"source": "webhook"}, message="spool_url"),
+    Case("source webhook with a profile property as id_property",
+         {"source": "webhook", "spool_url": "spool", "id_property": "$email"},
+         message="id_property '$email'"),
+    Case("an s3:// spool_url that cannot be reached, its secret in spool_options",
+         {"source": "webhook", "spool_url": "s3://hostile-bucket/spool",
+          "spool_options": {"key": "AKIAHOSTILE", "secret": SPOOL_SECRET,
+                            "client_kwargs": {"endpoint_url": "http://127.0.0.1:9"},
+                            "config_kwargs": {"retries": {"max_attempts": 1}}}},
+         message="spool_url cannot be read"),
     Case("an error body echoing the Authorization header", script=["echo_auth"],
          message="answered 400"),
     Case("a gs:// snapshot_url with a token and no network",
@@ -129,6 +148,6 @@ def test_hostile_input(case: Case, server: MixpanelQueryServer, tmp_path: Path,
     user, secret = server.state.service_account
     basic = base64.b64encode(f"{user}:{secret}".encode()).decode()
     files = written_text(tmp_path / "snapshots") if (tmp_path / "snapshots").exists() else ""
-    for marker in (secret, basic, TOKEN, S3_SECRET):
+    for marker in (secret, basic, TOKEN, S3_SECRET, SPOOL_SECRET):
         for where, text in (("stdout", run.stdout), ("stderr", run.stderr), ("files", files)):
             assert marker not in text, f"{marker} in {where}"
