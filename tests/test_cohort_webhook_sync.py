@@ -8,6 +8,7 @@ state the target prints feeds the next run, as Meltano saves it.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -245,3 +246,43 @@ def test_source_webhook_needs_spool_url_and_query_api_still_needs_its_credential
         assert done.returncode == 1
         assert says in done.stderr
         assert "Traceback" not in done.stderr
+
+
+# -- through Meltano: the receiver, then `meltano run tap-mixpanel-cohorts target-braze` ----
+
+ROOT = Path(__file__).resolve().parent.parent
+MELTANO = ROOT / ".meltano-venv" / "bin" / "meltano"
+
+
+def test_meltano_run_with_source_webhook_deletes_messages_once_its_saved_state_covers_them(
+        receiver, braze, tmp_path: Path) -> None:
+    if not MELTANO.exists():
+        pytest.fail("Meltano is not installed: run bash scripts/setup-tests")
+    env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+           "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path}/meltano.db",
+           "TAP_MIXPANEL_COHORTS_SOURCE": "webhook",
+           "TAP_MIXPANEL_COHORTS_SPOOL_URL": str(tmp_path / "spool"),
+           "TAP_MIXPANEL_COHORTS_SNAPSHOT_URL": str(tmp_path / "snapshots"),
+           "TAP_MIXPANEL_COHORTS_SNAPSHOT_GRACE_HOURS": "0",
+           "TARGET_BRAZE_API_KEY": API_KEY, "TARGET_BRAZE_REST_ENDPOINT": braze.url,
+           "TARGET_BRAZE_DRY_RUN": "false",
+           "TARGET_BRAZE_DEAD_LETTER_PATH": str(tmp_path / "dead-letters.jsonl")}
+
+    def meltano_run() -> None:
+        done = subprocess.run([str(MELTANO), "run", "tap-mixpanel-cohorts", "target-braze"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+                              check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert API_KEY not in done.stderr + done.stdout
+
+    power = sender(receiver, 1, "Power users", {"user-1", "user-2", "visitor-1"})
+    assert power.sync(now=0).ok
+    meltano_run()
+    assert braze_view(braze) == expected(power)
+    assert spooled(tmp_path, 1) == ["members"]      # Meltano saved the state only now
+    power.members = {"user-2", "user-3"}
+    assert power.sync(now=1800).ok
+    meltano_run()
+    assert braze_view(braze) == expected(power)
+    assert spooled(tmp_path, 1) == ["add_members", "remove_members"]
+    assert braze.state.applied_objects == 2 + 2      # user-1 out, user-3 in
