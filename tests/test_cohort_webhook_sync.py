@@ -208,6 +208,22 @@ def test_spool_messages_are_deleted_only_once_a_saved_state_covers_them(
     assert braze_view(braze) == expected(power)
 
 
+def test_a_full_resync_resends_every_members_set_from_the_snapshot(
+        receiver, braze, tmp_path: Path) -> None:
+    power = sender(receiver, 1, "Power users", {"user-1", "user-2", "user-3"})
+    assert power.sync(now=0).ok
+    pipeline = Pipeline(tmp_path, braze)
+    pipeline.run()
+    pipeline.run()                                # its state covers the export: deleted
+    assert spooled(tmp_path, 1) == []
+    objects, bulk = braze.state.applied_objects, braze.state.bulk_requests
+    pipeline.tap_settings["full_resync_hours"] = 0
+    pipeline.run()                                # nothing in the spool, every set again
+    assert braze.state.applied_objects - objects == 3
+    assert braze.state.bulk_requests > bulk
+    assert braze_view(braze) == expected(power)
+
+
 @pytest.mark.parametrize("killed", ["tap", "target"])
 def test_a_run_killed_between_reading_the_spool_and_its_state_then_a_clean_rerun(
         receiver, braze, tmp_path: Path, killed: str) -> None:
