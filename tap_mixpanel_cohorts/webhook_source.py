@@ -121,6 +121,10 @@ class WebhookCohortSync(CohortSync):
         name = _latest_name(messages) or (base["name"] if base else f"Cohort {cohort_id}")
         position = SpoolPosition.of(base or {})
         settlement = settle(previous, messages, position.position, position.settled_above)
+        logger.info("Cohort %s: %d messages in the spool, %d of them after the saved position "
+                    "%s; saved snapshot %s", cohort_id, len(messages),
+                    sum(place.received_ns > position.position for place, _ in messages),
+                    position.position, base["snapshot"] if base else None)
         self.spooled[cohort_id] = [place for place, _ in messages]
         if settlement.waiting_session:
             logger.info("Cohort %s (%r): export %s is still arriving; it is applied once "
