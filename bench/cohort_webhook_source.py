@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -118,7 +117,7 @@ def main() -> None:
     finally:
         braze.stop()
         receiver.stop()
-        shutil.rmtree(work, ignore_errors=True) if not os.environ.get("KEEP") else print(work)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
