@@ -5,7 +5,8 @@
 
 Mixpanel's side (testkit/mixpanel_webhook_sender.py) syncs the cohort to mixpanel-cohort-receiver
 (its full export, then 30 minutes on a diff: `--changes` / 2 members left, as many joined); after
-each, one tap-mixpanel-cohorts run with `source: webhook` (its Singer output to a file), then
+each, one tap-mixpanel-cohorts run with `source: webhook`, only `user_cohorts` selected as in
+meltano.yml (its Singer output to a file), then
 target-braze reading that file against the Braze-compatible server (no rate limit, counting
 objects), and once more for a second diff (the export deleted from the spool by then). Printed
 per run: the tap's wall time, CPU and peak memory, the target's wall time, and the objects
@@ -26,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cohorts_tap import stream_catalog  # noqa: E402
 from bench.common import measure  # noqa: E402
 from testkit.braze_server import API_KEY, BrazeServer, BrazeState  # noqa: E402
 from testkit.mixpanel_webhook_sender import PAGE_SIZE, CohortWebhookSync  # noqa: E402
@@ -36,11 +38,13 @@ QUERIES_PER_HOUR = 60      # Mixpanel's Query API budget (tap_mixpanel_cohorts.m
 
 def one_run(work: Path, n: int, braze: BrazeServer, state: dict | None) -> dict:
     """The tap's run to a file, then the target's over it; what each took, what Braze got."""
+    settings = {"source": "webhook", "spool_url": str(work / "spool"),
+                "snapshot_url": str(work / "snapshots"), "snapshot_grace_hours": 0}
     tap_config = work / f"tap-{n}.json"
-    tap_config.write_text(json.dumps({
-        "source": "webhook", "spool_url": str(work / "spool"),
-        "snapshot_url": str(work / "snapshots"), "snapshot_grace_hours": 0}))
-    command = [sys.executable, "-m", "tap_mixpanel_cohorts.tap", "--config", str(tap_config)]
+    tap_config.write_text(json.dumps(settings))
+    catalog = stream_catalog(work, settings, "user_cohorts")   # as meltano.yml selects
+    command = [sys.executable, "-m", "tap_mixpanel_cohorts.tap", "--config", str(tap_config),
+               "--catalog", str(catalog)]
     if state is not None:
         (work / f"state-{n}.json").write_text(json.dumps(state))
         command += ["--state", str(work / f"state-{n}.json")]
