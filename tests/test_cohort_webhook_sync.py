@@ -22,8 +22,8 @@ import requests
 from plugin_support.webhook_spool import WebhookSpool
 from testkit.braze_server import API_KEY, BrazeServer, BrazeState
 from testkit.mixpanel_webhook_sender import CohortWebhookSync
+from testkit.receiver_process import PASSWORD, USER, ReceiverProcess
 from tests.conftest import write_json
-from tests.test_cohort_receiver import PASSWORD, USER, RunningReceiver
 
 KNOWN = {f"user-{i}" for i in range(1, 21)}
 TARGET_RETRIES = {"retry_first_delay_seconds": 0.05, "retry_max_delay_seconds": 0.2,
@@ -31,8 +31,8 @@ TARGET_RETRIES = {"retry_first_delay_seconds": 0.05, "retry_max_delay_seconds": 
 
 
 @pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[RunningReceiver]:
-    running = RunningReceiver(tmp_path / "spool", tmp_path / "receiver.log")
+def receiver(tmp_path: Path) -> Iterator[ReceiverProcess]:
+    running = ReceiverProcess(tmp_path / "spool", tmp_path / "receiver.log")
     yield running
     running.stop()
 
@@ -44,7 +44,7 @@ def braze() -> Iterator[BrazeServer]:
     server.stop()
 
 
-def sender(receiver: RunningReceiver, cohort: int, name: str, members: set[str]
+def sender(receiver: ReceiverProcess, cohort: int, name: str, members: set[str]
            ) -> CohortWebhookSync:
     return CohortWebhookSync(receiver.url + "/", cohort, name, auth=(USER, PASSWORD),
                              retry_scale=0.002, members=set(members))
