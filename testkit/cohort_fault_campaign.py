@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -150,11 +151,9 @@ class CohortTrialRun:
     def run(self) -> CohortOutcome:
         trial, outcome = self.trial, self.outcome
         for sync in range(trial.syncs):
-            self.set_membership(_draw_membership(self.rng))
             self.braze.state.script = ["429"] * trial.braze_burst
             self.braze.state.fault_rates = dict(trial.braze_fault_rates)
-            self.mixpanel.state.script = list(trial.mixpanel_script)
-            kill = trial.kill if sync == trial.kill_sync else None
+            kill = self.change_membership(sync)
             code = self.sync(kill)
             if code != 0:                    # killed, or the faults outlasted the retries
                 self.clear_faults()
@@ -162,6 +161,7 @@ class CohortTrialRun:
                     outcome.problem = f"sync {sync}: the clean rerun failed"
                     return outcome
         self.clear_faults()
+        self.before_final_run()
         if self.sync(None) != 0:
             outcome.problem = "the final clean run failed"
             return outcome
@@ -169,6 +169,15 @@ class CohortTrialRun:
         outcome.applied_objects = self.braze.state.applied_objects
         outcome.faults_seen = dict(self.braze_state.served)
         return outcome
+
+    def change_membership(self, sync: int) -> str | None:
+        """Mixpanel's membership for sync number `sync`, with its faults; the kill, if any."""
+        self.set_membership(_draw_membership(self.rng))
+        self.mixpanel.state.script = list(self.trial.mixpanel_script)
+        return self.trial.kill if sync == self.trial.kill_sync else None
+
+    def before_final_run(self) -> None:
+        """Whatever the source must do before the last clean run (nothing here)."""
 
     def clear_faults(self) -> None:
         self.braze.state.script = []
@@ -250,29 +259,42 @@ class CohortTrialRun:
         return path
 
 
+def run_trials(planned: Iterable[CohortTrial], runner: type[CohortTrialRun], work: Path,
+               label: str, out: TextIO,
+               line: Callable[[CohortOutcome], str]) -> list[CohortOutcome]:
+    """Runs each trial in a folder of its own; prints its `line`, then the totals."""
+    outcomes = []
+    for trial in planned:
+        work_dir = work / f"{label}-trial-{trial.number}"
+        work_dir.mkdir(parents=True, exist_ok=True)
+        running = runner(trial, work_dir)
+        try:
+            outcome = running.run()
+        finally:
+            running.stop()
+        outcomes.append(outcome)
+        print(line(outcome) + (f"  PROBLEM: {outcome.problem}" if outcome.problem else ""),
+              file=out)
+    print(f"{label} trials: {len(outcomes)}, users differing: "
+          f"{sum(max(o.differing, 0) for o in outcomes)}, problems: "
+          f"{sum(o.problem is not None for o in outcomes)}", file=out)
+    return outcomes
+
+
 def run_cohort_campaign(trials: int, seed: int, work: Path, out: TextIO = sys.stdout,
                         kills: list[str | None] | None = None) -> list[CohortOutcome]:
     """Runs the trials; prints one line per trial and the totals."""
     rng = random.Random(seed)
-    outcomes = []
     print(f"{'trial':>5} {'syncs':>5} {'burst':>5} {'kill':>15} {'killed':>6} {'runs':>4} "
           f"{'objects':>7} {'differing':>9}  mixpanel script; braze faults served", file=out)
-    for number in range(1, trials + 1):
-        trial = plan(rng, number, kills if kills is not None else [None, *KILLS])
-        work_dir = work / f"cohort-trial-{number}"
-        work_dir.mkdir(parents=True, exist_ok=True)
-        runner = CohortTrialRun(trial, work_dir)
-        try:
-            outcome = runner.run()
-        finally:
-            runner.stop()
-        outcomes.append(outcome)
-        print(f"{number:>5} {trial.syncs:>5} {trial.braze_burst:>5} {trial.kill or '-':>15} "
-              f"{'yes' if outcome.killed else 'no':>6} {outcome.runs:>4} "
-              f"{outcome.applied_objects:>7} {outcome.differing:>9}  {trial.mixpanel_script}; "
-              f"{outcome.faults_seen}"
-              + (f"  PROBLEM: {outcome.problem}" if outcome.problem else ""), file=out)
-    print(f"cohort trials: {len(outcomes)}, users differing: "
-          f"{sum(max(o.differing, 0) for o in outcomes)}, problems: "
-          f"{sum(o.problem is not None for o in outcomes)}", file=out)
-    return outcomes
+
+    def line(outcome: CohortOutcome) -> str:
+        trial = outcome.trial
+        return (f"{trial.number:>5} {trial.syncs:>5} {trial.braze_burst:>5} "
+                f"{trial.kill or '-':>15} {'yes' if outcome.killed else 'no':>6} "
+                f"{outcome.runs:>4} {outcome.applied_objects:>7} {outcome.differing:>9}  "
+                f"{trial.mixpanel_script}; {outcome.faults_seen}")
+
+    planned = (plan(rng, number, kills if kills is not None else [None, *KILLS])
+               for number in range(1, trials + 1))
+    return run_trials(planned, CohortTrialRun, work, "cohort", out, line)

@@ -45,6 +45,7 @@ from testkit.cohort_fault_campaign import (
     CohortOutcome,
     CohortTrial,
     CohortTrialRun,
+    run_trials,
 )
 from testkit.mixpanel_webhook_sender import CohortWebhookSync, SyncResult
 from testkit.receiver_process import PASSWORD, USER, ReceiverProcess
@@ -125,32 +126,26 @@ class WebhookTrialRun(CohortTrialRun):
     def membership(self) -> dict[str, set[str]]:
         return {sync.cohort_name: set(sync.members) for sync in self.senders.values()}
 
-    def run(self) -> CohortOutcome:
-        trial, outcome = self.trial, self.outcome
-        for number in range(trial.syncs):
-            self.clock = number * SYNC_SECONDS
-            for cohort, members in self._draw().items():
-                self.senders[cohort].members = set(members)
-            self.braze.state.script = ["429"] * trial.braze_burst
-            self.braze.state.fault_rates = dict(trial.braze_fault_rates)
-            at_fault = number == trial.kill_sync
-            self.mixpanel_sync(self.fault if at_fault else None)
-            kill = self.fault if at_fault and self.fault in ("tap", "target") else None
-            code = self.sync_killing(kill)
-            if code != 0:                    # killed, or the faults outlasted the retries
-                self.clear_faults()
-                if self.sync(None) != 0:
-                    outcome.problem = f"sync {number}: the clean rerun failed"
-                    return outcome
-        self.clear_faults()
-        self.mixpanel_catches_up()           # a failed sync's export waits in the spool till now
-        if self.sync(None) != 0:
-            outcome.problem = "the final clean run failed"
-            return outcome
-        outcome.differing = self.differing_users()
-        outcome.applied_objects = self.braze.state.applied_objects
-        outcome.faults_seen = dict(self.braze_state.served)
-        return outcome
+    def change_membership(self, sync: int) -> str | None:
+        """Mixpanel's sync number `sync` of every cohort, with the trial's fault if it is due.
+
+        The kill, if the fault is the tap's or the target's: at a barrier, once Braze applied
+        the run's first request (one applied, then 429s).
+        """
+        self.clock = sync * SYNC_SECONDS
+        for cohort, members in self._draw().items():
+            self.senders[cohort].members = set(members)
+        at_fault = sync == self.trial.kill_sync
+        self.mixpanel_sync(self.fault if at_fault else None)
+        if at_fault and self.fault in ("tap", "target"):
+            self.braze.state.script = ["", *["429"] * 40]
+            self.braze.state.fault_rates = {}
+            return self.fault
+        return None
+
+    def before_final_run(self) -> None:
+        """A failed sync's export waits in the spool till now: Mixpanel catches up."""
+        self.mixpanel_catches_up()
 
     def _draw(self) -> dict[int, list[str]]:
         drawn = {cohort: sorted(self.rng.sample(USERS, self.rng.randrange(5, 25)))
@@ -221,13 +216,6 @@ class WebhookTrialRun(CohortTrialRun):
         size = f"{kilobytes}k" if kilobytes is not None else BIG_SPOOL
         self._nsenter("mount", "-o", f"remount,size={size}", str(self.spool))
 
-    def sync_killing(self, kill: str | None) -> int:
-        """One run; `kill`: that plugin SIGKILLed once Braze applied part of the run's sets."""
-        if kill is not None:
-            self.braze.state.script = ["", *["429"] * 40]     # one request applied, then 429s
-            self.braze.state.fault_rates = {}
-        return self.sync(kill)
-
     def kill_during_run(self, kill: str, tap: subprocess.Popen, target: subprocess.Popen,
                         out_path: Path) -> None:
         """SIGKILL `kill` (tap or target) once Braze applied the run's first request.
@@ -258,24 +246,15 @@ def run_webhook_campaign(trials: int, seed: int, work: Path, out: TextIO = sys.s
                          faults: list[str] | None = None) -> list[CohortOutcome]:
     """Runs the trials, each fault in turn; prints one line per trial and the totals."""
     rng = random.Random(seed)
-    outcomes = []
     print(f"{'trial':>5} {'fault':>13} {'sync':>4} {'fault hit':>9} {'runs':>4} "
           f"{'objects':>7} {'differing':>9}  braze faults served", file=out)
-    for number in range(1, trials + 1):
-        trial = plan_webhook(rng, number, faults or WEBHOOK_FAULTS)
-        work_dir = work / f"webhook-trial-{number}"
-        work_dir.mkdir(parents=True, exist_ok=True)
-        runner = WebhookTrialRun(trial, work_dir)
-        try:
-            outcome = runner.run()
-        finally:
-            runner.stop()
-        outcomes.append(outcome)
-        print(f"{number:>5} {trial.kill:>13} {trial.kill_sync:>4} "
-              f"{'yes' if outcome.killed else 'no':>9} {outcome.runs:>4} "
-              f"{outcome.applied_objects:>7} {outcome.differing:>9}  {outcome.faults_seen}"
-              + (f"  PROBLEM: {outcome.problem}" if outcome.problem else ""), file=out)
-    print(f"webhook trials: {len(outcomes)}, users differing: "
-          f"{sum(max(o.differing, 0) for o in outcomes)}, problems: "
-          f"{sum(o.problem is not None for o in outcomes)}", file=out)
-    return outcomes
+
+    def line(outcome: CohortOutcome) -> str:
+        trial = outcome.trial
+        return (f"{trial.number:>5} {trial.kill:>13} {trial.kill_sync:>4} "
+                f"{'yes' if outcome.killed else 'no':>9} {outcome.runs:>4} "
+                f"{outcome.applied_objects:>7} {outcome.differing:>9}  {outcome.faults_seen}")
+
+    planned = (plan_webhook(rng, number, faults or WEBHOOK_FAULTS)
+               for number in range(1, trials + 1))
+    return run_trials(planned, WebhookTrialRun, work, "webhook", out, line)

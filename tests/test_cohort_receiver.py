@@ -22,9 +22,9 @@ import requests
 
 from plugin_support.webhook_spool import WebhookSpool
 from testkit.mixpanel_webhook_sender import CohortWebhookSync
+from testkit.receiver_process import PASSWORD, USER
+from testkit.receiver_process import ReceiverProcess as RunningReceiver
 from testkit.services import free_port
-
-USER, PASSWORD = "mixpanel", "rcv-pass-7f3a91c2"
 
 
 def wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
@@ -37,28 +37,6 @@ def wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
             assert process.poll() is None, log.read_text()[-2000:]
             assert time.monotonic() < deadline, "the receiver did not start"
             time.sleep(0.05)
-
-
-class RunningReceiver:
-    def __init__(self, spool: Path, log: Path, *extra: str, wrap: list[str] | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        command = [sys.executable, "-m", "mixpanel_cohort_receiver.app", "--port",
-                   str(self.port), "--spool-url", str(spool), "--username", USER,
-                   "--password", PASSWORD, *extra]
-        with log.open("ab") as handle:
-            self.process = subprocess.Popen([*(wrap or []), *command], stdout=handle,
-                                            stderr=handle)
-        wait_until_serving(self.url, self.process, log)
-
-    def health(self) -> dict:
-        return requests.get(f"{self.url}/health", timeout=5).json()
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        return self.process.wait(timeout=30)
 
 
 @pytest.fixture

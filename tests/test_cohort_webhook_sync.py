@@ -24,6 +24,7 @@ from testkit.braze_server import API_KEY, BrazeServer, BrazeState
 from testkit.mixpanel_webhook_sender import CohortWebhookSync
 from testkit.receiver_process import PASSWORD, USER, ReceiverProcess
 from tests.conftest import write_json
+from tests.test_cohort_sync import braze_view
 
 KNOWN = {f"user-{i}" for i in range(1, 21)}
 TARGET_RETRIES = {"retry_first_delay_seconds": 0.05, "retry_max_delay_seconds": 0.2,
@@ -98,14 +99,6 @@ class Pipeline:
 
     def log(self, n: int) -> str:
         return "".join((self.tmp_path / f"{p}-{n}.log").read_text() for p in ("tap", "target"))
-
-
-def braze_view(braze: BrazeServer) -> dict[str, set[str]]:
-    view: dict[str, set[str]] = {}
-    for user, profile in braze.state.profiles.items():
-        for name in profile.get("mixpanel_cohorts") or []:
-            view.setdefault(name, set()).add(user)
-    return view
 
 
 def expected(*syncs: CohortWebhookSync) -> dict[str, set[str]]:
