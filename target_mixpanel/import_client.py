@@ -236,7 +236,10 @@ class DryRunClient:
     """Sends nothing: writes each request body it would send to a folder, numbered."""
 
     def __init__(self, folder: str, api_url: str, counters: Counters, prefix: str = ""):
-        """Bodies go to `folder`/batch-<prefix>000001.json, ... (uncompressed JSON arrays)."""
+        """Bodies go to `folder`/batch-<prefix>000001.json, ... (uncompressed JSON arrays).
+
+        The prefix names the run and the worker, so runs sharing the folder keep their files.
+        """
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.url = api_url.rstrip("/") + "/import"

@@ -32,6 +32,7 @@ from singer_sdk.exceptions import MissingKeyPropertiesError, RecordsWithoutSchem
 
 from plugin_support.pacing import SharedPace
 from plugin_support.retry import AuthError, RetriesExhausted, TlsError
+from plugin_support.run_stamp import run_stamp
 from plugin_support.state_release import StateGate
 
 if TYPE_CHECKING:
@@ -398,6 +399,7 @@ class WorkerPool:
         processes = settings.worker_processes
         concurrency = max(1, settings.max_concurrency // processes)
         pace = SharedPace.for_processes(context)  # one pace for the project's intake
+        stamp = run_stamp()  # the workers' dry-run files are this run's
         self._inboxes: list[Connection] = []
         self._outboxes: list[Connection] = []
         self._processes = []
@@ -409,7 +411,7 @@ class WorkerPool:
             inherited = [c.fileno() for c in (*self._inboxes, *self._outboxes, inbox_write,
                                               outbox_read)] if forked else []
             process = context.Process(target=_worker_main, name=f"mixpanel-worker-{index}",
-                                      args=(settings, f"w{index}-", concurrency, pace,
+                                      args=(settings, f"{stamp}-w{index}-", concurrency, pace,
                                             inbox_read, outbox_write, inherited),
                                       daemon=True)
             with _light_children():
