@@ -8,10 +8,11 @@ secret. Both plugins mix this in before their SDK base class.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from typing import Any
 
 from singer_sdk.exceptions import ConfigValidationError
+
+from plugin_support.redaction import redact
 
 
 def secret_values(schema: dict[str, Any], config: dict[str, Any]) -> list[str]:
@@ -25,14 +26,6 @@ def secret_values(schema: dict[str, Any], config: dict[str, Any]) -> list[str]:
         if isinstance(value, dict):  # storage options: each string inside is secret too
             values += [v for v in value.values() if isinstance(v, str) and len(v) >= 4]
     return sorted({v for v in values if v}, key=len, reverse=True)
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with each secret (of 4 characters or more) replaced by ***."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
 
 
 class SettingError(ValueError):

@@ -10,6 +10,7 @@ import signal
 from typing import Any
 
 from plugin_support.clean_exit import ignore_stop_signal_while_exiting
+from plugin_support.complete_stdout import complete_stdout_writes
 from plugin_support.line_reader import FastReader
 
 logger = logging.getLogger(__name__)
@@ -24,9 +25,10 @@ class StopAtNextState:
     message_reader: Any
 
     def _setup_signal_handlers(self) -> None:
-        """The SDK's (ours: `_handle_termination`), and none once the process is exiting."""
+        """The SDK's (ours: `_handle_termination`), none once exiting; whole writes to stdout."""
         super()._setup_signal_handlers()  # type: ignore[misc]
         ignore_stop_signal_while_exiting()
+        complete_stdout_writes()  # a signal must not cut a write to stdout short
 
     def _handle_termination(self, signum: int, frame: Any) -> None:
         """SIGTERM/SIGINT: read on to the next STATE, deliver, emit that state, exit 0.

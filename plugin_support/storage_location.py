@@ -11,7 +11,7 @@ from typing import Any
 
 import fsspec
 
-from plugin_support.config_errors import redact
+from plugin_support.redaction import redact
 
 SUPPORTED_SCHEMES = "a local path, file://, s3://, gs://, gcs://, az://, abfs:// or abfss://"
 

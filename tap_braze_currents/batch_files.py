@@ -11,6 +11,7 @@ BATCH messages of the records it covers.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -21,6 +22,18 @@ from isal import igzip
 from tap_braze_currents.avro_decoding import AvroFile
 from tap_braze_currents.file_groups import FileGroup
 from tap_braze_currents.line_format import FileLines
+
+# Longest stream name kept whole in a batch file name (file systems allow 255 bytes a name; the
+# rest of the name takes about 70).
+MAX_NAME_PART = 100
+
+
+def file_name_part(stream_name: str) -> str:
+    """A stream name as it goes into a file name: long ones cut, with a digest of the whole."""
+    if len(stream_name.encode()) <= MAX_NAME_PART:
+        return stream_name
+    digest = hashlib.blake2b(stream_name.encode(), digest_size=6).hexdigest()
+    return f"{stream_name.encode()[:MAX_NAME_PART - 13].decode(errors='ignore')}-{digest}"
 
 
 class BatchFileWriter:
@@ -40,7 +53,7 @@ class BatchFileWriter:
         self._gzip = encoding.compression == "gzip"
         self._storage = batch_config.storage
         self._batch_size = max(1, int(batch_config.batch_size))
-        self._stem = (f"{self._storage.prefix or ''}{tap_name}--{stream_name}-"
+        self._stem = (f"{self._storage.prefix or ''}{tap_name}--{file_name_part(stream_name)}-"
                       f"{uuid.uuid4().hex}")
         self._files = 0
         self._open: tuple[ExitStack, IO[bytes], str] | None = None

@@ -35,11 +35,14 @@ def file_digest(file: CurrentsFile) -> bytes:
     return hashlib.blake2b(data, digest_size=8).digest()[:DIGEST_BYTES]
 
 
-def _unpack(value: str | list[str]) -> list[bytes]:
-    """An hour's digests from the state: packed base64url, or the older list of hex digests."""
+def unpack_digests(value: str | list[str]) -> list[bytes]:
+    """An hour's digests from the state: packed base64url, or the older list of hex digests.
+
+    ValueError (or TypeError) when the value is neither.
+    """
     if isinstance(value, list):
         return [bytes.fromhex(digest)[:DIGEST_BYTES] for digest in value]
-    packed = base64.urlsafe_b64decode(value)
+    packed = base64.b64decode(value, altchars=b"-_", validate=True)
     return [packed[i:i + DIGEST_BYTES] for i in range(0, len(packed), DIGEST_BYTES)]
 
 
@@ -56,7 +59,8 @@ class FileLedger:
         self._lookback = lookback_hours
         newest = state.get("newest_hour")
         cutoff = shift_hour(newest, -lookback_hours) if newest else ""
-        self._digests = {hour: _unpack(value) for hour, value in state.get("read", {}).items()
+        read = state.get("read", {})
+        self._digests = {hour: unpack_digests(value) for hour, value in read.items()
                          if hour >= cutoff}  # a smaller lookback_hours than last run's
         self._sets = {hour: set(digests) for hour, digests in self._digests.items()}
         self._read: dict[str, str] = {hour: _pack(d) for hour, d in self._digests.items()}

@@ -16,13 +16,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, BinaryIO
+from urllib.parse import unquote, urlsplit
 
 import fsspec
 from fsspec.asyn import AsyncFileSystem
 from fsspec.utils import get_protocol
 
-from plugin_support.config_errors import redact
+from plugin_support.redaction import Redactor
 from plugin_support.storage_location import StorageLocationError, open_location, option_secrets
+from tap_braze_currents.event_types import catalog, stream_name
 from tap_braze_currents.layout import (
     AVRO_SUFFIX,
     DATE_PREFIX,
@@ -83,6 +85,29 @@ def tls_checks_off(options: Mapping[str, Any], where: str = "storage_options") -
     return found
 
 
+def storage_secrets(storage_url: str, storage_options: Mapping[str, Any] | None) -> list[str]:
+    """Every secret the storage settings hold: the options' strings and the URL's user info.
+
+    `s3://key:secret@bucket/prefix` carries credentials in the URL itself (both parts count).
+    """
+    found = option_secrets(storage_options or {})
+    try:
+        parts = urlsplit(storage_url)
+    except ValueError:
+        return found
+    for value in (parts.username, parts.password):
+        if value:
+            found += [value, unquote(value)]
+    return found
+
+
+def _has_password(url: str) -> bool:
+    try:
+        return urlsplit(url).password is not None
+    except ValueError:
+        return False
+
+
 def _version(info: Mapping[str, Any]) -> str:
     marker = next((info[k] for k in VERSION_KEYS if info.get(k) not in (None, "")), "")
     return f"{info.get('size', 0)}:{marker}"
@@ -138,9 +163,14 @@ class CurrentsStorage:
         `connections`: the requests the caller keeps in flight; a client pool that is smaller
         by default grows to it, unless storage_options set its size.
         """
-        self.url = storage_url
+        self.redact = Redactor(storage_secrets(storage_url, storage_options))
+        self.url = self.redact(storage_url)  # as messages show it: no credentials
+        if _has_password(storage_url):
+            msg = (f"storage_url {self.url!r} holds credentials (user:secret@), which the "
+                   "storage clients do not take from a URL: put them in storage_options "
+                   "(key and secret for S3) and leave them out of storage_url.")
+            raise StorageSettingError(msg)
         self._options = _with_pool_size(dict(storage_options or {}), storage_url, connections)
-        self._secrets = option_secrets(self._options)
         for entry in tls_checks_off(self._options):
             logger.warning("%s is false: TLS certificates of the storage endpoint are not "
                            "checked", entry)
@@ -148,7 +178,11 @@ class CurrentsStorage:
             fs, root = open_location(storage_url, self._options, "storage_url",
                                      "storage_options")
         except StorageLocationError as exc:
-            raise StorageSettingError(str(exc)) from None
+            raise StorageSettingError(self.redact(str(exc))) from None
+        except Exception as exc:  # a client that checks its credentials at once (gcsfs token)
+            msg = (f"storage_url {self.url!r} could not be opened ({self._clean(exc)}). Check "
+                   "the credentials and endpoint in storage_options.")
+            raise StorageSettingError(msg) from None
         self.fs: fsspec.AbstractFileSystem = fs
         self.root = root
         self.fs.invalidate_cache()
@@ -160,7 +194,7 @@ class CurrentsStorage:
         return "file" in (protocol if isinstance(protocol, tuple) else (protocol,))
 
     def _clean(self, exc: BaseException) -> str:
-        return redact(f"{type(exc).__name__}: {exc}", self._secrets)
+        return self.redact(f"{type(exc).__name__}: {exc}")
 
     def check(self) -> None:
         """Fail early, naming the setting, when the export cannot be listed."""
@@ -209,16 +243,46 @@ class CurrentsStorage:
                     name = basename(entry["name"])
                     if entry.get("type") != "directory":
                         logger.debug("Ignoring %s: not inside an event_type= folder", entry["name"])
+                    elif name == EVENT_TYPE_PREFIX:
+                        logger.warning("Skipping folder %s/: its event type is empty, so no "
+                                       "stream can hold its files", self.redact(entry["name"]))
                     elif name.startswith(EVENT_TYPE_PREFIX):
                         folders.setdefault(name[len(EVENT_TYPE_PREFIX):], []).append(entry["name"])
                     elif not name.startswith(DATE_PREFIX):
                         deeper.append(entry["name"])
             frontier = deeper
+        return self._one_type_per_stream(folders)
+
+    def _one_type_per_stream(self, folders: dict[str, list[str]]) -> dict[str, list[str]]:
+        """Folders of types that map to one stream (differing in case) merged under one type.
+
+        `users.messages.email.Send` and `USERS.MESSAGES.EMAIL.SEND` are both read as the
+        stream users_messages_email_send, under the catalog's spelling (else the first one).
+        """
+        by_stream: dict[str, list[str]] = {}
+        for event_type in sorted(folders):
+            by_stream.setdefault(stream_name(event_type), []).append(event_type)
+        for stream, spellings in by_stream.items():
+            if len(spellings) < 2:
+                continue
+            kept = next((t for t in spellings if t in catalog()), spellings[0])
+            paths = [path for spelling in spellings for path in folders[spelling]]
+            logger.warning("Folders %s name event types that differ only in case or "
+                           "punctuation; all are read as event type %s (stream %s)",
+                           ", ".join(self.redact(p) for p in paths), kept, stream)
+            folders[kept] = paths
+            for spelling in spellings:
+                if spelling != kept:
+                    del folders[spelling]
         return folders
 
-    def files(self, event_type: str, first_hour: str | None,
-              end_hour: str | None) -> list[CurrentsFile]:
-        """Avro files of one type with first_hour <= hour < end_hour, oldest hour first."""
+    def files(self, event_type: str, first_hour: str | None, end_hour: str | None,
+              latest_hour: str | None = None) -> list[CurrentsFile]:
+        """Avro files of one type with first_hour <= hour < end_hour, oldest hour first.
+
+        Hours after `latest_hour` (now plus future_hours_tolerance) are left out with a
+        warning naming the folder: a stray future folder must not become the bookmark.
+        """
         hours: list[tuple[str, str]] = []  # (folder, hour)
         for type_folder in self.event_type_folders.get(event_type, []):
             for entry in self._ls(type_folder):
@@ -227,6 +291,12 @@ class CurrentsStorage:
                     logger.debug("Ignoring %s: not a date=YYYY-MM-DD-HH folder", entry["name"])
                     continue
                 if (first_hour and hour < first_hour) or (end_hour and hour >= end_hour):
+                    continue
+                if latest_hour and hour > latest_hour:
+                    logger.warning("Folder %s is later than now plus future_hours_tolerance "
+                                   "(hour %s): not read now, and not bookmarked; a later run "
+                                   "reads it once its hour has come", self.redact(entry["name"]),
+                                   latest_hour)
                     continue
                 hours.append((entry["name"], hour))
         found: list[CurrentsFile] = []

@@ -24,9 +24,9 @@ from tap_braze_currents.event_types import EXTRA_FIELDS, JSON_OBJECT_FIELDS, str
 from tap_braze_currents.file_groups import FileGroup
 from tap_braze_currents.file_ledger import FileLedger
 from tap_braze_currents.json_schema import merge_json_schemas, record_fields_schema
-from tap_braze_currents.layout import hour_key
 from tap_braze_currents.line_format import FileLines
 from tap_braze_currents.prefetch import fetch_ahead
+from tap_braze_currents.settings import hour_setting
 from tap_braze_currents.storage import CurrentsFile
 
 if TYPE_CHECKING:
@@ -86,21 +86,18 @@ class CurrentsStream(Stream):
     # -- files ---------------------------------------------------------------------------
 
     def _hour_setting(self, name: str) -> str | None:
-        value = self.config.get(name)
-        if not value:
-            return None
-        moment = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.timezone.utc)
-        return hour_key(moment)
+        return hour_setting(self.config, name)
 
     def _ledger(self) -> FileLedger:
         return FileLedger(self.stream_state, int(self.config["lookback_hours"]))
 
-    def listing_range(self) -> tuple[str | None, str | None]:
-        """The `date=` hours this stream lists: (first, end), end excluded; None is open."""
+    def listing_range(self) -> tuple[str | None, str | None, str]:
+        """The `date=` hours this stream lists: (first, end, latest); end excluded, None open.
+
+        Hours after `latest` (now plus future_hours_tolerance) are reported and left for later.
+        """
         return (self._ledger().window_start(self._hour_setting("start_date")),
-                self._hour_setting("end_date"))
+                self._hour_setting("end_date"), self._currents_tap.latest_hour)
 
     def _new_files(self, ledger: FileLedger) -> list[CurrentsFile]:
         first = ledger.window_start(self._hour_setting("start_date"))

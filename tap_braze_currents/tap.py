@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import atexit
 import copy
+import io
+import json
 import logging
 import os
 import sys
@@ -11,29 +13,32 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
 
+import click
 from singer_sdk import Tap
-from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.exceptions import ConfigValidationError
 
 from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_until_stdout_is_read
-from plugin_support.config_errors import SecretSafeConfig
+from plugin_support.complete_stdout import complete_stdout_writes
+from plugin_support.config_errors import SecretSafeConfig, SettingError, secret_values
 from plugin_support.distribution import DISTRIBUTION
+from plugin_support.redaction import RedactingFilter, Redactor
 from tap_braze_currents.avro_decoding import AvroFile
 from tap_braze_currents.checkpoints import Checkpoints
-from tap_braze_currents.event_types import catalog, catalog_avro_schema
+from tap_braze_currents.event_types import catalog, catalog_avro_schema, stream_name
+from tap_braze_currents.settings import check_settings, latest_hour, tap_properties
+from tap_braze_currents.state_check import StateError, check_state, parse_state_text
 from tap_braze_currents.storage import (
     LISTING_THREADS,
     CurrentsFile,
     CurrentsStorage,
     StorageSettingError,
+    storage_secrets,
 )
 from tap_braze_currents.streams import CurrentsStream, ReadAhead
 
 logger = logging.getLogger(__name__)
 
-# Default of state_interval_seconds: STATE under 1% of the bytes printed on a production-shaped
-# export (docs/tap-performance.md), and little to read again after a kill.
-STATE_INTERVAL_SECONDS = 5.0
 # Streams whose remote listings run at once, ahead of their turn (each lists its hours in
 # parallel too: storage.LISTING_THREADS).
 LISTINGS_AHEAD = 4
@@ -46,49 +51,77 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
     package_name = DISTRIBUTION  # for --version
     message_writer_class = MsgSpecWriter
 
-    config_jsonschema = th.PropertiesList(
-        th.Property("storage_url", th.StringType, required=True,
-                    description="Where the Currents export lives: a local path, file://, "
-                    "s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or abfs://..."),
-        th.Property("storage_options", th.ObjectType(additional_properties=True), secret=True,
-                    description="Options for the fsspec filesystem (endpoint_url, key, secret, "
-                    "anon, connection_string, account_name, token, ...)."),
-        th.Property("start_date", th.DateTimeType,
-                    description="On a first run, date= hours before this are not read."),
-        th.Property("end_date", th.DateTimeType,
-                    description="Optional: date= hours at or after this are not read."),
-        th.Property("lookback_hours", th.IntegerType, default=24,
-                    description="How many hours behind the newest hour already read are listed "
-                    "again for late files."),
-        th.Property("event_types", th.ArrayType(th.StringType),
-                    description="Optional list of Currents event types (dotted Braze names) to "
-                    "read; default: all."),
-        th.Property("on_corrupt_file", th.StringType, default="skip",
-                    allowed_values=["skip", "fail"],
-                    description="skip: keep the records before the damage, warn and go on; "
-                    "fail: stop with an error naming the file."),
-        th.Property("prefetch_files", th.IntegerType, default=32,
-                    description="Remote files fetched ahead of decoding, at once (small files "
-                    "are a round trip each; prefetch_megabytes bounds the bytes). The S3 "
-                    "client's connection pool grows to match unless storage_options."
-                    "config_kwargs.max_pool_connections is set."),
-        th.Property("prefetch_megabytes", th.IntegerType, default=64,
-                    description="Upper bound on the bytes of files fetched ahead."),
-        th.Property("state_interval_seconds", th.NumberType, default=STATE_INTERVAL_SECONDS,
-                    description="At most how often a STATE is printed while reading (plus one "
-                    "at the end of the run and on a stop signal). A killed run reads again "
-                    "what it read since its last STATE."),
-    ).to_dict()
+    config_jsonschema = tap_properties().to_dict()
+
+    # Errors a user can act on from their message alone: shown without a traceback.
+    USER_ERRORS = (SettingError, StateError, StorageSettingError)
 
     _storage_checked = False
+    _redactor: Redactor | None = None
     stop_requested = False  # set by SIGTERM/SIGINT: stop after the file being read
 
     def __init__(self, *args: Any, **kwargs: Any):
         """The SDK's tap, which does not echo the input state as a run's first STATE."""
         super().__init__(*args, **kwargs)
+        self.redact_logs()
         # The SDK's sync_all starts by printing the state it was given, unless its writer has
         # printed that state already: the whole lookback window again, which the caller has.
         self._state_writer._last_emitted_state = copy.deepcopy(self.state)
+
+    @classmethod
+    def invoke(cls, *, state: Any = None, **kwargs: Any) -> None:
+        """The SDK's, with the state file checked and errors users can act on shown plainly.
+
+        Every other error goes through the SDK's exception hook, whose log line passes the
+        redaction of the storage secrets (`redact_logs`).
+        """
+        try:
+            if state is not None:
+                name = getattr(state, "name", "--state")
+                state = io.StringIO(json.dumps(parse_state_text(state.read(), name)))
+            super().invoke(state=state, **kwargs)
+        except cls.USER_ERRORS as exc:
+            cls.logger.error("%s", exc)
+            raise click.exceptions.Exit(1) from None
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """The schema's checks (ranges included), then the dates; secrets out of every log."""
+        self.redact_logs()
+        errors = super()._validate_config(raise_errors=raise_errors)
+        try:
+            check_settings(self.config)
+        except SettingError as exc:
+            if raise_errors:
+                raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
+            errors.append(str(exc))
+        return errors
+
+    def redact_logs(self) -> None:
+        """Mask secrets in every log line and logged traceback from now on.
+
+        The secret settings' values, and the storage secrets: storage_options' strings and the
+        user info of storage_url.
+        """
+        if self._redactor is not None:
+            return
+        config = getattr(self, "_config", None) or {}
+        options = config.get("storage_options")
+        secrets = secret_values(self.config_jsonschema, config) + storage_secrets(
+            str(config.get("storage_url", "")), options if isinstance(options, dict) else {})
+        self._redactor = Redactor(secrets)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(RedactingFilter(self._redactor))
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """The SDK's, once the state is checked (StateError) and rid of future hours."""
+        if isinstance(state, dict):
+            check_state(state, self.latest_hour)
+        super().load_state(state)
+
+    @cached_property
+    def latest_hour(self) -> str:
+        """The newest `date=` hour this run reads: now plus future_hours_tolerance."""
+        return latest_hour(self.config)
 
     def _handle_termination(self, signum: int, frame: Any) -> None:
         """SIGTERM/SIGINT: finish the file being read, emit its state, end cleanly (exit 0).
@@ -103,9 +136,10 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
                          "run goes on from there", signum)
 
     def _setup_signal_handlers(self) -> None:
-        """The SDK's (ours: `_handle_termination`), and none once the process is exiting."""
+        """The SDK's (ours: `_handle_termination`), none once exiting; whole writes to stdout."""
         super()._setup_signal_handlers()
         ignore_stop_signal_while_exiting()
+        complete_stdout_writes()  # a signal must not cut a write to stdout short
 
     def discard_output(self) -> None:
         """After a stop signal, the reader of our output is gone: write to nowhere from now."""
@@ -169,14 +203,18 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
             if (schema := catalog_avro_schema(event_type)) is not None}
         schemas.update(self._types_in_storage())
         wanted = self._wanted_types()
-        if wanted:
-            unknown = sorted(set(wanted) - set(schemas))
-            for event_type in unknown:
+        if wanted:  # by stream: a spelling differing in case names the same stream
+            known = {stream_name(event_type) for event_type in schemas}
+            for event_type in sorted(set(wanted)):
+                if stream_name(event_type) in known:
+                    continue
                 self.logger.warning("event_types lists %s, which is neither in the catalog nor "
                                     "in storage; it will be read if files appear", event_type)
                 schemas[event_type] = {"type": "record", "name": "Unknown",
                                        "fields": [{"name": "id", "type": "string"}]}
-            schemas = {k: v for k, v in schemas.items() if k in wanted}
+                known.add(stream_name(event_type))
+            names = {stream_name(event_type) for event_type in wanted}
+            schemas = {k: v for k, v in schemas.items() if stream_name(k) in names}
         return [CurrentsStream(self, event_type, schema) for event_type, schema in schemas.items()]
 
     _listings: dict[str, Future[list[CurrentsFile]]] | None = None

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import backoff
 import requests
 
-from plugin_support.config_errors import redact
+from plugin_support.redaction import redact
 from tap_mixpanel_cohorts.mixpanel_query_api import AUTH_STATUSES, RETRY_STATUSES
 from tap_mixpanel_cohorts.query_budget import QueryBudget
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from plugin_support.config_errors import redact
+from plugin_support.redaction import redact
 from plugin_support.storage_location import open_location, option_secrets
 
 logger = logging.getLogger(__name__)

@@ -6,14 +6,14 @@ import atexit
 import json
 import logging
 from dataclasses import asdict
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, ClassVar
 
 from singer_sdk import Stream, Tap
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_until_stdout_is_read
+from plugin_support.complete_stdout import WholeMessageWriter, complete_stdout_writes
 from plugin_support.config_errors import SecretSafeConfig
 from plugin_support.distribution import DISTRIBUTION
 from tap_mixpanel_cohorts.cohort_sync import CohortSettingError, CohortSync
@@ -38,7 +38,7 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
 
     name = "tap-mixpanel-cohorts"
     package_name = DISTRIBUTION  # for --version
-    message_writer_class = MsgSpecWriter
+    message_writer_class = WholeMessageWriter
     config_jsonschema = CONFIG_SCHEMA
     # No BATCH: a cohort's STATE follows its last record, which must be out, not in a file
     # announced later.
@@ -52,15 +52,21 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
     def _handle_termination(self, signum: int, frame: Any) -> None:
         """SIGTERM/SIGINT: the SDK writes the state (it names only delivered cohorts), exit 0.
 
-        Before exiting, wait until `meltano run` has read what was written.
+        Not in the middle of a message being written: then right after it. Before exiting,
+        wait until `meltano run` has read what was written. A second signal stops at once.
         """
+        writer = self.message_writer
+        assert isinstance(writer, WholeMessageWriter)
+        if writer.stop_pending:
+            raise SystemExit(128 + signum)
         atexit.register(wait_until_stdout_is_read)
-        super()._handle_termination(signum, frame)
+        writer.between_messages(partial(super()._handle_termination, signum, frame))
 
     def _setup_signal_handlers(self) -> None:
-        """The SDK's (ours: `_handle_termination`), and none once the process is exiting."""
+        """The SDK's (ours: `_handle_termination`), none once exiting; whole writes to stdout."""
         super()._setup_signal_handlers()
         ignore_stop_signal_while_exiting()
+        complete_stdout_writes()  # a signal must not cut a write to stdout short
 
     @cached_property
     def settings(self) -> Settings:

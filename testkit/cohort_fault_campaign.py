@@ -18,6 +18,7 @@ After a final clean run every Braze user's cohort attribute must equal its Mixpa
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -173,10 +174,12 @@ class CohortTrialRun:
         out_path, err_path = self.work / f"target-{n}.out", self.work / f"target-{n}.err"
         with (self.work / f"tap-{n}.err").open("w") as tap_err, out_path.open("w") as out, \
                 err_path.open("w") as err:
-            tap = subprocess.Popen(tap_command, stdout=subprocess.PIPE, stderr=tap_err)
+            # odd trials run as in a container image, with PYTHONUNBUFFERED=1
+            env = {**os.environ, **({"PYTHONUNBUFFERED": "1"} if self.trial.number % 2 else {})}
+            tap = subprocess.Popen(tap_command, stdout=subprocess.PIPE, stderr=tap_err, env=env)
             target = subprocess.Popen([sys.executable, "-m", "target_braze.target", "--config",
                                        str(target_config)], stdin=tap.stdout, stdout=out,
-                                      stderr=err)
+                                      stderr=err, env=env)
             assert tap.stdout is not None
             tap.stdout.close()
             if kill == "target-at-state":

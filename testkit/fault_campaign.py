@@ -106,6 +106,7 @@ class Trial:
     kill: str | None                 # one of KILLS or MELTANO_KILLS
     kill_at: float                   # ... once this share of the events reached the server
     pii: str = "keep"                # the target's pii setting: keep | hash | drop
+    unbuffered: bool = False         # PYTHONUNBUFFERED=1, as in most container images
 
 
 @dataclass
@@ -161,7 +162,9 @@ def plan(rng: random.Random, number: int, runners: list[str], storages: list[str
                  storage_faults=storage_faults,
                  s3_fault_rates={k: v for k, v in s3_rates.items() if v},
                  kill=kill, kill_at=rng.uniform(0.05, 0.8),
-                 pii=rng.choice(["keep", "hash", "drop"]))
+                 pii=rng.choice(["keep", "hash", "drop"]),
+                 # not drawn, so the other draws stay as they were; every graceful stop too
+                 unbuffered=kill in STOPS or number % 2 == 1)
 
 
 class Campaign:
@@ -299,6 +302,8 @@ class Runner:
                     "TAP_BRAZE_CURRENTS_STORAGE_URL": url,
                     "TAP_BRAZE_CURRENTS_STORAGE_OPTIONS": json.dumps(options),
                     "TARGET_MIXPANEL_DRY_RUN": "false"}
+        if trial.unbuffered:
+            self.env["PYTHONUNBUFFERED"] = "1"
         for key, value in self.target_config.items():
             self.env[f"TARGET_MIXPANEL_{key.upper()}"] = (
                 value if isinstance(value, str) else json.dumps(value))
@@ -330,10 +335,10 @@ class Runner:
         if self.state_path.exists():
             tap_command += ["--state", str(self.state_path)]
         tap = subprocess.Popen(tap_command, stdout=subprocess.PIPE, stderr=stderr,
-                               start_new_session=True)
+                               env=self.env, start_new_session=True)
         target = subprocess.Popen([sys.executable, "-m", "target_mixpanel.target", "--config",
                                    str(target_config)], stdin=tap.stdout,
-                                  stdout=subprocess.PIPE, stderr=stderr,
+                                  stdout=subprocess.PIPE, stderr=stderr, env=self.env,
                                   start_new_session=True)
         assert tap.stdout is not None
         assert target.stdout is not None

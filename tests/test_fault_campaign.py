@@ -38,6 +38,9 @@ def test_twenty_trials_lose_no_event(tmp_path: Path) -> None:
     assert any(o.emails_shown for o in outcomes if o.trial.pii == "keep")
     assert not any(o.emails_shown for o in outcomes if o.trial.pii != "keep")
     assert {o.trial.pii for o in outcomes} == {"keep", "hash", "drop"}
+    # half the trials, and every graceful stop, run as in a container: PYTHONUNBUFFERED=1
+    assert {o.trial.kill for o in outcomes if o.trial.unbuffered} >= {"term", "meltano-term"}
+    assert not all(o.trial.unbuffered for o in outcomes)
 
 
 def test_the_secret_scan_finds_a_planted_secret(tmp_path: Path) -> None:

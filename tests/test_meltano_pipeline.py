@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -116,6 +117,31 @@ def test_meltano_run_names_a_wrong_secret_and_a_wrong_bucket(meltano_run, tmp_pa
     missing = meltano_run(TAP_BRAZE_CURRENTS_STORAGE_URL=str(tmp_path / "no-such-folder"))
     assert missing.returncode != 0
     assert "storage_url" in missing.stderr
+
+
+def test_a_fractional_state_interval_from_the_environment_reaches_the_tap(tmp_path: Path) -> None:
+    """Meltano made a Decimal of TAP_..._STATE_INTERVAL_SECONDS=2.5 and could not write it."""
+    if not MELTANO.exists():
+        pytest.fail("Meltano is not installed: run bash scripts/setup-tests")
+    write_demo_export(str(tmp_path / "export"), event_types=TYPES[:1], hours=1,
+                      integrations=1, events_per_file=3)
+    env = {**os.environ, "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path}/meltano.db",
+           "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+           "TAP_BRAZE_CURRENTS_STORAGE_URL": str(tmp_path / "export"),
+           "TAP_BRAZE_CURRENTS_STATE_INTERVAL_SECONDS": "2.5"}
+    printed = _meltano("config", "print", "tap-braze-currents", env=env)
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    assert "not JSON serializable" not in printed.stdout + printed.stderr
+    config = json.loads(printed.stdout)
+    assert float(config["state_interval_seconds"]) == 2.5
+    # the tap takes the config Meltano hands it
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    tap = subprocess.run([sys.executable, "-m", "tap_braze_currents.tap", "--config",
+                          str(config_path)], capture_output=True, text=True, timeout=300,
+                         check=False)
+    assert tap.returncode == 0, tap.stderr[-3000:]
+    assert tap.stdout.count('"type":"RECORD"') == 3
 
 
 def test_schedules_fan_out_over_disjoint_groups_covering_the_default_selection() -> None:

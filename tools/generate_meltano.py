@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 from singer_sdk import Tap  # noqa: E402
 from singer_sdk.helpers.capabilities import PluginCapabilities  # noqa: E402
 
+from mixpanel_cohort_receiver.settings import ReceiverSettings  # noqa: E402
 from tap_braze_currents.tap import TapBrazeCurrents  # noqa: E402
 from tap_mixpanel_cohorts.tap import TapMixpanelCohorts  # noqa: E402
 from target_braze.target import TargetBraze  # noqa: E402
@@ -50,17 +51,29 @@ TARGET_BRAZE = {"name": "target-braze", "namespace": "target_braze",
                 "pip_url": "-e .[target-braze]",
                 "executable": "target-braze", "capabilities": ["about", "stream-maps"]}
 
-KINDS = {"string": "string", "integer": "integer", "number": "decimal", "boolean": "boolean",
-         "object": "object", "array": "array"}
+KINDS = {"string": "string", "integer": "integer", "boolean": "boolean", "object": "object",
+         "array": "array"}
 
 
-def _kind(schema: dict[str, Any]) -> str:
+class DecimalSettingError(ValueError):
+    """A setting Meltano would declare `kind: decimal`, which it cannot pass on."""
+
+
+def _kind(schema: dict[str, Any], name: str = "") -> str:
     if "enum" in schema:
         return "options"
     types = schema.get("type", "string")
     types = [types] if isinstance(types, str) else types
     if {"number", "integer"} & set(types) and "string" in types:  # a number or numeric string
         return "string"
+    if "number" in types:
+        # Meltano (4.4) makes a Decimal of a `kind: decimal` value set through the environment
+        # (TAP_X_SETTING=2.5) and then fails writing the config ("Object of type Decimal is not
+        # JSON serializable"), in `meltano config print` and `meltano run` alike.
+        msg = (f"setting {name!r} is a plain number: Meltano cannot pass a decimal set through "
+               "the environment. Declare it as a number or numeric string (type "
+               "[\"number\", \"string\"] with a pattern), as meltano.yml then says kind: string")
+        raise DecimalSettingError(msg)
     main = next(t for t in types if t != "null")
     if main == "string" and schema.get("format") == "date-time":
         return "date_iso8601"
@@ -86,7 +99,7 @@ def settings_of(plugin: type) -> list[dict[str, Any]]:
                                       "description": BATCH_CONFIG_DESCRIPTION}
     result = []
     for name, schema in properties.items():
-        setting: dict[str, Any] = {"name": name, "kind": _kind(schema)}
+        setting: dict[str, Any] = {"name": name, "kind": _kind(schema, name)}
         if schema.get("description"):
             setting["description"] = schema["description"]
         if "enum" in schema:
@@ -181,6 +194,27 @@ def apply_cohort_sync(project: dict[str, Any]) -> None:
         project[key] = [e for e in project[key] if e["name"] != entry["name"]] + [dict(entry)]
 
 
+RECEIVER = {"name": "mixpanel-cohort-receiver", "namespace": "mixpanel_cohort_receiver",
+            "pip_url": "-e .[mixpanel-cohort-receiver]",
+            "executable": "mixpanel-cohort-receiver"}
+
+
+def apply_receiver_utility(project: dict[str, Any]) -> None:
+    """The webhook receiver as a utility: `meltano invoke mixpanel-cohort-receiver`.
+
+    Meltano passes a utility's settings as MIXPANEL_COHORT_RECEIVER_<NAME> variables, which
+    the receiver reads.
+    """
+    schema = ReceiverSettings.schema()
+    utility = {**RECEIVER, "settings": [
+        {"name": name, "kind": _kind(prop), "description": prop["description"],
+         **({"sensitive": True} if prop.get("secret") else {})}
+        for name, prop in schema["properties"].items()]}
+    utilities = [u for u in project["plugins"].get("utilities", [])
+                 if u["name"] != RECEIVER["name"]]
+    project["plugins"]["utilities"] = [*utilities, utility]
+
+
 PINNED_PLUGINS = ROOT / "scripts" / "third-party-plugins.txt"
 def pinned_requirement(executable: str) -> str:
     """The pip requirement scripts/setup-tests installs for a third-party plugin."""
@@ -231,9 +265,10 @@ def render(project: dict[str, Any]) -> str:
         elif loader["name"] == "target-braze":
             loader["settings"] = settings_of(TargetBraze)
     apply_third_party_loaders(project)
+    apply_receiver_utility(project)
     header = ("# Generated in part by tools/generate_meltano.py: the plugins' `settings`, the "
-              "default `select`,\n# the fan-out extractors, jobs and schedules, and the "
-              "third-party loader target-jsonl.\n")
+              "default `select`,\n# the fan-out extractors, jobs and schedules, the "
+              "third-party loader target-jsonl\n# and the mixpanel-cohort-receiver utility.\n")
     return header + yaml.safe_dump(project, sort_keys=False, allow_unicode=True, width=100)
 
 
