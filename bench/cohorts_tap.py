@@ -2,12 +2,16 @@
 
     python bench/cohorts_tap.py                       # cohorts of 10,000 and 2,000,000 members
     python bench/cohorts_tap.py --members 10000 --no-baseline
+    python bench/cohorts_tap.py --stream cohort_membership_changes   # the adds/removes stream
 
 Against the Query API-compatible server answering at once (testkit/mixpanel_query_server.py,
-members generated, no object per member there): a first run (every member an add), then a
-run after 1,000 members left and 1,000 joined. Prints CPU µs per member (whole tap process:
-paging, decoding, snapshot, diff, Singer output to a file), wall seconds and peak memory (PSS).
-The issue's claim: a 2,000,000-member cohort diffed in under 300 MB.
+members generated, no object per member there): a first run (every member's set), then a run
+after 1,000 members left and 1,000 joined, then a full resync (`full_resync_hours: 0`: every
+member's set again). Only `--stream` is selected (default `user_cohorts`, what target-braze
+reads). Prints CPU µs per member (whole tap process: paging, decoding, snapshot, diff, Singer
+output to a file), wall seconds, peak memory (PSS) and records; for a full resync also how long
+Braze takes to accept that many objects at its default rate limit (3,000 requests per 3 s, 75
+objects a request). The issue's claim: a 2,000,000-member cohort diffed in under 300 MB.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from testkit.mixpanel_query_server import QueryState
 from testkit.services import free_port, wait_for_port
 
 CHANGED = 1000  # members that leave (the first) and join (after the last) before the 2nd run
+BRAZE_OBJECTS_PER_SECOND = 3000 / 3 * 75  # /users/track's default limit, full requests
 
 
 def start_server(members: int, first: int) -> tuple[subprocess.Popen, str]:
@@ -64,8 +69,8 @@ def run(module: str, config: dict, work: Path, label: str, state: dict | None = 
     return measured, out
 
 
-def changes_catalog(work: Path, config: dict) -> Path:
-    """The tap's catalog with only cohort_membership_changes selected (what target-braze reads)."""
+def stream_catalog(work: Path, config: dict, stream: str) -> Path:
+    """The tap's catalog with only `stream` selected."""
     config_path = work / "discover-config.json"
     config_path.write_text(json.dumps(config))
     found = subprocess.run([sys.executable, "-m", "tap_mixpanel_cohorts.tap", "--config",
@@ -75,14 +80,13 @@ def changes_catalog(work: Path, config: dict) -> Path:
     for entry in catalog["streams"]:
         for item in entry["metadata"]:
             if item["breadcrumb"] == []:
-                item["metadata"]["selected"] = entry["tap_stream_id"] == \
-                    "cohort_membership_changes"
+                item["metadata"]["selected"] = entry["tap_stream_id"] == stream
     path = work / "catalog.json"
     path.write_text(json.dumps(catalog))
     return path
 
 
-def bench(members: int, work: Path, baseline: bool) -> None:
+def bench(members: int, work: Path, baseline: bool, stream: str) -> None:
     creds = QueryState()
     rows = [("tap-mixpanel-cohorts", "tap_mixpanel_cohorts.tap")]
     if baseline:
@@ -91,7 +95,10 @@ def bench(members: int, work: Path, baseline: bool) -> None:
         snapshots = work / f"snapshots-{module}"
         shutil.rmtree(snapshots, ignore_errors=True)
         state = None
-        for step, first in (("first run", 0), ("1,000 left, 1,000 joined", CHANGED)):
+        steps = [("first run", 0, {}), ("1,000 left, 1,000 joined", CHANGED, {})]
+        if module == "tap_mixpanel_cohorts.tap" and stream == "user_cohorts":
+            steps.append(("full resync", CHANGED, {"full_resync_hours": 0}))
+        for step, first, extra in steps:
             process, url = start_server(members, first)
             try:
                 if module == "tap_mixpanel_cohorts.tap":
@@ -100,15 +107,15 @@ def bench(members: int, work: Path, baseline: bool) -> None:
                               "service_account_secret": creds.service_account[1],
                               "snapshot_url": str(snapshots),
                               "max_queries_per_hour": 1_000_000,
-                              "max_concurrent_queries": 5}
-                    catalog = changes_catalog(work, config)
+                              "max_concurrent_queries": 5, **extra}
+                    catalog = stream_catalog(work, config, stream)
                 else:
                     config = {"api_url": url, "project_id": creds.project_id,
                               "username": creds.service_account[0],
                               "secret": creds.service_account[1],
                               "snapshot_folder": str(snapshots)}
                     catalog = None
-                measured, out = run(module, config, work, f"{module}-{first}", state, catalog)
+                measured, out = run(module, config, work, f"{module}-{step[:5]}", state, catalog)
                 state = last_state(out)
                 with open(out, "rb") as handle:
                     records = sum(1 for line in handle if b'"RECORD"' in line[:30])
@@ -116,9 +123,11 @@ def bench(members: int, work: Path, baseline: bool) -> None:
                 process.terminate()
                 process.wait()
             out.unlink()
+            braze = f"  (Braze at its default limit: {records / BRAZE_OBJECTS_PER_SECOND:.0f} s)" \
+                if extra else ""
             print(f"{members:>10,} {label:<44} {step:<26} "
                   f"{measured.cpu_seconds * 1e6 / members:>8.1f} {measured.seconds:>8.1f} "
-                  f"{measured.peak_mb:>8.0f} {records:>10,}", flush=True)
+                  f"{measured.peak_mb:>8.0f} {records:>10,}{braze}", flush=True)
 
 
 def main() -> None:
@@ -126,13 +135,15 @@ def main() -> None:
     parser.add_argument("--members", type=int, action="append",
                         help="cohort size (repeatable); default 10,000 and 2,000,000")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--stream", default="user_cohorts",
+                        choices=["user_cohorts", "cohort_membership_changes"])
     args = parser.parse_args()
     work = OUT_DIR / "cohorts"
     work.mkdir(parents=True, exist_ok=True)
     print(f"{'members':>10} {'tap':<44} {'run':<26} {'CPU µs/m':>8} {'wall s':>8} "
           f"{'peak MB':>8} {'records':>10}")
     for members in args.members or [10_000, 2_000_000]:
-        bench(members, work, not args.no_baseline)
+        bench(members, work, not args.no_baseline, args.stream)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -54,7 +54,8 @@ def print_braze(braze: BrazeServer, sent_before: int) -> None:
             cohorts.setdefault(name, []).append(user)
     for name in sorted(cohorts):
         print(f"    {name}: {len(cohorts[name])} users: {', '.join(cohorts[name])}")
-    print(f"    attribute changes applied by this run: {braze.state.applied_objects - sent_before}")
+    print(f"    users updated by this run (each with its whole set): "
+          f"{braze.state.applied_objects - sent_before}")
 
 
 def main() -> None:
@@ -80,7 +81,7 @@ def main() -> None:
         query.add_cohort(1, "Power users", ["user-2", "user-3", "user-8"])
         query.add_cohort(3, "Trial", ["user-5", "user-6"])
         print("  Mixpanel changes: Power users -user-1 +user-8, Trial -user-7; second run "
-              "(only the changes are sent):")
+              "(only the users whose set changed are sent):")
         run_pipeline(env, demo / "cohorts-meltano-2.log")
         print_braze(braze, sent)
     finally:

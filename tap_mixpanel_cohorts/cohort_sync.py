@@ -14,8 +14,14 @@ from typing import Any
 
 import msgspec
 
+from plugin_support.cohort_names import distinct_names
 from tap_mixpanel_cohorts.membership import read_membership
-from tap_mixpanel_cohorts.mixpanel_query_api import COHORTS_LIST_PATH, ENGAGE_PAGE_SIZE
+from tap_mixpanel_cohorts.mixpanel_query_api import (
+    COHORTS_LIST_PATH,
+    COUNT_TOLERANCE_MEMBERS,
+    COUNT_TOLERANCE_SHARE,
+    ENGAGE_PAGE_SIZE,
+)
 from tap_mixpanel_cohorts.query_budget import QueryBudget, describe_duration
 from tap_mixpanel_cohorts.query_client import Credentials, QueryClient, RetryPolicy
 from tap_mixpanel_cohorts.settings import Settings
@@ -43,7 +49,11 @@ class Summary:
     queries: int = 0
     retries: int = 0
     snapshots_deleted: int = 0
+    user_sets: int = 0
+    full_resync: bool = False
+    session_restarts: int = 0
     without_id_by_cohort: dict[str, int] = field(default_factory=dict)
+    count_differs_by_cohort: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def planned_queries(cohorts: list[dict[str, Any]]) -> int:
@@ -77,6 +87,7 @@ class CohortSync:
         self.store = SnapshotStore(settings.snapshot_url, settings.snapshot_options)
         self.summary = Summary()
         self.written: dict[int, str] = {}  # cohort id -> this run's snapshot name
+        self.members_of: dict[int, int] = {}  # cohort id -> members its snapshot holds
         self._store_checked = False
 
     @property
@@ -105,8 +116,19 @@ class CohortSync:
         else:
             selected = sorted(listed, key=lambda c: int(c["id"]))
         self.summary.cohorts = len(selected)
+        self._names = distinct_names((int(c["id"]), str(c["name"])) for c in selected)
+        for cohort in selected:
+            if self._names[int(cohort["id"])] != cohort["name"]:
+                logger.warning("Cohort %s: another selected cohort has the name %r (or one "
+                               "giving the same boolean attribute); it is synced as %r",
+                               cohort["id"], cohort["name"], self._names[int(cohort["id"])])
         self._log_plan(selected)
         return selected
+
+    def name_of(self, cohort: dict[str, Any]) -> str:
+        """The name a cohort is synced under: its own, or `NAME (ID)` when names collide."""
+        _ = self.cohorts
+        return self._names[int(cohort["id"])]
 
     def _log_plan(self, cohorts: list[dict[str, Any]]) -> None:
         engage = planned_queries(cohorts) if self.reads_members else 0
@@ -163,11 +185,28 @@ class CohortSync:
                        f"({cohort['name']!r}) has it. Check id_property.")
                 raise CohortSettingError(msg)
         self.save_query_log()
+        self._compare_count(cohort, membership.stored + membership.without_id)
+        self.summary.session_restarts += membership.session_restarts
         self.summary.members += membership.stored
+        self.members_of[cohort_id] = membership.stored
         self.written[cohort_id] = name
         logger.info("Cohort %s (%r): %d members read in %d queries, snapshot %s", cohort_id,
                     cohort["name"], membership.stored, membership.queries, name)
         return name
+
+    def _compare_count(self, cohort: dict[str, Any], read: int) -> None:
+        """Warn when /engage gave a number of members far from cohorts/list's `count`."""
+        listed = cohort.get("count")
+        if not isinstance(listed, int):
+            return
+        tolerance = max(COUNT_TOLERANCE_MEMBERS, int(listed * COUNT_TOLERANCE_SHARE))
+        if abs(read - listed) > tolerance:
+            self.summary.count_differs_by_cohort[str(cohort["id"])] = {
+                "listed": listed, "read": read}
+            logger.warning("Cohort %s (%r): /engage gave %d members, cohorts/list counts %d "
+                           "(more than %d apart). Membership may have moved between the two "
+                           "queries; if it repeats, check id_property and the cohort in "
+                           "Mixpanel.", cohort["id"], cohort["name"], read, listed, tolerance)
 
     def finish(self, named_snapshots: set[str]) -> Summary:
         """Delete old snapshots no state names (after the grace period); the run's summary.

@@ -29,3 +29,20 @@ DISTINCT_ID = "$distinct_id"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Statuses that mean the service account settings are wrong: stop at once.
 AUTH_STATUSES = frozenset({401, 403})
+# 402: the project's plan does not allow the API call.
+PLAN_STATUS = 402
+
+# An /engage session_id is valid for a while only; a later page refused for it (a 400 naming
+# the session) pages the cohort again from the top, at most this many times.
+MAX_SESSION_RESTARTS = 3
+
+
+def is_session_refusal(status: int, text: str) -> bool:
+    """Whether an error answer to a page after the first refuses its session_id."""
+    return status == 400 and "session" in text.lower()
+
+
+# cohorts/list's `count` and the members /engage gave may differ (membership moves between
+# the two queries); beyond this share of the count (and COUNT_TOLERANCE_MEMBERS) it is warned.
+COUNT_TOLERANCE_SHARE = 0.01
+COUNT_TOLERANCE_MEMBERS = 1

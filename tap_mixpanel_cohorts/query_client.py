@@ -18,7 +18,7 @@ import backoff
 import requests
 
 from plugin_support.redaction import redact
-from tap_mixpanel_cohorts.mixpanel_query_api import AUTH_STATUSES, RETRY_STATUSES
+from tap_mixpanel_cohorts.mixpanel_query_api import AUTH_STATUSES, PLAN_STATUS, RETRY_STATUSES
 from tap_mixpanel_cohorts.query_budget import QueryBudget
 
 logger = logging.getLogger(__name__)
@@ -30,6 +30,14 @@ NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout,
 
 class QuerySettingError(Exception):
     """The Query API refused or could not be reached; the message names the setting to fix."""
+
+
+class QueryRefusedError(QuerySettingError):
+    """An answer no retry helps (e.g. 400); `status` and redacted `text` for the caller."""
+
+    def __init__(self, message: str, status: int, text: str):
+        super().__init__(message)
+        self.status, self.text = status, text
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,7 @@ class QueryClient:
         self.retries = 0
 
     def _clean(self, text: str) -> str:
-        return redact(text, [self._credentials.secret])
+        return redact(text, [self._credentials.secret, self._credentials.username])
 
     def post(self, path: str, form: Mapping[str, str]) -> bytes:
         """The body of a 200 answer to one query; raises QuerySettingError when it cannot."""
@@ -160,6 +168,11 @@ class QueryClient:
             return Outcome(problem=f"HTTP {status}: {self._clean(_error_text(response))}",
                            throttled=status == 429,
                            retry_after=retry_after_seconds(response) if status == 429 else None)
-        msg = (f"Mixpanel's Query API answered {status} to {path}: "
-               f"{self._clean(_error_text(response))}")
-        raise QuerySettingError(msg)
+        text = self._clean(_error_text(response))
+        if status == PLAN_STATUS:
+            msg = (f"Mixpanel answered 402 to {path}: project {self._credentials.project_id}'s "
+                   f"plan does not allow Query API calls ({text}). Check the plan, or "
+                   "project_id.")
+            raise QuerySettingError(msg)
+        msg = f"Mixpanel's Query API answered {status} to {path}: {text}"
+        raise QueryRefusedError(msg, status, text)

@@ -18,6 +18,7 @@ from tap_mixpanel_cohorts.mixpanel_query_api import (
 )
 
 DEFAULT_SNAPSHOT_URL = "mixpanel-cohort-snapshots"
+MAX_HOURS = 24 * 365 * 10  # hour settings: at most ten years
 NUMERIC_ID = th.CustomType({"type": ["integer", "string"], "pattern": "^[0-9]+$"})
 
 CONFIG_SCHEMA = th.PropertiesList(
@@ -48,19 +49,25 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property("snapshot_options", th.ObjectType(additional_properties=True), secret=True,
                 description="Options for the fsspec filesystem of snapshot_url (endpoint_url, "
                 "key, secret, token, connection_string, ...)."),
+    th.Property("full_resync_hours", th.IntegerType, default=72,
+                description="Every member's whole set is sent again when the last full resync "
+                "that reached the target is older than this (Mixpanel's own sync keeps its "
+                "snapshot 3 days): users created in Braze after their cohorts were synced get "
+                "them then. 0: every run is a full resync.", minimum=0, maximum=MAX_HOURS),
     th.Property("snapshot_grace_hours", th.IntegerType, default=72,
                 description="Snapshots no state names any longer are deleted after this many "
-                "hours."),
+                "hours (0: at the end of the run).", minimum=0, maximum=MAX_HOURS),
     th.Property("max_queries_per_hour", th.IntegerType, default=MAX_QUERIES_PER_HOUR,
                 description="Query API budget of the project (Mixpanel: 60 an hour); the tap "
-                "never starts more in any hour."),
+                "never starts more in any hour.", minimum=1, maximum=1_000_000),
     th.Property("max_concurrent_queries", th.IntegerType, default=MAX_CONCURRENT_QUERIES,
-                description="Queries at once (Mixpanel: 5 per project)."),
+                description="Queries at once (Mixpanel: 5 per project).", minimum=1,
+                maximum=100),
     th.Property("max_retry_seconds", SECONDS, default=600,
                 description="How long one query is retried (429, 5xx, dropped connections) "
-                "before the run fails."),
+                "before the run fails.", minimum=0),
     th.Property("retry_first_delay_seconds", SECONDS, default=2,
-                description="First wait before a retry; it doubles up to 60 s."),
+                description="First wait before a retry; it doubles up to 60 s.", minimum=0),
 ).to_dict()
 
 
@@ -78,6 +85,7 @@ class Settings:
     snapshot_url: str
     snapshot_options: Mapping[str, Any]
     snapshot_grace: dt.timedelta
+    full_resync_hours: int
     max_queries_per_hour: int
     max_concurrent_queries: int
     max_retry_seconds: float
@@ -102,6 +110,7 @@ class Settings:
             snapshot_url=str(config["snapshot_url"]),
             snapshot_options=dict(config["snapshot_options"] or {}),
             snapshot_grace=dt.timedelta(hours=int(config["snapshot_grace_hours"])),
+            full_resync_hours=int(config["full_resync_hours"]),
             max_queries_per_hour=int(config["max_queries_per_hour"]),
             max_concurrent_queries=int(config["max_concurrent_queries"]),
             max_retry_seconds=float(config["max_retry_seconds"]),

@@ -17,6 +17,7 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import polars as pl
 
@@ -32,6 +33,15 @@ NAME_PATTERN = re.compile(r"^cohort-(?P<cohort>\d+)/(?P<time>\d{8}T\d{6}Z)-[0-9a
 MEMBER_SCHEMA = {"user_id": pl.String, "distinct_id": pl.String}
 
 
+def location_secrets(url: str, options: Mapping[str, Any] | None) -> list[str]:
+    """What must never show of a snapshot location: option strings, the URL's password."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return [*option_secrets(options or {}), *([password] if password else [])]
+
+
 class SnapshotError(Exception):
     """A snapshot cannot be written or read; the message names the setting or file."""
 
@@ -41,12 +51,14 @@ class SnapshotStore:
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None):
         """Open the filesystem (nothing is read or written yet)."""
-        self.url = url
-        self._secrets = option_secrets(options or {})
+        self._secrets = location_secrets(url, options)
+        self.url = redact(url, self._secrets)   # as messages show it (no URL password)
         try:
             self.fs, self.root = open_location(url, options, "snapshot_url", "snapshot_options")
         except Exception as exc:
-            raise SnapshotError(str(exc)) from None
+            msg = (f"snapshot_url {self.url!r} cannot be opened with snapshot_options "
+                   f"({self._clean(exc)})")
+            raise SnapshotError(msg) from None
 
     def _clean(self, exc: BaseException) -> str:
         return redact(f"{type(exc).__name__}: {exc}", self._secrets)
@@ -86,6 +98,15 @@ class SnapshotStore:
                 members.write_parquet(handle)
         except Exception as exc:
             msg = f"snapshot_url {self.url!r}: could not write {name} ({self._clean(exc)})"
+            raise SnapshotError(msg) from None
+
+    def remove(self, name: str) -> None:
+        """Delete snapshot `name` (a partly written one), if it exists."""
+        try:
+            if self.fs.exists(self._path(name)):
+                self.fs.rm(self._path(name), recursive=True)
+        except Exception as exc:
+            msg = f"snapshot_url {self.url!r}: could not delete {name} ({self._clean(exc)})"
             raise SnapshotError(msg) from None
 
     def parts(self, name: str) -> Iterator[pl.DataFrame]:

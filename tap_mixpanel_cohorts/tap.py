@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import atexit
+import io
 import json
 import logging
 from dataclasses import asdict
 from functools import cached_property, partial
 from typing import Any, ClassVar
 
+import click
 from singer_sdk import Stream, Tap
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
@@ -16,21 +18,31 @@ from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_unt
 from plugin_support.complete_stdout import WholeMessageWriter, complete_stdout_writes
 from plugin_support.config_errors import SecretSafeConfig
 from plugin_support.distribution import DISTRIBUTION
+from plugin_support.redaction import Redactor, redact_logs
 from tap_mixpanel_cohorts.cohort_sync import CohortSettingError, CohortSync
+from tap_mixpanel_cohorts.membership import SessionExpiredError
 from tap_mixpanel_cohorts.query_client import QuerySettingError
 from tap_mixpanel_cohorts.settings import CONFIG_SCHEMA, Settings
-from tap_mixpanel_cohorts.snapshots import SnapshotError
+from tap_mixpanel_cohorts.snapshots import SnapshotError, location_secrets
+from tap_mixpanel_cohorts.state_checks import DELIVERED_STREAMS as STATE_STREAMS
+from tap_mixpanel_cohorts.state_checks import StateError, check_saved_state, state_from_text
 from tap_mixpanel_cohorts.streams import (
     CohortMembershipChangesStream,
     CohortMembersStream,
     CohortsStream,
+    DeliveredCohortsStream,
+    UserCohortsStream,
 )
 
 logger = logging.getLogger(__name__)
 
 # Errors whose message says which setting to fix.
-SETTING_ERRORS = (QuerySettingError, SnapshotError, CohortSettingError)
-MEMBER_STREAMS = (CohortMembersStream.name, CohortMembershipChangesStream.name)
+SETTING_ERRORS = (QuerySettingError, SnapshotError, CohortSettingError, StateError,
+                  SessionExpiredError)
+MEMBER_STREAMS = (CohortMembersStream.name, CohortMembershipChangesStream.name,
+                  UserCohortsStream.name)
+DELIVERED_STREAMS = (UserCohortsStream.name, CohortMembershipChangesStream.name)
+assert set(DELIVERED_STREAMS) == set(STATE_STREAMS)
 
 
 class TapMixpanelCohorts(SecretSafeConfig, Tap):
@@ -68,6 +80,34 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
         ignore_stop_signal_while_exiting()
         complete_stdout_writes()  # a signal must not cut a write to stdout short
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The SDK tap; every log line from here on has the config's secrets masked."""
+        super().__init__(*args, **kwargs)
+        redact_logs(self.redactor)
+
+    @classmethod
+    def invoke(cls, *, state: Any = None, **kwargs: Any) -> None:
+        """The SDK's, with the state file read and checked first (StateError names it)."""
+        if state is not None:
+            try:
+                state = io.StringIO(json.dumps(state_from_text(
+                    state.read(), getattr(state, "name", "--state"))))
+            except StateError as exc:
+                cls.logger.error("%s", exc)
+                raise click.exceptions.Exit(1) from None
+        super().invoke(state=state, **kwargs)
+
+    @cached_property
+    def redactor(self) -> Redactor:
+        """Masks the service account secret and every snapshot_options value in any text.
+
+        Also URL passwords, Basic/Bearer headers and credential query parameters.
+        """
+        options = self.config.get("snapshot_options")
+        return Redactor([self.config.get("service_account_secret"), *location_secrets(
+            str(self.config.get("snapshot_url") or ""),
+            options if isinstance(options, dict) else {})])
+
     @cached_property
     def settings(self) -> Settings:
         """The config, typed."""
@@ -77,13 +117,20 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
     def sync_run(self) -> CohortSync:
         """The run's cohorts and memberships (nothing is queried until a stream asks)."""
         reads_members = any(self.streams[name].selected for name in MEMBER_STREAMS)
-        changes = self.streams[CohortMembershipChangesStream.name]
-        assert isinstance(changes, CohortMembershipChangesStream)
-        return CohortSync(self.settings, reads_members, saved_snapshots=changes.named_snapshots())
+        return CohortSync(self.settings, reads_members, saved_snapshots=self.named_snapshots())
+
+    def named_snapshots(self) -> set[str]:
+        """The snapshots the state of the delivered streams names."""
+        named: set[str] = set()
+        for name in DELIVERED_STREAMS:
+            stream = self.streams[name]
+            assert isinstance(stream, DeliveredCohortsStream)
+            named |= stream.named_snapshots()
+        return named
 
     def discover_streams(self) -> list[Stream]:
-        """The three streams."""
-        return [CohortsStream(self), CohortMembersStream(self),
+        """The four streams."""
+        return [CohortsStream(self), CohortMembersStream(self), UserCohortsStream(self),
                 CohortMembershipChangesStream(self)]
 
     def sync_all(self) -> None:  # type: ignore[misc]  # final in the SDK; extended, not replaced
@@ -92,13 +139,16 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
         A setting error ends the run with its message (naming the setting), not a traceback.
         """
         try:
+            check_saved_state(self.state)
             super().sync_all()
         except SETTING_ERRORS as exc:
-            self.logger.error("%s", exc)  # the message names the setting to fix
+            self.logger.error("%s", self.redactor(str(exc)))  # it names the setting to fix
             raise SystemExit(1) from None
-        changes = self.streams[CohortMembershipChangesStream.name]
-        assert isinstance(changes, CohortMembershipChangesStream)
-        summary = self.sync_run.finish(changes.named_snapshots())  # and those of the saved state
+        except Exception as exc:  # no traceback: it could quote a secret from deep inside
+            self.logger.error("The run failed: %s", self.redactor(f"{type(exc).__name__}: "
+                                                                  f"{exc}"))
+            raise SystemExit(1) from None
+        summary = self.sync_run.finish(self.named_snapshots())  # and those of the saved state
         self.logger.info("summary: %s", json.dumps(asdict(summary)))
 
 

@@ -10,7 +10,7 @@ import re
 
 USERS_TRACK_PATH = "/users/track"
 MAX_OBJECTS_PER_REQUEST = 75          # attributes objects per request (50 on the newer MAU plan)
-DEFAULT_ARRAY_LIMIT = 25              # values an array custom attribute holds (raisable to 100)
+DEFAULT_ARRAY_LIMIT = 25              # values an array custom attribute holds by default
 
 # Answer headers carrying the account's rate limit (epoch seconds for the reset).
 RATE_LIMIT_HEADER = "X-RateLimit-Limit"
@@ -18,28 +18,41 @@ RATE_REMAINING_HEADER = "X-RateLimit-Remaining"
 RATE_RESET_HEADER = "X-RateLimit-Reset"
 
 AUTH_STATUSES = frozenset({401, 403})
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Sent again after a backoff: 429, every 5xx (retry with exponential backoff, errors.md), and
+# 202 "queued" (an older errors page: during maintenance; not an error to stop on; a request
+# of whole sets is safe to send again).
+QUEUED_STATUS = 202
+
+
+def is_retryable(status: int) -> bool:
+    """Whether an answer's status asks for the request to be sent again later."""
+    return status in (429, QUEUED_STATUS) or 500 <= status < 600
+
+
+# The header Braze asks for on bulk loads (first syncs, backfills, full resyncs).
+BULK_HEADER = "X-Braze-Bulk"
+
+# Identifiers an attributes object of /users/track may name a user by (post_user_track.md).
+IDENTIFIERS = ["external_id", "user_alias", "email", "braze_id"]
+
+# Values an array custom attribute holds by default ("up to 100" in the dashboard, more
+# through Braze); beyond it Braze truncates (the oldest go) and answers no error.
+MAX_ARRAY_LIMIT = 10_000
 
 # Per-object errors of a success answer, by a pattern of Braze's message: (dead-letter reason,
-# what the user can do, whether the object's array removes are sent again alone). The first
-# match wins; the last row catches the rest. An array over its limit refuses the whole object;
-# its removes alone cannot exceed the limit, so they still reach Braze.
-OBJECT_ERRORS: list[tuple[re.Pattern[str], str, str, bool]] = [
-    (re.compile(r"array.*(exceed|maximum|too many|limit)", re.IGNORECASE),
-     "array attribute limit",
-     "the user is in more synced cohorts than Braze's array limit (25 by default, up to 100 "
-     "in the dashboard); set attribute_mode: boolean (one attribute per cohort) or raise "
-     "the limit", True),
-    (re.compile(r".*", re.DOTALL), "refused by Braze", "see Braze's message", False),
+# what the user can do). The first match wins; the last row catches the rest. (Braze does not
+# refuse an array over its limit, it truncates it: target-braze never sends one.)
+OBJECT_ERRORS: list[tuple[re.Pattern[str], str, str]] = [
+    (re.compile(r".*", re.DOTALL), "refused by Braze", "see Braze's message"),
 ]
 
 # Braze's error answers may echo the key that was sent ('The API key "..." is invalid').
 ECHOED_KEY = re.compile(r"(api[ _-]?key\W{0,3})([A-Za-z0-9_\-]{8,})", re.IGNORECASE)
 
 
-def classify_object_error(message: str) -> tuple[str, str, bool]:
-    """(reason, hint, resend the removes) for Braze's message about one object."""
-    for pattern, reason, hint, resend_removes in OBJECT_ERRORS:
+def classify_object_error(message: str) -> tuple[str, str]:
+    """(reason, hint) for Braze's message about one object."""
+    for pattern, reason, hint in OBJECT_ERRORS:
         if pattern.search(message):
-            return reason, hint, resend_removes
-    return "refused by Braze", "see Braze's message", False  # pragma: no cover
+            return reason, hint
+    return "refused by Braze", "see Braze's message"  # pragma: no cover

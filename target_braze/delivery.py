@@ -1,11 +1,11 @@
 """The delivery pipeline: records in, one attributes object per user per request, STATE out.
 
 The reading thread folds each record's change into the open request (a user's changes in one
-request go in one object); a full request goes to a pool of sending threads (at most
-`max_concurrency` in flight). A request holding a user whose earlier request is still on its
-way waits for it, so a user's changes reach Braze in input order. Outcomes are taken in
-request order, and a STATE is released (plugin_support.ordered_sends) once every record
-before it is applied or dead-lettered.
+request go in one object; a request holding bulk-load records is sent as one); a full request
+goes to a pool of sending threads (at most `max_concurrency` in flight). A request holding a
+user whose earlier request is still on its way waits for it, so a user's changes reach Braze in
+input order. Outcomes are taken in request order, and a STATE is released
+(plugin_support.ordered_sends) once every record before it is applied or dead-lettered.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ MAX_REQUEST_AGE = 2.0
 class Sender(Protocol):
     """Delivers one request's objects (see users_track)."""
 
-    def send(self, objects: list[dict[str, Any]]) -> list[ObjectFailure]: ...  # noqa: D102
+    def send(self, objects: list[dict[str, Any]],  # noqa: D102
+             bulk: bool = False) -> list[ObjectFailure]: ...
 
 
 @dataclass
@@ -37,9 +38,10 @@ class Request:
     """Attributes objects on their way, with the records each one stands for."""
 
     number: int
-    objects: dict[str, dict[str, Any]] = field(default_factory=dict)   # by external_id
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)   # by user
     sources: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
     opened: float = field(default_factory=time.monotonic)
+    bulk: bool = False   # holds a first sync's or full resync's sets (X-Braze-Bulk)
 
 
 @dataclass
@@ -48,8 +50,7 @@ class Tally(RecordTally):
 
     applied: int = 0                 # records
     users_updated: int = 0           # attributes objects applied
-    adds: int = 0
-    removes: int = 0
+    cohort_sets: int = 0             # whole cohort sets written (array or booleans)
     attributes_set: int = 0
 
 
@@ -85,7 +86,7 @@ class Delivery(RecordDelivery[Request, list[ObjectFailure]]):
                               refused.field, refused.message)
             return
         request = self._request
-        user = change.external_id
+        user = change.user
         target = request.objects.get(user)
         if target is None:
             if len(request.objects) >= self._per_request:
@@ -96,6 +97,7 @@ class Delivery(RecordDelivery[Request, list[ObjectFailure]]):
             target = request.objects[user] = self._changes.new_object(user)
             request.sources[user] = []
         self._changes.fold(target, change)
+        request.bulk |= change.bulk
         request.sources[user].append((stream, record))
         if time.monotonic() - request.opened > MAX_REQUEST_AGE:
             self._submit()
@@ -115,45 +117,26 @@ class Delivery(RecordDelivery[Request, list[ObjectFailure]]):
         self._sends.submit(request)
 
     def _send(self, request: Request) -> list[ObjectFailure]:
-        return self._sender.send(list(request.objects.values()))
+        return self._sender.send(list(request.objects.values()), request.bulk)
 
     def _account(self, request: Request, failures: list[ObjectFailure]) -> None:
         users = list(request.objects)
         failed = {users[failure.index]: failure for failure in failures}
         tally = self.tally
-        for user, target in request.objects.items():
+        cohort_sets = self._changes.is_cohort_mapping
+        for user in request.objects:
             sources = request.sources[user]
             if user in failed:
-                self._account_refused(failed[user], sources)
+                for stream, record in sources:
+                    self._dead_letter(stream, record, failed[user].reason, None,
+                                      failed[user].message)
                 continue
             tally.applied += len(sources)
             tally.users_updated += 1
-            for name, value in target.items():
-                if name in ("external_id", "_update_existing_only"):
-                    continue
-                if isinstance(value, dict):
-                    tally.adds += len(value.get("add", ()))
-                    tally.removes += len(value.get("remove", ()))
-                elif value is True:
-                    tally.adds += 1
-                elif value is None:
-                    tally.removes += 1
-                else:
-                    tally.attributes_set += 1
-
-    def _account_refused(self, refusal: ObjectFailure,
-                         sources: list[tuple[str, dict[str, Any]]]) -> None:
-        """A refused object's records are dead-lettered, but for removes Braze applied alone."""
-        removed = False
-        for stream, record in sources:
-            change = self._changes.change(stream, record) if refusal.removes_applied else None
-            if change is not None and change.remove and not (change.add or change.set):
-                self.tally.applied += 1
-                self.tally.removes += len(change.remove)
-                removed = True
+            if cohort_sets:
+                tally.cohort_sets += 1
             else:
-                self._dead_letter(stream, record, refusal.reason, None, refusal.message)
-        self.tally.users_updated += int(removed)
+                tally.attributes_set += len(request.objects[user]) - 2  # id, update-only
 
     # -- state ---------------------------------------------------------------------------
 
@@ -175,8 +158,7 @@ class Delivery(RecordDelivery[Request, list[ObjectFailure]]):
             "in_flight": self.received - tally.applied - sum(tally.skipped.values())
             - sum(tally.dead_lettered.values()),
             "users_updated": tally.users_updated,
-            "adds": tally.adds,
-            "removes": tally.removes,
+            "cohort_sets": tally.cohort_sets,
             "attributes_set": tally.attributes_set,
             "dead_letter_file": self._dead_letters.written_path,
             **counters.as_summary(),

@@ -17,7 +17,13 @@ from plugin_support.delivery_settings import (
     retry_properties,
 )
 from plugin_support.retry import RetryPolicy
-from target_braze.braze_rules import MAX_OBJECTS_PER_REQUEST, USERS_TRACK_PATH
+from target_braze.braze_rules import (
+    DEFAULT_ARRAY_LIMIT,
+    IDENTIFIERS,
+    MAX_ARRAY_LIMIT,
+    MAX_OBJECTS_PER_REQUEST,
+    USERS_TRACK_PATH,
+)
 
 MAPPINGS = ["mixpanel_cohorts", "attributes"]
 ATTRIBUTE_MODES = ["array", "boolean"]
@@ -29,24 +35,39 @@ CONFIG_SCHEMA = th.PropertiesList(
                 description="The instance's REST endpoint, e.g. https://rest.iad-01.braze.com "
                 "or https://rest.fra-01.braze.eu; POSTs go to {rest_endpoint}/users/track."),
     th.Property("mapping", th.StringType, default="mixpanel_cohorts", allowed_values=MAPPINGS,
-                description="mixpanel_cohorts: tap-mixpanel-cohorts' cohort_membership_changes "
-                "stream onto a cohort attribute (other streams are skipped and counted); "
-                "attributes: any tap, one attributes object per record."),
+                description="mixpanel_cohorts: tap-mixpanel-cohorts' user_cohorts stream (each "
+                "user's whole set of cohorts) onto a cohort attribute (other streams are "
+                "skipped and counted); attributes: any tap, one attributes object per record."),
     th.Property("cohort_attribute", th.StringType, default="mixpanel_cohorts",
                 description="mixpanel_cohorts: the custom attribute holding the cohorts (array "
                 "mode), or the prefix of one attribute per cohort (boolean mode)."),
     th.Property("attribute_mode", th.StringType, default="array", allowed_values=ATTRIBUTE_MODES,
-                description="array: one array attribute of cohort names, changed with add and "
-                "remove; boolean: <cohort_attribute>_<cohort name> true while a member, removed "
-                "when not (for users in more cohorts than an array holds, 25 by default)."),
+                description="array: one array attribute holding the user's whole set of cohort "
+                "names (replaced each time; null when empty); boolean: "
+                "<cohort_attribute>_<cohort name> true while a member, false when not (for users "
+                "in more cohorts than an array holds)."),
+    th.Property("array_limit", th.IntegerType, default=DEFAULT_ARRAY_LIMIT,
+                description="array mode: the values cohort_attribute holds in Braze (25 by "
+                "default, raisable per attribute in the dashboard). Braze truncates a longer "
+                "array silently, so a user in more cohorts is dead-lettered instead, saying "
+                "what to do.",
+                minimum=1, maximum=MAX_ARRAY_LIMIT),
+    th.Property("braze_identifier", th.StringType, default="external_id",
+                allowed_values=IDENTIFIERS,
+                description="mixpanel_cohorts: how the tap's user_id names the Braze user: "
+                "external_id, user_alias (alias_name, with user_alias_label), email or "
+                "braze_id."),
+    th.Property("user_alias_label", th.StringType,
+                description="braze_identifier user_alias: the alias_label of the users' aliases "
+                "(e.g. mixpanel_distinct_id)."),
     th.Property("external_id_field", th.StringType, default="external_id",
                 description="attributes: the field holding the Braze external_id; the other "
                 "fields (but _sdc_*) become custom attributes."),
     th.Property("objects_per_request", th.IntegerType, default=MAX_OBJECTS_PER_REQUEST,
                 description="Attributes objects per request: at most 75 (50 on Braze's newer "
-                "MAU plan)."),
+                "MAU plan).", minimum=1, maximum=MAX_OBJECTS_PER_REQUEST),
     th.Property("max_concurrency", th.IntegerType, default=8,
-                description="Requests in flight at once."),
+                description="Requests in flight at once.", minimum=1, maximum=256),
     th.Property("adaptive_sending", th.BooleanType, default=True,
                 description="Pace requests from Braze's X-RateLimit-* headers, so a sync runs "
                 "near the account's limit without a storm of 429s."),
@@ -67,6 +88,9 @@ class BrazeSettings:
     cohort_attribute: str
     attribute_mode: str
     external_id_field: str
+    array_limit: int
+    braze_identifier: str
+    user_alias_label: str
     objects_per_request: int
     max_concurrency: int
     adaptive_sending: bool
@@ -98,6 +122,16 @@ class BrazeSettings:
         if concurrency < 1:
             msg = f"max_concurrency must be at least 1, got {concurrency}"
             raise SettingError(msg)
+        identifier = str(config.get("braze_identifier") or "external_id")
+        label = str(config.get("user_alias_label") or "")
+        if identifier == "user_alias" and not label:
+            msg = ("braze_identifier is user_alias but user_alias_label is not set: give the "
+                   "alias_label of the users' aliases")
+            raise SettingError(msg)
+        array_limit = int(config.get("array_limit") or DEFAULT_ARRAY_LIMIT)
+        if not 1 <= array_limit <= MAX_ARRAY_LIMIT:
+            msg = f"array_limit must be 1 to {MAX_ARRAY_LIMIT}, got {array_limit}"
+            raise SettingError(msg)
         attribute = str(config["cohort_attribute"])
         if not attribute or attribute.startswith("$"):
             msg = f"cohort_attribute must be a custom attribute name, got {attribute!r}"
@@ -107,6 +141,8 @@ class BrazeSettings:
                    mapping=str(config["mapping"]), cohort_attribute=attribute,
                    attribute_mode=str(config["attribute_mode"]),
                    external_id_field=str(config["external_id_field"]),
+                   array_limit=array_limit, braze_identifier=identifier,
+                   user_alias_label=label,
                    objects_per_request=per_request, max_concurrency=concurrency,
                    adaptive_sending=bool(config["adaptive_sending"]),
                    retry=retry_policy_from(config),

@@ -129,10 +129,10 @@ class TargetBraze(RunEnd, StopAtNextState, SecretSafeConfig, Target):
             return
         self._last_progress = now
         s = self.delivery.summary()
-        logger.info("progress: %s received, %s applied, %s users updated, %s adds, %s removes, "
+        logger.info("progress: %s received, %s applied, %s users updated, %s cohort sets, "
                     "%s dead-lettered, %s requests, %s retries, %s 429s", f"{s['received']:,}",
-                    f"{s['applied']:,}", f"{s['users_updated']:,}", f"{s['adds']:,}",
-                    f"{s['removes']:,}", f"{sum(s['dead_lettered'].values()):,}",
+                    f"{s['applied']:,}", f"{s['users_updated']:,}", f"{s['cohort_sets']:,}",
+                    f"{sum(s['dead_lettered'].values()):,}",
                     f"{s['requests']:,}", f"{s['retries']:,}", f"{s['throttled_429']:,}")
 
 

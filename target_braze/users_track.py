@@ -1,10 +1,10 @@
 """Braze's /users/track over HTTP: one request of attributes objects, every object accounted for.
 
-429: wait for X-RateLimit-Reset and send again; 5xx and network errors: backoff with jitter
-within max_retry_seconds; 401/403: stop, naming api_key and rest_endpoint; 400: split the
-request, a single object refused is dead-lettered (a 400 is never resent as is); per-object
-`errors` of a success answer fail those objects with Braze's message. Answer text is redacted
-before it reaches a log, an error or a dead letter.
+429: wait for X-RateLimit-Reset and send again; 202 ("queued"), any 5xx and network errors:
+backoff with jitter within max_retry_seconds; 401/403: stop, naming api_key and rest_endpoint;
+400: split the request, a single object refused is dead-lettered (a 400 is never resent as is);
+per-object `errors` of a success answer fail those objects with Braze's message. Answer text is
+redacted before it reaches a log, an error or a dead letter.
 
 `UsersTrackClient.send` is blocking and thread-safe (urllib3's pool: half the CPU per request
 of requests' session, which matters at hundreds of requests a second).
@@ -22,16 +22,18 @@ import msgspec
 import urllib3
 
 from plugin_support.rate_headers import HeaderPace
+from plugin_support.redaction import redact as redact_secrets
 from plugin_support.retry import AuthError, Counters, RetriesExhausted, RetrySchedule, TlsError
 from plugin_support.run_stamp import run_stamp
 from target_braze.braze_rules import (
     AUTH_STATUSES,
+    BULK_HEADER,
     ECHOED_KEY,
     RATE_LIMIT_HEADER,
     RATE_REMAINING_HEADER,
     RATE_RESET_HEADER,
-    RETRYABLE_STATUSES,
     classify_object_error,
+    is_retryable,
 )
 from target_braze.settings import BrazeSettings
 
@@ -49,8 +51,6 @@ class ObjectFailure:
     index: int
     reason: str
     message: str
-    resend_removes: bool = False
-    removes_applied: bool = False   # its array removes were sent again alone, and applied
 
 
 def request_body(objects: list[dict[str, Any]]) -> bytes:
@@ -59,10 +59,8 @@ def request_body(objects: list[dict[str, Any]]) -> bytes:
 
 
 def redact(text: str, api_key: str) -> str:
-    """Answer text without the key, and without anything Braze echoes as a key."""
-    if api_key:
-        text = text.replace(api_key, "***")
-    return ECHOED_KEY.sub(lambda m: m.group(1) + "***", text)
+    """Answer text without the key (in any form), nor anything Braze echoes as a key."""
+    return ECHOED_KEY.sub(lambda m: m.group(1) + "***", redact_secrets(text, [api_key]))
 
 
 def _header_number(response: urllib3.BaseHTTPResponse, name: str) -> float | None:
@@ -88,21 +86,23 @@ class UsersTrackClient:
                                          timeout=urllib3.Timeout(total=settings.request_timeout))
         self._headers = {"Authorization": f"Bearer {self._key}",
                          "Content-Type": "application/json"}
+        self._bulk_headers = {**self._headers, BULK_HEADER: "true"}
 
-    def send(self, objects: list[dict[str, Any]]) -> list[ObjectFailure]:
-        """Deliver one request's objects; returns those not applied. Raises on fatal answers."""
+    def send(self, objects: list[dict[str, Any]], bulk: bool = False) -> list[ObjectFailure]:
+        """Deliver one request's objects; returns those not applied. Raises on fatal answers.
+
+        `bulk`: part of a first sync or full resync (sent with `X-Braze-Bulk: true`).
+        """
         failures: list[ObjectFailure] = []
-        self._send(objects, 0, failures)
+        self._send(objects, 0, failures, self._bulk_headers if bulk else self._headers)
         return failures
 
     def _send(self, objects: list[dict[str, Any]], offset: int,
-              failures: list[ObjectFailure]) -> None:
-        response = self._post_with_retries(request_body(objects))
+              failures: list[ObjectFailure], headers: dict[str, str]) -> None:
+        response = self._post_with_retries(request_body(objects), headers)
         status = response.status
         if status in (200, 201):
-            refused = self._object_errors(response, len(objects), offset)
-            failures.extend(refused)
-            self._resend_removes(objects, offset, [f for f in refused if f.resend_removes])
+            failures.extend(self._object_errors(response, len(objects), offset))
             return
         if status == 400:
             if len(objects) == 1:
@@ -111,8 +111,8 @@ class UsersTrackClient:
                 return
             self.counters.add(splits=1)   # never resent as is: halves find the bad object
             half = len(objects) // 2
-            self._send(objects[:half], offset, failures)
-            self._send(objects[half:], offset + half, failures)
+            self._send(objects[:half], offset, failures, headers)
+            self._send(objects[half:], offset + half, failures, headers)
             return
         msg = (f"Braze answered {status} to {self.url} ({self._text(response)}); check "
                "rest_endpoint")
@@ -133,30 +133,12 @@ class UsersTrackClient:
                     not isinstance(index, int) or not 0 <= index < count:
                 continue
             message = redact(str(error.get("type") or error.get("message") or ""), self._key)
-            reason, hint, resend = classify_object_error(message)
-            found.append(ObjectFailure(offset + index, reason, f"{message} ({hint})", resend))
+            reason, hint = classify_object_error(message)
+            found.append(ObjectFailure(offset + index, reason, f"{message} ({hint})"))
         return found
 
-    def _resend_removes(self, objects: list[dict[str, Any]], offset: int,
-                        refused: list[ObjectFailure]) -> None:
-        """Send the array removes of refused objects again, alone; mark those applied."""
-        resent: list[tuple[ObjectFailure, dict[str, Any]]] = []
-        for failure in refused:
-            obj = objects[failure.index - offset]
-            removes = {k: {"remove": v["remove"]} for k, v in obj.items()
-                       if isinstance(v, dict) and v.get("remove")}
-            if removes:
-                resent.append((failure, {"external_id": obj["external_id"],
-                                         "_update_existing_only": True, **removes}))
-        if not resent:
-            return
-        again: list[ObjectFailure] = []
-        self._send([obj for _, obj in resent], 0, again)
-        refused_again = {f.index for f in again}
-        for index, (failure, _) in enumerate(resent):
-            failure.removes_applied = index not in refused_again
-
-    def _post_with_retries(self, body: bytes) -> urllib3.BaseHTTPResponse:
+    def _post_with_retries(self, body: bytes,
+                           request_headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
         schedule = RetrySchedule(self._retry, self.counters, "Braze")
         while True:
             self.counters.add(requests=1)
@@ -166,7 +148,7 @@ class UsersTrackClient:
             headers: tuple[Any, Any, Any] = (None, None, None)
             try:
                 response = self._http.request("POST", self.url, body=body,
-                                              headers=self._headers)
+                                              headers=request_headers)
             except urllib3.exceptions.SSLError as exc:
                 msg = (f"The TLS certificate of {self.url} could not be verified "
                        f"({type(exc).__name__}); check rest_endpoint")
@@ -184,7 +166,7 @@ class UsersTrackClient:
                            "api_key (a REST API key with the users.track permission) and "
                            "rest_endpoint (a key of another instance gets 401).")
                     raise AuthError(msg)
-                if status not in RETRYABLE_STATUSES:
+                if not is_retryable(status):
                     return response
                 throttled = self.counters.count_retryable(status)
                 problem = f"HTTP {status}"
@@ -223,7 +205,7 @@ class DryRunClient:
         self._stamp = run_stamp()
         (self.folder / "endpoint.txt").write_text(settings.users_track_url + "\n")
 
-    def send(self, objects: list[dict[str, Any]]) -> list[ObjectFailure]:
+    def send(self, objects: list[dict[str, Any]], bulk: bool = False) -> list[ObjectFailure]:
         """Write the body; every object counts as would-be applied."""
         with self._lock:
             self._next += 1

@@ -93,6 +93,12 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property("verify_tls", th.BooleanType, default=True,
                 description="Check TLS certificates (turning it off warns)."),
     progress_property(),
+    th.Property("profile_properties", th.ObjectType(additional_properties=th.StringType),
+                description="Optional (off by default): {profile property: event property} "
+                "set on each user's Mixpanel profile with $set after their events are "
+                "imported, e.g. {\"$braze_external_id\": \"distinct_id\"}, so profile-based "
+                "cohorts and Mixpanel's Braze export match users known only from events. "
+                "Needs project_token."),
 ).to_dict()
 
 
@@ -154,6 +160,8 @@ class MixpanelSettings:
     request_timeout: float
     verify_tls: bool
     progress_seconds: float
+    profile_properties: tuple[tuple[str, str], ...] = ()   # (profile property, event property)
+    profile_token: str = field(default="", repr=False)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> MixpanelSettings:
@@ -195,7 +203,26 @@ class MixpanelSettings:
                    retry=retry_policy_from(config),
                    request_timeout=float(config["request_timeout_seconds"]),
                    verify_tls=bool(config["verify_tls"]),
-                   progress_seconds=float(config["progress_interval_seconds"]))
+                   progress_seconds=float(config["progress_interval_seconds"]),
+                   **profile_settings(config))
+
+
+def profile_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """profile_properties, checked: names and event properties, and the token it needs."""
+    wanted = config.get("profile_properties") or {}
+    if not wanted:
+        return {}
+    if not all(isinstance(k, str) and k and isinstance(v, str) and v
+               for k, v in wanted.items()):
+        msg = ("profile_properties must map profile property names to event property names, "
+               f"got {wanted!r:.200}")
+        raise SettingError(msg)
+    token = str(config.get("project_token") or "")
+    if not token and not config.get("dry_run"):
+        msg = ("profile_properties writes profiles through /engage, which needs project_token: "
+               "set project_token (the project's token), or unset profile_properties")
+        raise SettingError(msg)
+    return {"profile_properties": tuple(sorted(wanted.items())), "profile_token": token}
 
 
 def _warn_about_risky_settings(config: Mapping[str, Any], auth: MixpanelAuth,

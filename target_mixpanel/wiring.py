@@ -11,6 +11,7 @@ from target_mixpanel.delivery import Delivery
 from target_mixpanel.event_mapping import BrazeCurrentsMapping, GenericMapping
 from target_mixpanel.import_client import DryRunClient, ImportClient
 from target_mixpanel.pii import PiiPolicy
+from target_mixpanel.profile_updates import ProfileUpdatingSender
 from target_mixpanel.settings import MixpanelAuth, MixpanelSettings
 
 __all__ = ["build_delivery"]
@@ -26,7 +27,7 @@ def mapping_for(settings: MixpanelSettings) -> BrazeCurrentsMapping | GenericMap
 
 def sender_for(settings: MixpanelSettings, counters: Counters, name: str,
                concurrency: int = 1, pace: SharedPace | None = None
-               ) -> DryRunClient | ImportClient:
+               ) -> DryRunClient | ImportClient | ProfileUpdatingSender:
     """The HTTP client (or the dry-run writer) the settings choose.
 
     With adaptive sending it paces itself by `pace` (shared by the worker processes), or alone.
@@ -38,13 +39,19 @@ def sender_for(settings: MixpanelSettings, counters: Counters, name: str,
     params = {**auth.params, "ip": "0"}
     if settings.strict:
         params["strict"] = "1"
-    return ImportClient(settings.api_url, auth.basic, params,
-                        gzip_level=settings.gzip_level if settings.gzip else None,
-                        timeout=settings.request_timeout, retry=settings.retry,
-                        verify=settings.verify_tls, counters=counters,
-                        describe_auth=auth.describe,
-                        pace=(AdaptivePace(concurrency, pace)
-                              if settings.adaptive_sending else None))
+    client = ImportClient(settings.api_url, auth.basic, params,
+                          gzip_level=settings.gzip_level if settings.gzip else None,
+                          timeout=settings.request_timeout, retry=settings.retry,
+                          verify=settings.verify_tls, counters=counters,
+                          describe_auth=auth.describe,
+                          pace=(AdaptivePace(concurrency, pace)
+                                if settings.adaptive_sending else None))
+    if not settings.profile_properties:
+        return client
+    return ProfileUpdatingSender(client, api_url=settings.api_url, token=settings.profile_token,
+                                 properties=dict(settings.profile_properties),
+                                 retry=settings.retry, counters=counters,
+                                 timeout=settings.request_timeout, verify=settings.verify_tls)
 
 
 def build_delivery(settings: MixpanelSettings, emit_state: Callable[[dict], None], *,

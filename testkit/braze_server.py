@@ -54,6 +54,8 @@ class BrazeState:
     not_created: Counter = field(default_factory=Counter)  # unknown users left alone
     max_objects: int = 75
     array_limit: int = 25
+    truncated: Counter = field(default_factory=Counter)    # user -> values Braze dropped
+    bulk_requests: int = 0                                  # requests with X-Braze-Bulk: true
     poison_users: set[str] = field(default_factory=set)     # a request naming one gets 400
     script: list[str] = field(default_factory=list)         # faults for the next requests
     fault_rates: dict[str, float] = field(default_factory=dict)
@@ -120,14 +122,50 @@ def _is_array_change(value: Any) -> bool:
         all(isinstance(v, list) for v in value.values())
 
 
-def apply_object(state: BrazeState, obj: Any) -> str | None:  # noqa: PLR0912
+def user_key(obj: dict[str, Any]) -> tuple[str | None, str]:
+    """The profile an attributes object names (Braze's `/users/track` identifiers).
+
+    Its external_id, braze_id or email as is, a user alias as `alias_label:alias_name`.
+    """
+    alias = obj.get("user_alias")
+    if isinstance(alias, dict):
+        name, label = alias.get("alias_name"), alias.get("alias_label")
+        return (f"{label}:{name}" if isinstance(name, str) and isinstance(label, str)
+                and name and label else None), "user_alias"
+    for identifier in ("external_id", "braze_id", "email"):
+        value = obj.get(identifier)
+        if value is not None:
+            return (value if isinstance(value, str) and value else None), identifier
+    return None, ""
+
+
+def truncate(values: list[Any], limit: int) -> list[Any]:
+    """What Braze keeps of an array over its limit: the newest `limit` values, no error.
+
+    "Arrays exceeding the maximum number of elements will be truncated to contain the maximum
+    number of elements" (Braze docs `_docs/_api/objects_filters/user_attributes_object.md`,
+    and the SDK pages on custom attribute arrays): the oldest values (the first) go.
+    """
+    return values[-limit:] if len(values) > limit else values
+
+
+def _kept(state: BrazeState, user: str, values: list[Any]) -> list[Any]:
+    """What Braze stores of an array value (truncated as `truncate` says, counted)."""
+    kept = truncate(values, state.array_limit)
+    if len(kept) < len(values):
+        state.truncated[user] += len(values) - len(kept)
+    return kept
+
+
+def apply_object(state: BrazeState, obj: Any) -> str | None:
     """Apply one attributes object; None, or the per-object error Braze would give."""
     if not isinstance(obj, dict):
         return "attributes object must be an object"
-    user = obj.get("external_id")
-    if not isinstance(user, str) or not user:
-        return "'external_id' is required and must be a string"
-    attributes = {k: v for k, v in obj.items() if k not in ("external_id",
+    user, identifier = user_key(obj)
+    if user is None:
+        return ("an attributes object needs one of 'external_id', 'user_alias', 'braze_id' "
+                "or 'email'")
+    attributes = {k: v for k, v in obj.items() if k not in (identifier,
                                                             "_update_existing_only")}
     for name, value in attributes.items():
         if name.startswith("$"):
@@ -144,18 +182,13 @@ def apply_object(state: BrazeState, obj: Any) -> str | None:  # noqa: PLR0912
             if value is None:
                 profile.pop(name, None)
             elif _is_array_change(value):
-                current = list(profile.get(name) or [])
-                current = [v for v in current if v not in value.get("remove", [])]
-                current += [v for v in value.get("add", []) if v not in current]
-                if len(current) > state.array_limit:
-                    return (f"'{name}' array attribute exceeds the maximum length of "
-                            f"{state.array_limit}")
-                profile[name] = current
+                current = [v for v in profile.get(name) or [] if v not in value.get("remove", [])]
+                added = value.get("add", [])
+                # a value added again moves to the end (it is the newest)
+                current = [v for v in current if v not in added] + list(dict.fromkeys(added))
+                profile[name] = _kept(state, user, current)
             elif isinstance(value, list):
-                if len(value) > state.array_limit:
-                    return (f"'{name}' array attribute exceeds the maximum length of "
-                            f"{state.array_limit}")
-                profile[name] = list(value)
+                profile[name] = _kept(state, user, list(value))
             else:
                 profile[name] = value
         if not exists:
@@ -200,8 +233,11 @@ class Handler(JsonReplies, BaseHTTPRequestHandler):
         if not allowed or fault == "429":
             self._reply(429, {"message": "Rate limit exceeded"}, rate_headers)
             return
-        if fault in ("500", "502", "503", "504"):
+        if fault is not None and fault.isdigit() and 500 <= int(fault) < 600:
             self._reply(int(fault), {"message": "Internal server error"}, rate_headers)
+            return
+        if fault == "202":  # an older errors page: "queued" during maintenance; not applied
+            self._reply(202, {"message": "queued"}, rate_headers)
             return
         try:
             body = msgspec.json.decode(raw)
@@ -218,6 +254,9 @@ class Handler(JsonReplies, BaseHTTPRequestHandler):
                               f"{state.max_objects} per request",
                               "errors": ["too many objects"]}, rate_headers)
             return
+        if self.headers.get("X-Braze-Bulk", "").lower() == "true":
+            with state.lock:
+                state.bulk_requests += 1
         if any(isinstance(o, dict) and o.get("external_id") in state.poison_users
                for o in objects):
             self._reply(400, {"message": "Malformed request", "errors": ["bad object"]},

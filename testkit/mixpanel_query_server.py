@@ -7,7 +7,12 @@ when the project asks for one), `POST /api/query/cohorts/list`, `POST /api/query
 (form-encoded) with `filter_by_cohort`, `output_properties`, `include_all_users`, paging by
 `page` + `session_id` (required past page 0) and `page_size` in each answer, and the limits:
 at most `max_concurrent` queries at once and `max_per_window` in each `window_seconds`
-(5 and 60 an hour), 429 beyond. Faults can be scripted: 429 (with Retry-After), 5xx,
+(5 and 60 an hour), 429 beyond. `include_all_users` (default true) also returns members
+without a profile (`Member.properties` None); `false` hides them (engage-query.mdx).
+`$distinct_id` may be an integer (the OpenAPI example types it so). Faults can be scripted:
+429 (with Retry-After), 5xx, 402 (the plan does not allow API calls), an expired session
+(`expire_session`: the session of that query is forgotten and it is refused as an unknown
+one), an error echoing the Authorization header (`echo_auth`, as a proxy's error page may),
 dropped connections, slow answers, and a query that hangs until released.
 
 Written independently of tap_mixpanel_cohorts, so tests can catch a wrong rule in the tap.
@@ -39,7 +44,7 @@ PAGE_SIZE = 1000  # Mixpanel's engage page size
 class Member:
     """One profile (or a bare id without profile when `properties` is None)."""
 
-    distinct_id: str
+    distinct_id: str | int
     properties: dict[str, Any] | None = field(default_factory=dict)
 
 
@@ -211,6 +216,17 @@ class Handler(JsonReplies, BaseHTTPRequestHandler):
         if fault == "drop":
             self._drop()
             return
+        if fault == "echo_auth":  # a proxy's (or a careless server's) error page
+            self._reply(400, {"error": "bad request; you sent Authorization: "
+                              f"{self.headers.get('Authorization', '')}", "status": "error"})
+            return
+        if fault == "402":
+            self._reply(402, {"error": "Your plan does not allow API calls. Upgrade to use "
+                              "the Query API.", "status": "error"})
+            return
+        if fault == "expire_session":
+            with state.lock:
+                state.sessions.pop(form.get("session_id", ""), None)
         if fault in ("429", "500", "502", "503"):
             headers = {"Retry-After": state.retry_after} if fault == "429" and \
                 state.retry_after else None
@@ -254,8 +270,9 @@ class Handler(JsonReplies, BaseHTTPRequestHandler):
         else:
             session_id = form.get("session_id", "")
             if session_id not in state.sessions:
-                self._reply(400, {"error": "session_id is required for page > 0 (from the "
-                                  "answer to page 0)", "status": "error"})
+                self._reply(400, {"error": "session_id is missing, unknown or expired; it is "
+                                  "required for page > 0 (from the answer to page 0)",
+                                  "status": "error"})
                 return
             members = state.sessions[session_id]
         chunk = members[page * state.page_size:(page + 1) * state.page_size]

@@ -135,8 +135,7 @@ def apply(braze: dict[str, set[str]], messages: list[dict[str, Any]]) -> None:
 
 
 def mixpanel_view(state: QueryState) -> dict[str, set[str]]:
-    return {c.name: {m.distinct_id for m in c.members if m.properties is not None}
-            for c in state.cohorts.values()}
+    return {c.name: {str(m.distinct_id) for m in c.members} for c in state.cohorts.values()}
 
 
 def without_empty(view: dict[str, set[str]]) -> dict[str, set[str]]:
@@ -181,7 +180,7 @@ def test_first_run_emits_cohorts_members_and_an_add_per_member(server, tmp_path,
     assert [(q["filter_by_cohort"], q["page"], "session_id" in q) for q in engage] == \
         [('{"id": 7}', "0", False), ('{"id": 7}', "1", True), ('{"id": 7}', "2", True),
          ('{"id": 9}', "0", False)]
-    assert all(q["include_all_users"] == "false" for q in engage)
+    assert all(q["include_all_users"] == "true" for q in engage)  # profile-less members too
     # one cohorts list and one /engage query per page, planned up front
     assert server.state.queries == 5
     assert "Plan: 5 queries (1 cohorts list + 4 /engage pages for 2 cohorts" in first.stderr
@@ -262,7 +261,7 @@ def test_id_property_other_than_distinct_id(server, tmp_path, run) -> None:
                               (7, "Power users", "ext-2", "add")}
     assert {(m["user_id"], m["distinct_id"]) for m in records(first, "cohort_members")} == \
         {("ext-1", "d1"), ("ext-2", "d2")}
-    assert '"members_without_id": 1' in first.stderr
+    assert '"members_without_id": 2' in first.stderr   # d3, and d4 (asked for: no profile)
     engage = next(q["form"] for q in server.state.log if q["path"] == "/api/query/engage")
     assert json.loads(engage["output_properties"]) == ["$braze_external_id"]
 
@@ -568,12 +567,13 @@ def test_meltano_run_saves_the_state_the_next_run_diffs_against(server, tmp_path
                               check=False)
         assert done.returncode == 0, done.stderr[-3000:]
         assert server.state.service_account[1] not in done.stderr + done.stdout
-        lines = (tmp_path / "jsonl" / f"{CHANGES}.jsonl").read_text().splitlines()
-        return [(r["action"], r["user_id"]) for r in map(json.loads, lines)]
+        lines = (tmp_path / "jsonl" / "user_cohorts.jsonl").read_text().splitlines()
+        return [(r["user_id"], r["cohort_names"]) for r in map(json.loads, lines)]
 
-    assert meltano_run() == [("add", "a"), ("add", "b")]
-    cohort.members = [Member("b"), Member("c")]
-    assert meltano_run() == [("add", "a"), ("add", "b"), ("remove", "a"), ("add", "c")]
+    power = ["Power users"]
+    assert meltano_run() == [("a", power), ("b", power)]
+    cohort.members = [Member("b"), Member("c")]       # only the users whose set changed:
+    assert meltano_run() == [("a", power), ("b", power), ("a", []), ("c", power)]
 
 
 # -- the Singer SDK's standard tap tests ---------------------------------------------------
@@ -592,3 +592,57 @@ TestTapMixpanelCohortsStandard = get_tap_test_class(
             "snapshot_url": tempfile.mkdtemp(prefix="cohort-snapshots-")},
     suite_config=SuiteConfig(max_records_limit=20),
 )
+
+
+# -- what Mixpanel documents beyond the happy path (issue 24) -------------------------------
+
+USER_SETS = "user_cohorts"
+
+
+def test_an_integer_distinct_id_is_read_as_a_string(server, tmp_path, run) -> None:
+    server.state.add_cohort(7, "Power users", [Member(1234, None), Member("u-2", {})])
+    first = run(tap_config(server, tmp_path))
+    assert first.returncode == 0, first.stderr
+    assert {(r["user_id"], tuple(r["cohort_names"])) for r in records(first, USER_SETS)} == \
+        {("1234", ("Power users",)), ("u-2", ("Power users",))}
+
+
+def test_402_says_the_plan_does_not_allow_api_calls(server, tmp_path, run) -> None:
+    server.state.add_cohort(7, "Power users", ["a"])
+    server.state.script = ["402"]
+    failed = run(tap_config(server, tmp_path))
+    assert failed.returncode != 0
+    assert "plan does not allow" in failed.stderr
+    assert "project_id" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+
+def test_an_engage_session_refused_mid_cohort_pages_that_cohort_again(
+        server, tmp_path, run) -> None:
+    server.state.add_cohort(7, "Power users", [f"u{i}" for i in range(2500)])
+    server.state.add_cohort(9, "Churn risk", ["a", "b"])
+    server.state.script = ["", "", "expire_session"]  # cohorts list, page 0, then page 1 fails
+    first = run(tap_config(server, tmp_path))
+    assert first.returncode == 0, first.stderr
+    sets = {r["user_id"]: r["cohort_names"] for r in records(first, USER_SETS)}
+    assert sets == {**{f"u{i}": ["Power users"] for i in range(2500)},
+                    "a": ["Churn risk"], "b": ["Churn risk"]}
+    assert '"session_restarts": 1' in first.stderr
+    pages = [json.loads(q["form"]["filter_by_cohort"])["id"] for q in server.state.log
+             if q["path"] == "/api/query/engage"]
+    assert pages == [7, 7, 7, 7, 7, 9]            # 2 pages, then the cohort's 3 again
+    saved = first.last_state["bookmarks"][USER_SETS]["cohorts"]
+    assert len(list((tmp_path / "snapshots" / saved["7"]["snapshot"]).glob("*.parquet"))) == 1
+
+
+def test_a_member_count_far_from_the_cohorts_list_count_is_warned(server, tmp_path, run) -> None:
+    class CountedHigh(list):
+        def __len__(self) -> int:   # cohorts/list counts 100 more than /engage gives
+            return super().__len__() + 100
+
+    server.state.add_cohort(7, "Power users", [])
+    server.state.cohorts[7].members = CountedHigh(Member(f"u{i}") for i in range(50))
+    first = run(tap_config(server, tmp_path))
+    assert first.returncode == 0, first.stderr
+    assert "cohorts/list counts 150" in first.stderr
+    assert '"count_differs_by_cohort": {"7": {"listed": 150, "read": 50}}' in first.stderr

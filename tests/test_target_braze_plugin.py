@@ -16,15 +16,19 @@ import pytest
 from testkit.braze_server import API_KEY, NO_PERMISSION_KEY, BrazeServer, BrazeState
 from tests.conftest import TargetRun, write_json
 
-STREAM = "cohort_membership_changes"
+STREAM = "user_cohorts"
 FAST_RETRIES = {"retry_first_delay_seconds": 0.01, "retry_max_delay_seconds": 0.05,
                 "retry_jitter_seconds": [0, 0.01], "max_retry_seconds": 20}
 COMMAND = [sys.executable, "-m", "target_braze.target", "--config"]
 
 
-def change(user: str, name: str, action: str = "add", cohort_id: int | None = None) -> dict:
-    return {"cohort_id": cohort_id or abs(hash(name)) % 10_000, "cohort_name": name,
-            "user_id": user, "action": action, "synced_at": "2026-12-02T12:00:00Z"}
+def cohort_set(user: str, *names: str, synced: list[str] | None = None,
+               full: bool = False) -> dict:
+    """A user_cohorts record: the user's whole set, and every name the run syncs."""
+    return {"user_id": user, "cohort_ids": [abs(hash(n)) % 10_000 for n in names],
+            "cohort_names": sorted(names),
+            "synced_cohort_names": sorted({*names, *(synced or ())}),
+            "full_resync": full, "synced_at": "2026-12-02T12:00:00Z"}
 
 
 def lines_of(records: list[dict], stream: str = STREAM,
@@ -81,38 +85,40 @@ def objects_sent(server: BrazeServer) -> list[dict]:
 
 def test_first_sync_then_changes_leave_each_profile_with_exactly_its_cohorts(
         braze, run_braze, tmp_path: Path) -> None:
-    first = []  # as the tap lists them: by user
-    for i in range(200):
-        first += [change(f"user-{i}", "Power users")]
-        first += [change(f"user-{i}", "Churn risk")] if i % 2 == 0 else []
-    run = run_braze(config_for(braze, tmp_path), lines_of(first, states={300: {"snap": 1}}))
+    first = [cohort_set(f"user-{i}", *(["Power users", "Churn risk"] if i % 2 == 0
+                                       else ["Power users"]), full=True) for i in range(200)]
+    run = run_braze(config_for(braze, tmp_path), lines_of(first, states={200: {"snap": 1}}))
     assert run.returncode == 0, run.stderr
     assert run.states == [{"snap": 1}]
-    # a user's changes in one request go in one object; at most 75 objects a request
+    # one object per user, at most 75 objects a request, the whole set as a plain array
     for body in braze.state.requests:
         users = [o["external_id"] for o in body["attributes"]]
         assert len(users) == len(set(users)) <= 75
     assert all(o["_update_existing_only"] is True for o in objects_sent(braze))
     assert len(objects_sent(braze)) == 200                   # one object per user, once
-    second = [change(f"user-{i}", "Power users", "remove") for i in range(150, 200)]
-    second += [change("user-0", "Churn risk", "remove"), change("user-0", "Churn risk, EU")]
+    assert objects_sent(braze)[0]["mixpanel_cohorts"] == ["Churn risk", "Power users"]
+    assert braze.state.bulk_requests == len(braze.state.requests)   # a first sync: bulk
+    second = [cohort_set(f"user-{i}", *(["Churn risk"] if i % 2 == 0 else [])) for i in
+              range(150, 200)]
+    second += [cohort_set("user-0", "Power users", "Churn risk, EU")]
     braze.state.requests.clear()
-    run = run_braze(config_for(braze, tmp_path), lines_of(second, states={52: {"snap": 2}}))
+    run = run_braze(config_for(braze, tmp_path), lines_of(second, states={51: {"snap": 2}}))
     assert run.returncode == 0, run.stderr
-    assert len(objects_sent(braze)) == 51                    # only the changes were sent
+    assert len(objects_sent(braze)) == 51                    # only the changed users
+    assert braze.state.bulk_requests == 3                    # not a bulk load this time
     assert braze.state.cohorts_of("user-0") == {"Power users", "Churn risk, EU"}
     assert braze.state.cohorts_of("user-2") == {"Power users", "Churn risk"}
     assert braze.state.cohorts_of("user-3") == {"Power users"}
     assert braze.state.cohorts_of("user-152") == {"Churn risk"}
     assert braze.state.cohorts_of("user-151") == set()
-    assert braze.state.cohorts_of("user-199") == set()
+    assert "mixpanel_cohorts" not in braze.state.profiles["user-199"]   # an empty set: null
     summary = run.summary
-    assert (summary["applied"], summary["adds"], summary["removes"]) == (52, 1, 51)
-    assert summary["users_updated"] == 51
+    assert (summary["applied"], summary["cohort_sets"], summary["users_updated"]) == (51, 51, 51)
 
 
 def test_unknown_users_are_never_created(braze, run_braze, tmp_path: Path) -> None:
-    records = [change("user-1", "VIP"), change("stranger-1", "VIP"), change("stranger-2", "VIP")]
+    records = [cohort_set("user-1", "VIP"), cohort_set("stranger-1", "VIP"),
+               cohort_set("stranger-2", "VIP")]
     run = run_braze(config_for(braze, tmp_path), lines_of(records))
     assert run.returncode == 0, run.stderr
     assert braze.state.created_users == set()
@@ -124,13 +130,15 @@ def test_other_streams_of_the_tap_are_skipped_and_counted(
         braze, run_braze, tmp_path: Path) -> None:
     lines = (lines_of([{"id": 1, "name": "VIP"}], stream="cohorts")
              + lines_of([{"cohort_id": 1, "user_id": "user-1"}], stream="cohort_members")
-             + lines_of([change("user-1", "VIP")]))
+             + lines_of([{"cohort_id": 1, "cohort_name": "VIP", "user_id": "user-1",
+                          "action": "add"}], stream="cohort_membership_changes")
+             + lines_of([cohort_set("user-1", "VIP")]))
     run = run_braze(config_for(braze, tmp_path), lines)
     assert run.returncode == 0, run.stderr
     summary = run.summary
-    assert summary["received"] == 3
+    assert summary["received"] == 4
     assert summary["applied"] == 1
-    assert sum(summary["skipped"].values()) == 2
+    assert sum(summary["skipped"].values()) == 3
     assert braze.state.cohorts_of("user-1") == {"VIP"}
 
 
@@ -158,7 +166,7 @@ def test_a_run_that_applies_nothing_because_of_the_mapping_fails_naming_it(
 def test_faults_429_5xx_and_dropped_connections_end_with_every_user_right(
         braze, run_braze, tmp_path: Path) -> None:
     braze.state.script = ["429", "500", "drop_before", "drop_after", "503", "", "429"]
-    records = [change(f"user-{i}", f"Cohort {i % 4}") for i in range(300)]
+    records = [cohort_set(f"user-{i}", f"Cohort {i % 4}") for i in range(300)]
     run = run_braze(config_for(braze, tmp_path, objects_per_request=30, max_concurrency=3),
                     lines_of(records, states={300: {"done": True}}))
     assert run.returncode == 0, run.stderr
@@ -175,7 +183,7 @@ def test_faults_429_5xx_and_dropped_connections_end_with_every_user_right(
 def test_retry_budget_spent_fails_with_no_state_past_what_was_applied(
         braze, run_braze, tmp_path: Path) -> None:
     braze.state.script = ["", *["500"] * 10_000]       # the first request, then only 500s
-    records = [change(f"user-{i}", "VIP") for i in range(4)]
+    records = [cohort_set(f"user-{i}", "VIP") for i in range(4)]
     config = config_for(braze, tmp_path, objects_per_request=2, max_concurrency=1,
                         max_retry_seconds=0.5)
     run = run_braze(config, lines_of(records, states={2: {"at": 2}, 4: {"at": 4}}))
@@ -189,7 +197,7 @@ def test_retry_budget_spent_fails_with_no_state_past_what_was_applied(
 @pytest.mark.parametrize("key", ["wrong-key-2b7e151628aed2a6", NO_PERMISSION_KEY])
 def test_a_refused_key_stops_at_once_naming_api_key_and_rest_endpoint(
         key: str, braze, run_braze, tmp_path: Path) -> None:
-    records = [change(f"user-{i}", "VIP") for i in range(200)]
+    records = [cohort_set(f"user-{i}", "VIP") for i in range(200)]
     run = run_braze(config_for(braze, tmp_path, api_key=key), lines_of(records, states={
         100: {"at": 100}}))
     assert run.returncode != 0
@@ -204,7 +212,7 @@ def test_a_refused_key_stops_at_once_naming_api_key_and_rest_endpoint(
 def test_a_400_is_never_resent_as_is_it_splits_down_to_the_bad_object(
         braze, run_braze, tmp_path: Path) -> None:
     braze.state.poison_users = {"user-5"}
-    records = [change(f"user-{i}", "VIP") for i in range(10)]
+    records = [cohort_set(f"user-{i}", "VIP") for i in range(10)]
     run = run_braze(config_for(braze, tmp_path), lines_of(records))
     assert run.returncode == 0, run.stderr
     assert [d["record"]["user_id"] for d in run.dead_letters] == ["user-5"]
@@ -214,31 +222,92 @@ def test_a_400_is_never_resent_as_is_it_splits_down_to_the_bad_object(
     assert run.summary["dead_lettered"] == {"refused by Braze (400)": 1}
 
 
-def test_array_limit_refusals_point_at_boolean_mode_which_then_works(
+COHORTS_27 = [f"Cohort {n:02d}" for n in range(27)]
+
+
+def test_a_user_in_27_cohorts_is_dead_lettered_never_truncated_and_exact_in_boolean_mode(
         braze, run_braze, tmp_path: Path) -> None:
-    braze.state.array_limit = 3
-    braze.state.profiles["user-3"] = {"mixpanel_cohorts": ["A", "B", "C"]}
-    records = [change("user-1", f"Cohort {n}") for n in range(5)] + [change("user-2", "Solo")]
-    records += [change("user-3", "D"), change("user-3", "E"),   # one object, refused:
-                change("user-3", "A", "remove")]                # {B, C, D, E} is over 3
-    run = run_braze(config_for(braze, tmp_path), lines_of(records))
+    """Braze truncates an array over its limit silently (the oldest go): never send one."""
+    braze.state.profiles["user-3"] = {"mixpanel_cohorts": ["Cohort 00"]}
+    records = [cohort_set("user-1", *COHORTS_27), cohort_set("user-2", "Solo"),
+               cohort_set("user-3", *COHORTS_27[:26])]
+    run = run_braze(config_for(braze, tmp_path), lines_of(records, states={3: {"s": 1}}))
     assert run.returncode == 0, run.stderr
-    assert braze.state.cohorts_of("user-3") == {"B", "C"}     # its remove still reached Braze
-    assert [d["record"]["cohort_name"] for d in run.dead_letters][5:] == ["D", "E"]
-    run.dead_letters[5:] = []
-    assert run.summary["applied"] == 2
-    assert all("attribute_mode: boolean" in d["message"] for d in run.dead_letters)
-    assert all("maximum length" in d["message"] for d in run.dead_letters)  # Braze's words
+    assert run.states == [{"s": 1}]
+    assert [d["record"]["user_id"] for d in run.dead_letters] == ["user-1", "user-3"]
+    assert all("attribute_mode: boolean" in d["message"] and "array_limit" in d["message"]
+               for d in run.dead_letters)
+    assert run.summary["dead_lettered"] == {"refused before sending: array_limit": 2}
+    assert braze.state.truncated == {}                       # nothing Braze had to cut
+    assert "user-1" not in braze.state.profiles
+    assert braze.state.cohorts_of("user-3") == {"Cohort 00"}  # left as it was, not truncated
     assert braze.state.cohorts_of("user-2") == {"Solo"}
     run = run_braze(config_for(braze, tmp_path, attribute_mode="boolean",
                                dead_letter_path=str(tmp_path / "dl2.jsonl")),
-                    lines_of([*records, change("user-1", "Cohort 2", "remove")]))
+                    lines_of([cohort_set("user-1", *COHORTS_27[1:], synced=COHORTS_27)]))
     assert run.returncode == 0, run.stderr
     profile = braze.state.profiles["user-1"]
     assert {k for k, v in profile.items() if v is True} == {
-        "mixpanel_cohorts_cohort_0", "mixpanel_cohorts_cohort_1", "mixpanel_cohorts_cohort_3",
-        "mixpanel_cohorts_cohort_4"}
+        f"mixpanel_cohorts_cohort_{n:02d}" for n in range(1, 27)}
+    assert profile["mixpanel_cohorts_cohort_00"] is False
     assert run.dead_letters == []
+
+
+def test_array_limit_follows_the_limit_raised_in_braze(
+        braze, run_braze, tmp_path: Path) -> None:
+    braze.state.array_limit = 30
+    run = run_braze(config_for(braze, tmp_path, array_limit=30),
+                    lines_of([cohort_set("user-1", *COHORTS_27)]))
+    assert run.returncode == 0, run.stderr
+    assert braze.state.cohorts_of("user-1") == set(COHORTS_27)
+    assert run.dead_letters == []
+
+
+def test_202_queued_and_any_5xx_are_sent_again(braze, run_braze, tmp_path: Path) -> None:
+    braze.state.script = ["202", "501", "520"]
+    run = run_braze(config_for(braze, tmp_path, objects_per_request=5, max_concurrency=1),
+                    lines_of([cohort_set(f"user-{i}", "VIP") for i in range(10)]))
+    assert run.returncode == 0, run.stderr
+    assert all(braze.state.cohorts_of(f"user-{i}") == {"VIP"} for i in range(10))
+    assert run.summary["server_errors"] == 3
+
+
+def test_a_replay_of_a_runs_records_changes_nothing(braze, run_braze, tmp_path: Path) -> None:
+    first = [cohort_set(f"user-{i}", "A", "B") for i in range(5)]
+    second = [cohort_set(f"user-{i}", "B") for i in range(3)]
+    for lines in (lines_of(first), lines_of(second)):
+        assert run_braze(config_for(braze, tmp_path), lines).returncode == 0
+    after = json.dumps(braze.state.profiles, sort_keys=True)
+    assert run_braze(config_for(braze, tmp_path), lines_of(second)).returncode == 0
+    assert json.dumps(braze.state.profiles, sort_keys=True) == after
+    assert run_braze(config_for(braze, tmp_path), lines_of(first[3:])).returncode == 0
+    assert json.dumps(braze.state.profiles, sort_keys=True) == after
+
+
+@pytest.mark.parametrize(("identifier", "extra", "key", "expected"), [
+    ("user_alias", {"user_alias_label": "mixpanel_id"}, "mixpanel_id:u-1",
+     {"user_alias": {"alias_name": "u-1", "alias_label": "mixpanel_id"}}),
+    ("email", {}, "u-1", {"email": "u-1"}),
+    ("braze_id", {}, "u-1", {"braze_id": "u-1"}),
+])
+def test_braze_identifier_names_the_user_as_braze_accepts_it(
+        identifier: str, extra: dict, key: str, expected: dict, braze, run_braze,
+        tmp_path: Path) -> None:
+    braze.state.known_users.add(key)
+    run = run_braze(config_for(braze, tmp_path, braze_identifier=identifier, **extra),
+                    lines_of([cohort_set("u-1", "VIP")]))
+    assert run.returncode == 0, run.stderr
+    assert braze.state.cohorts_of(key) == {"VIP"}
+    assert objects_sent(braze) == [{**expected, "_update_existing_only": True,
+                                    "mixpanel_cohorts": ["VIP"]}]
+
+
+def test_user_alias_without_its_label_is_refused_naming_it(
+        braze, run_braze, tmp_path: Path) -> None:
+    run = run_braze(config_for(braze, tmp_path, braze_identifier="user_alias"),
+                    lines_of([cohort_set("u-1", "VIP")]))
+    assert run.returncode != 0
+    assert "user_alias_label" in run.stderr
 
 
 def test_attributes_mapping_serves_another_tap(braze, run_braze, tmp_path: Path) -> None:
@@ -258,7 +327,7 @@ def test_attributes_mapping_serves_another_tap(braze, run_braze, tmp_path: Path)
 def test_dry_run_writes_the_exact_request_bodies_and_no_secret(
         braze, run_braze, tmp_path: Path) -> None:
     folder = tmp_path / "dry"
-    records = [change("user-1", "VIP"), change("user-1", "Churn"), change("user-2", "VIP")]
+    records = [cohort_set("user-1", "VIP", "Churn"), cohort_set("user-2", "VIP")]
     run = run_braze(config_for(braze, tmp_path, dry_run=True, dry_run_path=str(folder)),
                     lines_of(records))
     assert run.returncode == 0, run.stderr
@@ -266,9 +335,9 @@ def test_dry_run_writes_the_exact_request_bodies_and_no_secret(
     bodies = sorted(folder.glob("request-*.json"))
     assert [json.loads(b.read_bytes()) for b in bodies] == [{"attributes": [
         {"external_id": "user-1", "_update_existing_only": True,
-         "mixpanel_cohorts": {"add": ["VIP", "Churn"]}},
+         "mixpanel_cohorts": ["Churn", "VIP"]},
         {"external_id": "user-2", "_update_existing_only": True,
-         "mixpanel_cohorts": {"add": ["VIP"]}}]}]
+         "mixpanel_cohorts": ["VIP"]}]}]
     assert all(API_KEY not in p.read_text() for p in folder.iterdir())
 
 
@@ -285,7 +354,7 @@ def test_two_dry_runs_into_one_folder_keep_both_runs_bodies(
 
 def test_rate_headers_steer_the_pace_to_few_429s(braze, run_braze, tmp_path: Path) -> None:
     braze.state.rate_limit = 15
-    records = [change(f"user-{i}", "VIP") for i in range(300)]
+    records = [cohort_set(f"user-{i}", "VIP") for i in range(300)]
     config = config_for(braze, tmp_path, objects_per_request=5, max_concurrency=8)
     run = run_braze(config, lines_of(records))
     assert run.returncode == 0, run.stderr
@@ -296,7 +365,7 @@ def test_rate_headers_steer_the_pace_to_few_429s(braze, run_braze, tmp_path: Pat
 def test_a_killed_run_rerun_from_its_last_state_loses_nothing(
         braze, tmp_path: Path) -> None:
     braze.state.rate_limit = 10                   # slow enough to be killed midway
-    records = [change(f"user-{i}", f"Cohort {i % 3}") for i in range(300)]
+    records = [cohort_set(f"user-{i}", f"Cohort {i % 3}") for i in range(300)]
     states = {n: {"after": n} for n in range(20, 301, 20)}
     config = write_json(tmp_path / "config.json",
                         config_for(braze, tmp_path, objects_per_request=5, max_concurrency=2))
@@ -332,11 +401,11 @@ def test_a_killed_run_rerun_from_its_last_state_loses_nothing(
 def test_settings_errors_name_the_setting_and_hide_the_key(
         braze, run_braze, tmp_path: Path) -> None:
     run = run_braze(config_for(braze, tmp_path, objects_per_request=100),
-                    lines_of([change("user-1", "VIP")]))
+                    lines_of([cohort_set("user-1", "VIP")]))
     assert run.returncode != 0
     assert "objects_per_request" in run.stderr
     run = run_braze(config_for(braze, tmp_path, rest_endpoint="rest.iad-01.braze.com"),
-                    lines_of([change("user-1", "VIP")]))
+                    lines_of([cohort_set("user-1", "VIP")]))
     assert run.returncode != 0
     assert "rest_endpoint" in run.stderr
     assert sum(braze.state.statuses.values()) == 0
@@ -348,7 +417,7 @@ def test_sigterm_reads_on_to_the_next_state_delivers_and_exits_cleanly(
     process = subprocess.Popen([*COMMAND, str(config)], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdin is not None
-    records = [change(f"user-{i}", "VIP") for i in range(30)]
+    records = [cohort_set(f"user-{i}", "VIP") for i in range(30)]
     lines = lines_of(records, states={10: {"at": 10}, 20: {"at": 20}}).splitlines(True)
     cut = next(i for i, line in enumerate(lines) if '"at": 10' in line) + 6  # 5 records on
     process.stdin.writelines(lines[:cut])

@@ -165,14 +165,14 @@ def _hand_down_object_settings(environment: dict[str, Any], children: list[str])
         environment["config"]["plugins"]["extractors"] = kept
 
 
-# Mixpanel cohorts into Braze: target-braze applies the membership changes.
+# Mixpanel cohorts into Braze: target-braze applies each user's whole set of cohorts.
 COHORTS_TAP = {
     "name": "tap-mixpanel-cohorts", "namespace": "tap_mixpanel_cohorts",
     "pip_url": "-e .[tap-mixpanel-cohorts]", "executable": "tap-mixpanel-cohorts",
     "capabilities": ["catalog", "discover", "state", "about", "stream-maps",
                      "schema-flattening"],
 }
-COHORTS_SELECT = ["cohort_membership_changes.*"]
+COHORTS_SELECT = ["user_cohorts.*"]
 
 
 def ensure_cohorts_tap(project: dict[str, Any]) -> None:
