@@ -345,7 +345,7 @@ def test_two_dry_runs_into_one_folder_keep_both_runs_bodies(
         braze, run_braze, tmp_path: Path) -> None:
     config = config_for(braze, tmp_path, dry_run=True, dry_run_path=str(tmp_path / "dry"))
     for user in ("user-1", "user-2"):  # two runs of the cohort sync
-        run = run_braze(config, lines_of([change(user, "VIP")]))
+        run = run_braze(config, lines_of([cohort_set(user, "VIP")]))
         assert run.returncode == 0, run.stderr
     bodies = sorted((tmp_path / "dry").glob("request-*.json"))
     applied = [o["external_id"] for b in bodies for o in json.loads(b.read_bytes())["attributes"]]
