@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,9 @@ class MeltanoScheduleOperator(BaseOperator):
         reader = threading.Thread(target=self._log_output, args=(self._runner.stdout,),
                                   daemon=True)
         reader.start()
-        code = self._runner.wait()
+        # poll rather than wait(): on_kill, run by a signal handler in this thread, waits too
+        while (code := self._runner.poll()) is None:
+            time.sleep(0.5)
         reader.join(timeout=5)
         if self._stopped:
             raise AirflowException(f"stopped: the tap was stopped first; meltano exited {code}")
@@ -79,6 +82,6 @@ class MeltanoScheduleOperator(BaseOperator):
         self._stopped = True
         runner.send_signal(signal.SIGTERM)
         try:
-            runner.wait(timeout=self.grace_seconds + 60)
+            runner.wait(timeout=self.grace_seconds + 180)  # the runner's own stop sequence
         except subprocess.TimeoutExpired:
             self.log.warning("the runner (pid %s) is still stopping", runner.pid)
