@@ -230,13 +230,13 @@ def test_the_cohort_dag_syncs_all_then_the_diff_then_nothing(setup: Setup) -> No
     _run(setup, COHORTS, "full")
     assert _braze_view(setup.braze) == {"Power users": {"user-1", "user-2", "user-3"},
                                         "Churn risk": {"user-3", "user-4"}}
-    assert setup.braze.state.applied_objects == 5
+    assert setup.braze.state.applied_objects == 4                  # one object per user
     query.add_cohort(1, "Power users", ["user-2", "user-3", "user-5"])
     _run(setup, COHORTS, "diff")
     assert _braze_view(setup.braze)["Power users"] == {"user-2", "user-3", "user-5"}
-    assert setup.braze.state.applied_objects == 5 + 2              # user-1 out, user-5 in
+    assert setup.braze.state.applied_objects == 4 + 2              # user-1 out, user-5 in
     _run(setup, COHORTS, "nothing")
-    assert setup.braze.state.applied_objects == 5 + 2
+    assert setup.braze.state.applied_objects == 4 + 2
 
 
 def test_dev_leaves_out_the_cohort_schedule_it_has_no_configuration_for(tmp_path: Path) -> None:
