@@ -64,6 +64,8 @@ class AirflowCluster:
                "AIRFLOW__API__WORKERS": "1",
                "AIRFLOW__API_AUTH__JWT_SECRET": "test-only-jwt-secret-for-loopback-airflow",
                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+               # a task marked failed learns it at its next heartbeat (default: within 5 s)
+               "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5"}

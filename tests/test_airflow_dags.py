@@ -122,6 +122,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, s3_server: Service) -> Itera
         "TARGET_MIXPANEL_WORKER_PROCESSES": "1",
         "TARGET_MIXPANEL_BATCH_SIZE": "100",
         "TARGET_MIXPANEL_MAX_CONCURRENCY": "2",
+        "TARGET_MIXPANEL_ADAPTIVE_SENDING": "false",  # 2 in flight, however slow the answers
         "TARGET_MIXPANEL_DEAD_LETTER_PATH": str(tmp / "dead-letters.jsonl"),
         "TARGET_MIXPANEL_RETRY_FIRST_DELAY_SECONDS": "0.05",
         # the cohort sync
