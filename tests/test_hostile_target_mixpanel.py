@@ -61,8 +61,8 @@ def state(n: int) -> str:
     return message("STATE", value={"n": n})
 
 
-def record_lines(count: int) -> Callable[[Path], list[str]]:
-    return lambda _: [schema_line(), *records(1, count), state(count)]
+def nine_records(_: Path) -> list[str]:
+    return [schema_line(), *records(1, 9), state(9)]
 
 
 def with_state_value(value: Any) -> Callable[[Path], list[str]]:
@@ -93,7 +93,7 @@ class Case:
     """One hostile input and what the target must do with it."""
 
     name: str
-    lines: Callable[[Path], list[str]] = record_lines(9)
+    lines: Callable[[Path], list[str]] = nine_records
     config: dict[str, Any] = field(default_factory=dict)   # over the base config
     server: dict[str, Any] = field(default_factory=dict)   # MixpanelState attributes
     exit_ok: bool = True
