@@ -6,8 +6,10 @@ record is written as it came. `unwritable_reason` lets a target refuse the setti
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,10 +29,12 @@ class DeadLetterFile:
     def __init__(self, path: str, redactor: Redactor | None = None):
         """Dead letters go to `path` (folders are created).
 
-        Reasons and messages are masked by `redactor` (default: the one installed).
+        Reasons and messages are masked by `redactor` (default: the one installed when the
+        first dead letter is written).
         """
         self.path = Path(path)
         self._redactor = redactor
+        self._redact: Callable[[str], str] | None = None
         self.count = 0
         self._handle: IO[bytes] | None = None
         self._lock = threading.Lock()
@@ -39,7 +43,10 @@ class DeadLetterFile:
     def write(self, stream: str, record: dict[str, Any], reason: str,
               field: str | None = None, message: str | None = None) -> None:
         """Write one dead letter."""
-        redact = self._redactor or redacted_output.installed()
+        redact = self._redact
+        if redact is None:  # reasons and messages repeat: each is redacted once
+            redact = self._redact = functools.lru_cache(maxsize=4096)(
+                self._redactor or redacted_output.installed())
         line = {"stream": stream, "reason": redact(reason), "field": field,
                 "message": None if message is None else redact(message), "record": record}
         data = self._encode(line) + b"\n"
