@@ -11,6 +11,7 @@ plugin prints from then on (plugin_support.redacted_output).
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import click
@@ -45,6 +46,8 @@ def secret_values(schema: dict[str, Any], config: dict[str, Any]) -> list[str]:
 class SecretSafeConfig:
     """Mixin for a Singer plugin: config errors name the setting, hide secret values."""
 
+    name: str  # the plugin's, as its SDK logger is named
+
     @classmethod
     def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> Any:
         """The CLI's --config files; one that is not a JSON object is named."""
@@ -72,6 +75,6 @@ class SecretSafeConfig:
             raise ConfigValidationError("Config validation failed", errors=errors,
                                         schema=schema)
         for warning in unknown_settings(schema.get("properties") or {}, config):
-            getattr(self, "logger").warning(redact(warning, secrets))  # noqa: B009
+            logging.getLogger(self.name).warning(redact(warning, secrets))
         redacted_output.install(Redactor(secrets))
         return errors

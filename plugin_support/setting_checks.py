@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import operator
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,9 @@ def read_config_file(path: str) -> dict[str, Any]:
     return config
 
 
-def _bounds(prop: Mapping[str, Any]) -> list[tuple[str, float, bool]]:
-    """(word, bound, inclusive) of a schema property's range."""
-    words = [("at least", "minimum", True), ("above", "exclusiveMinimum", False),
-             ("at most", "maximum", True), ("below", "exclusiveMaximum", False)]
-    return [(word, float(prop[key]), inclusive) for word, key, inclusive in words
-            if isinstance(prop.get(key), (int, float))]
+# JSON schema's range keywords: how a message says each, and whether a number is within it
+RANGE_KEYWORDS = {"minimum": ("at least", operator.ge), "exclusiveMinimum": ("above", operator.gt),
+                  "maximum": ("at most", operator.le), "exclusiveMaximum": ("below", operator.lt)}
 
 
 def range_errors(schema: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
@@ -62,11 +60,9 @@ def range_errors(schema: Mapping[str, Any], config: Mapping[str, Any]) -> list[s
             number = float(value)
         except ValueError:
             continue  # the schema's pattern names it
-        for word, bound, inclusive in _bounds(prop):
-            low = word in ("at least", "above")
-            inside = (number >= bound if low else number <= bound) if inclusive else \
-                (number > bound if low else number < bound)
-            if not inside:
+        for keyword, (word, within) in RANGE_KEYWORDS.items():
+            bound = prop.get(keyword)
+            if isinstance(bound, (int, float)) and not within(number, bound):
                 errors.append(f"{name} must be {word} {bound:g}, got {value!r}")
     return errors
 
