@@ -91,7 +91,8 @@ def delivery_setting_errors(config: Mapping[str, Any]) -> list[str]:
     """What the schema cannot check of the delivery settings given, each naming its setting."""
     errors = []
     jitter = config.get("retry_jitter_seconds")
-    if isinstance(jitter, list) and len(jitter) == 2 and jitter[0] > jitter[1]:
+    if isinstance(jitter, list) and len(jitter) == 2 \
+            and all(isinstance(x, (int, float)) for x in jitter) and jitter[0] > jitter[1]:
         errors.append(f"retry_jitter_seconds must be [min, max] with min <= max, got {jitter}")
     path = config.get("dead_letter_path")
     if isinstance(path, str):

@@ -74,17 +74,22 @@ def _failed_records(body: Any, insert_ids: Sequence[str]) -> list[Failure]:
     position = {insert_id: i for i, insert_id in enumerate(insert_ids)}
     failures: dict[int, Failure] = {}
     records = body.get("failed_records") if isinstance(body, dict) else None
-    for item in records if isinstance(records, list) else []:
-        if isinstance(item, str):
-            index, fld, message = position.get(item), None, "rejected by Mixpanel"
-        else:
-            index = item.get("index")
-            if index is None:
-                index = position.get(item.get("insert_id") or item.get("$insert_id") or "")
+    for named in records if isinstance(records, list) else []:
+        # a bare $insert_id, or an object
+        item = {"insert_id": named, "message": "rejected by Mixpanel"} \
+            if isinstance(named, str) else named
+        if not isinstance(item, dict):
+            continue
+        index = item.get("index")
+        if index is None:
+            key = item.get("insert_id") or item.get("$insert_id")
+            index = position.get(key) if isinstance(key, str) else None
+        if isinstance(index, int) and not isinstance(index, bool) \
+                and 0 <= index < len(insert_ids):
             fld, message = item.get("field"), item.get("message")
-        if isinstance(index, int) and 0 <= index < len(insert_ids):
-            failures.setdefault(index, Failure(index, "rejected by Mixpanel (400)", fld,
-                                               None if message is None else str(message)))
+            failures.setdefault(index, Failure(
+                index, "rejected by Mixpanel (400)", None if fld is None else str(fld),
+                None if message is None else str(message)))
     return list(failures.values())
 
 

@@ -53,3 +53,5 @@ def test_an_event_named_twice_fails_once() -> None:
     assert [(f.index, f.message) for f in _failed_records(body, IDS)] == [(1, "a")]
     assert _failed_records(["not", "an", "object"], IDS) == []
     assert _failed_records({"failed_records": "id-1"}, IDS) == []
+    assert _failed_records({"failed_records": [7, None, [1], {"index": True},
+                                                {"insert_id": ["id-1"]}]}, IDS) == []
