@@ -6,11 +6,12 @@ count and byte limits (413), strict validation with partial success (400 + faile
 and deduplication on (event, time, distinct_id, $insert_id). Faults can be scripted or drawn
 at random: 429, 5xx, connections dropped before or after the batch is stored, slow answers,
 and 400s that do not name every event they failed (`400_no_failed_records`: the answer to a
-body it cannot read, a proxy's 400; `400_some_failed_records`: a strict 400 naming only the
-first failed event). Mixpanel's 400 page (docs.mixpanel.com/troubleshooting/errors/
-400-bad-request) shows the body: `code`, `error`, `status`, `num_records_imported`, and with
-strict=1 `failed_records`. With `echo_credentials`, error answers quote the request's
-Authorization header and credentials back (a hostile or debugging proxy), for redaction tests.
+body it cannot read; `400_some_failed_records`: a strict 400 naming only the first failed
+event; `400_not_json`: a proxy's HTML 400 page). Mixpanel's 400 page (docs.mixpanel.com/
+troubleshooting/errors/400-bad-request) shows the body: `code`, `error`, `status`,
+`num_records_imported`, and with strict=1 `failed_records`. With `echo_credentials`, error
+answers quote the request's Authorization header and credentials back (a hostile or debugging
+proxy), for redaction tests.
 
 The rules here are written independently of target_mixpanel's, so the tests can catch a
 wrong rule in the target.
@@ -203,6 +204,10 @@ class Handler(JsonReplies, BaseHTTPRequestHandler):
             self._reply(400, {"code": 400, "status": 0, "num_records_imported": 0,
                               "error": "unable to parse the request body" + self._echo()})
             return
+        if fault == "400_not_json":  # a proxy's own 400 page
+            self._reply_text(400, "<html><body><h1>400 Bad Request</h1>Request header or "
+                             "cookie too large" + self._echo() + "</body></html>")
+            return
         if fault and fault.startswith("slow"):
             time.sleep(float(fault.partition(":")[2] or 1))
         decoded: list[list[Any]] = []  # the body, decoded once if the rate limit or ids need it
@@ -291,6 +296,15 @@ class Handler(JsonReplies, BaseHTTPRequestHandler):
                               "failed_records": [self._failure(*f) for f in named]})
             return
         self._reply(200, {"code": 200, "num_records_imported": len(good), "status": "OK"})
+
+    def _reply_text(self, status: int, text: str) -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        self.answered(status)
 
     def _echo(self) -> str:
         """With echo_credentials: the request's credentials, quoted back in an error."""

@@ -126,6 +126,9 @@ CASES = [
     # item 1: a 400 that does not account for every event of its batch
     Case("400 without failed_records", server={"script": ["400_no_failed_records"]},
          dead=9, dead_message="unable to parse", states=[{"n": 9}]),
+    Case("400 from a proxy, not JSON", server={"script": ["400_not_json"],
+                                               "echo_credentials": True},
+         dead=9, dead_message="400 Bad Request", states=[{"n": 9}]),
     Case("400 naming only some failed events",
          server={"script": ["400_some_failed_records"],
                  "refused_distinct_ids": {"user-2", "user-4", "user-6"}},
