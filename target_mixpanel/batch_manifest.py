@@ -4,7 +4,8 @@ A BATCH message names files by URL, and the target deletes each once its records
 accounted for; a manifest naming any other file (an application log, a config) must not make
 it read or delete that file. A file is taken only when it lies under one of `batch_roots` and
 is named as the Singer SDK (and tap-braze-currents) name batch files:
-`<prefix><tap>--<stream>-<run id>-<n>.json[l][.gz]`, with the message's stream.
+`<prefix><tap>--<stream>-<run id>-<n>.json[l][.gz]`, with the message's stream (or, for a
+long one, its first part and a digest of 12 hex digits, as tap-braze-currents shortens it).
 """
 
 from __future__ import annotations
@@ -28,8 +29,19 @@ def _location(url: str) -> tuple[str, str]:
     return protocol or "", posixpath.normpath("/" + path.lstrip("/"))
 
 
-def _name_pattern(stream: str) -> re.Pattern[str]:
-    return re.compile(rf"[^/]*--{re.escape(stream)}-{RUN_ID}-[0-9]+\.jsonl?(?:\.gz)?")
+BATCH_FILE_NAME = re.compile(rf"[^/]*?--(?P<stream>.+)-{RUN_ID}-[0-9]+\.jsonl?(?:\.gz)?")
+SHORTENED = re.compile(r"(?P<start>.+)-[0-9a-f]{12}")
+
+
+def _names_stream(name: str, stream: str) -> bool:
+    """Whether `name` is a batch file name of `stream` (whole, or shortened)."""
+    match = BATCH_FILE_NAME.fullmatch(name)
+    if match is None:
+        return False
+    part = match["stream"]
+    shortened = SHORTENED.fullmatch(part)
+    return part == stream or (shortened is not None and len(part) < len(stream)
+                              and stream.startswith(shortened["start"]))
 
 
 class BatchManifestError(ValueError):
@@ -50,7 +62,7 @@ class BatchRoots:
         if not any(protocol == root_protocol and path.startswith(root.rstrip("/") + "/")
                    for root_protocol, root in self._locations):
             self._refuse(stream, url, f"under a folder of batch_roots {self.roots}")
-        if not _name_pattern(stream).fullmatch(posixpath.basename(path)):
+        if not _names_stream(posixpath.basename(path), stream):
             self._refuse(stream, url, f"named as a batch file of stream {stream!r} "
                          f"(<prefix><tap>--{stream}-<run id>-<n>.jsonl[.gz])")
 

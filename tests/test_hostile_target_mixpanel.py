@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tap_braze_currents.batch_files import file_name_part
 from testkit.mixpanel_server import Credentials, MixpanelServer, MixpanelState
 
 NOW = int(time.time())
@@ -303,3 +304,25 @@ def test_a_config_file_that_is_not_json_is_named(tmp_path: Path) -> None:
     assert str(tmp_path / "config" / "target.json") in run.stderr
     assert "JSON" in run.stderr
     assert "JSONDecodeError" not in run.stderr
+
+
+def test_batch_files_of_a_long_stream_name_are_read(server: MixpanelServer,
+                                                    tmp_path: Path) -> None:
+    """tap-braze-currents shortens a long stream name in its batch file names: still taken."""
+    stream = "users_behaviors_" + "x" * 150
+    out = tmp_path / "out"
+    (out / "batches").mkdir(parents=True)
+    name = f"tap-braze-currents--{file_name_part(stream)}-{uuid.uuid4().hex}-1.jsonl"
+    batch = out / "batches" / name
+    batch.write_text("".join(json.dumps(custom_event(i)) + "\n" for i in range(1, 4)))
+    lines = [message("SCHEMA", stream=stream, key_properties=[],
+                     schema={"type": "object", "properties": {}}),
+             message("BATCH", stream=stream, manifest=[batch.as_uri()],
+                     encoding={"format": "jsonl", "compression": "none"}), state(3)]
+    config = {**base_config(server), "mapping": "generic", "insert_id_field": "id",
+              "distinct_id_field": "external_user_id", "batch_roots": ["batches"]}
+    run = run_target(json.dumps(config), "\n".join(lines) + "\n", tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.states == [{"n": 3}]
+    assert len(server.state.unique_events) == 3
+    assert not batch.exists()
