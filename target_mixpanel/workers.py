@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from singer_sdk.exceptions import MissingKeyPropertiesError, RecordsWithoutSchemaException
 
+from plugin_support import redacted_output
 from plugin_support.pacing import SharedPace
+from plugin_support.redaction import Redactor
 from plugin_support.retry import AuthError, RetriesExhausted, TlsError
 from plugin_support.run_stamp import run_stamp
 from plugin_support.state_release import StateGate
@@ -290,6 +292,7 @@ def _worker_main(settings: MixpanelSettings, name: str, concurrency: int, pace: 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s | %(levelname)-8s | %(name)-30s | %(message)s")
+    redacted_output.install(Redactor(settings.secrets))  # a spawned worker has no filter yet
     from target_mixpanel.wiring import build_delivery  # noqa: PLC0415 - in the child only
 
     # Results go out from a thread of their own, so that this process never blocks on a full
