@@ -93,6 +93,7 @@ def main() -> None:
             "TARGET_MIXPANEL_PROJECT_TOKEN": Credentials().project_token,
             "TARGET_MIXPANEL_DEAD_LETTER_PATH": str(work / "dead-letters.jsonl")}
     batches = work / "batches"
+    ours["TARGET_MIXPANEL_BATCH_ROOTS"] = json.dumps([str(batches)])
     # as the prod environment of meltano.yml has it, in a folder of the benchmark's own
     batch_config = {**PROD_BATCH_CONFIG, "storage": {"root": batches.as_uri()}}
     print(f"export: {total:,} events; meltano run into a server that answers at once")

@@ -27,7 +27,7 @@ class ReceiverSettings:
     """Where the receiver listens, who may post, where messages are stored."""
 
     host: str = _setting("127.0.0.1", "Address to listen on. Put a TLS reverse proxy in "
-                         "front for Mixpanel to reach it (see the README).")
+                         "front for Mixpanel to reach it (docs/cohort-webhooks.md).")
     port: int = _setting(8787, "Port to listen on.", minimum=1, maximum=65535)
     username: str = _setting("", "Basic auth user name Mixpanel's webhook connection sends "
                              "(empty: no auth; then keep the receiver unreachable from outside).")

@@ -2,17 +2,32 @@
 
 The Singer SDK's messages quote the offending value ("'abc' is not of type 'integer' in
 config['x']"); for a setting marked secret (a token, a key, storage options) that value is the
-secret. Both plugins mix this in before their SDK base class.
+secret. Every plugin mixes this in before its SDK base class. It also names a config file that
+is not JSON, holds numeric strings to their range, checks the shared delivery settings, warns
+about unknown settings, and once the config is valid masks the secrets in everything the
+plugin prints from then on (plugin_support.redacted_output).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+import click
 from singer_sdk.exceptions import ConfigValidationError
 
-from plugin_support.redaction import redact
+from plugin_support import redacted_output
+from plugin_support.delivery_settings import delivery_setting_errors
+from plugin_support.redaction import Redactor, redact
+from plugin_support.setting_checks import (
+    SettingError,
+    range_errors,
+    read_config_file,
+    unknown_settings,
+)
+
+__all__ = ["SecretSafeConfig", "SettingError", "secret_values"]
 
 
 def secret_values(schema: dict[str, Any], config: dict[str, Any]) -> list[str]:
@@ -28,20 +43,38 @@ def secret_values(schema: dict[str, Any], config: dict[str, Any]) -> list[str]:
     return sorted({v for v in values if v}, key=len, reverse=True)
 
 
-class SettingError(ValueError):
-    """A setting is missing, out of range or inconsistent; the message names it."""
-
-
 class SecretSafeConfig:
     """Mixin for a Singer plugin: config errors name the setting, hide secret values."""
 
+    name: str  # the plugin's, as its SDK logger is named
+
+    @classmethod
+    def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> Any:
+        """The CLI's --config files; one that is not a JSON object is named."""
+        for path in value:
+            if path != "ENV":
+                try:
+                    read_config_file(path)
+                except SettingError as exc:
+                    raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+        return super().cb_config(ctx, param, value)  # type: ignore[misc]
+
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        secrets = secret_values(getattr(self, "config_jsonschema", {}),
-                                getattr(self, "_config", {}))
+        schema: dict[str, Any] = getattr(self, "config_jsonschema", {})
+        config: dict[str, Any] = getattr(self, "_config", {})
+        secrets = secret_values(schema, config)
         try:
             errors = super()._validate_config(raise_errors=raise_errors)  # type: ignore[misc]
         except ConfigValidationError as exc:
             raise ConfigValidationError(redact(str(exc), secrets),
                                         errors=[redact(e, secrets) for e in exc.errors],
                                         schema=exc.schema) from None
-        return [redact(e, secrets) for e in errors]
+        errors = [*errors, *range_errors(schema, config), *delivery_setting_errors(config)]
+        errors = [redact(e, secrets) for e in errors]
+        if errors and raise_errors:
+            raise ConfigValidationError("Config validation failed", errors=errors,
+                                        schema=schema)
+        for warning in unknown_settings(schema.get("properties") or {}, config):
+            logging.getLogger(self.name).warning(redact(warning, secrets))
+        redacted_output.install(Redactor(secrets))
+        return errors

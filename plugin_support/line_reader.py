@@ -87,6 +87,13 @@ class FastReader(GenericSingerReader[Any]):
         if not isinstance(message, dict) or "type" not in message:
             msg = f"Input line is not a Singer message: {str(line)[:200]!r}"
             raise ValueError(msg)
+        if message["type"] == "STATE" and "value" in message \
+                and not isinstance(message["value"], dict):
+            # passed on, it would be saved, and the tap's next run would fail on it
+            text = line if isinstance(line, str) else line.decode("utf-8", "replace")
+            msg = (f"Input line is a STATE message whose value is not a JSON object "
+                   f"(a {type(message['value']).__name__}): {text[:200]!r}")
+            raise ValueError(msg)
         return message
 
     def process_lines(self, file_input: IO[Any] | None, callbacks: dict) -> Counter[str]:

@@ -17,6 +17,7 @@ from plugin_support.delivery_settings import (
     retry_properties,
 )
 from plugin_support.retry import RetryPolicy
+from plugin_support.setting_checks import check_http_url
 from target_braze.braze_rules import (
     DEFAULT_ARRAY_LIMIT,
     IDENTIFIERS,
@@ -104,11 +105,8 @@ class BrazeSettings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> BrazeSettings:
         """Read validated settings (the SDK filled in the defaults); SettingError names one."""
-        endpoint = str(config.get("rest_endpoint") or "").rstrip("/")
-        if not endpoint.startswith(("https://", "http://")):
-            msg = ("rest_endpoint must be the instance's REST endpoint URL, e.g. "
-                   f"https://rest.iad-01.braze.com; got {endpoint!r}")
-            raise SettingError(msg)
+        endpoint = check_http_url("rest_endpoint", str(config.get("rest_endpoint") or ""),
+                                  "https://rest.iad-01.braze.com (the instance's REST endpoint)")
         if not config.get("dry_run") and not config.get("api_key"):
             msg = ("api_key is not set: give a Braze REST API key with the users.track "
                    "permission (or dry_run: true)")

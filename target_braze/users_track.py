@@ -24,6 +24,7 @@ import urllib3
 from plugin_support.rate_headers import HeaderPace
 from plugin_support.redaction import redact as redact_secrets
 from plugin_support.retry import AuthError, Counters, RetriesExhausted, RetrySchedule, TlsError
+from plugin_support.run_stamp import run_stamp
 from target_braze.braze_rules import (
     AUTH_STATUSES,
     BULK_HEADER,
@@ -192,12 +193,16 @@ class DryRunClient:
     """Sends nothing: writes each request body it would send, numbered, to a folder."""
 
     def __init__(self, settings: BrazeSettings, counters: Counters):
-        """Bodies go to `dry_run_path`/request-000001.json, ... (exactly what would be POSTed)."""
+        """Bodies go to `dry_run_path`/request-<run>-000001.json, ... (exactly what is POSTed).
+
+        <run> (plugin_support.run_stamp) keeps runs sharing the folder from overwriting files.
+        """
         self.folder = Path(settings.dry_run_path)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.counters = counters
         self._next = 0
         self._lock = threading.Lock()
+        self._stamp = run_stamp()
         (self.folder / "endpoint.txt").write_text(settings.users_track_url + "\n")
 
     def send(self, objects: list[dict[str, Any]], bulk: bool = False) -> list[ObjectFailure]:
@@ -205,7 +210,8 @@ class DryRunClient:
         with self._lock:
             self._next += 1
             number = self._next
-        (self.folder / f"request-{number:06d}.json").write_bytes(request_body(objects))
+        body = request_body(objects)
+        (self.folder / f"request-{self._stamp}-{number:06d}.json").write_bytes(body)
         self.counters.add(requests=1)
         return []
 

@@ -1,7 +1,10 @@
 """Mixpanel's Import API over HTTP.
 
 Gzip, retries with Mixpanel's backoff recipe, 413 splitting, strict-mode partial success,
-and a hard stop on bad credentials.
+and a hard stop on bad credentials. Every event of a batch comes back imported or failed: a
+400 that does not say what became of some events (no `failed_records`, or fewer than it
+failed) fails those it did not name, with its answer. Text copied from Mixpanel's answers
+goes through the redaction (an answer may quote the credentials back).
 
 `ImportClient.send` is blocking and thread-safe; the delivery pipeline calls it from several
 threads at once (gzip and sockets release the GIL).
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ import requests.adapters
 from isal import igzip  # ISA-L gzip: 4x zlib's speed at level 1, same format
 
 from plugin_support.pacing import AdaptivePace
+from plugin_support.redaction import Redactor
 from plugin_support.retry import (
     AuthError,
     Counters,
@@ -37,6 +41,9 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # With adaptive sending and a pace set, a batch answered 429 goes again as soon as the pace
 # gives it a slot, this many times; then the retry delays apply (Mixpanel asks for backoff).
 PACED_RETRIES = 3
+# The dead-letter reason of an event a 400 left unexplained: Mixpanel may or may not have
+# imported it (resending it is safe: Mixpanel deduplicates on $insert_id)
+UNNAMED_BY_400 = "400 from Mixpanel not naming this event: imported or not is unknown"
 
 
 @dataclass
@@ -63,20 +70,27 @@ def json_array(events: Sequence[bytes]) -> bytes:
 
 
 def _failed_records(body: Any, insert_ids: Sequence[str]) -> list[Failure]:
-    """Failures of a strict-mode 400, whichever of the three shapes Mixpanel used."""
+    """Failures of a strict-mode 400, whichever of the three shapes Mixpanel used (one each)."""
     position = {insert_id: i for i, insert_id in enumerate(insert_ids)}
-    failures = []
-    for item in (body or {}).get("failed_records") or []:
-        if isinstance(item, str):
-            index, fld, message = position.get(item), None, "rejected by Mixpanel"
-        else:
-            index = item.get("index")
-            if index is None:
-                index = position.get(item.get("insert_id") or item.get("$insert_id") or "")
+    failures: dict[int, Failure] = {}
+    records = body.get("failed_records") if isinstance(body, dict) else None
+    for named in records if isinstance(records, list) else []:
+        # a bare $insert_id, or an object
+        item = {"insert_id": named, "message": "rejected by Mixpanel"} \
+            if isinstance(named, str) else named
+        if not isinstance(item, dict):
+            continue
+        index = item.get("index")
+        if index is None:
+            key = item.get("insert_id") or item.get("$insert_id")
+            index = position.get(key) if isinstance(key, str) else None
+        if isinstance(index, int) and not isinstance(index, bool) \
+                and 0 <= index < len(insert_ids):
             fld, message = item.get("field"), item.get("message")
-        if isinstance(index, int) and 0 <= index < len(insert_ids):
-            failures.append(Failure(index, "rejected by Mixpanel (400)", fld, message))
-    return failures
+            failures.setdefault(index, Failure(
+                index, "rejected by Mixpanel (400)", None if fld is None else str(fld),
+                None if message is None else str(message)))
+    return list(failures.values())
 
 
 class ImportClient:
@@ -84,11 +98,14 @@ class ImportClient:
 
     def __init__(self, api_url: str, auth: tuple[str, str], params: dict[str, str], *,
                  gzip_level: int | None, timeout: float, retry: RetryPolicy, verify: bool,
-                 counters: Counters, describe_auth: str, pace: AdaptivePace | None = None):
+                 counters: Counters, describe_auth: str, pace: AdaptivePace | None = None,
+                 redact: Callable[[str], str] | None = None):
         """A client; `pace` (adaptive sending) gates every attempt.
 
-        `gzip_level` None sends plain JSON; `describe_auth` names the auth settings in use.
+        `gzip_level` None sends plain JSON; `describe_auth` names the auth settings in use;
+        `redact` masks the secrets in text copied from Mixpanel's answers.
         """
+        self._redact = redact or Redactor()
         self._pace = pace
         self.url = api_url.rstrip("/") + "/import"
         self._auth = auth
@@ -138,31 +155,50 @@ class ImportClient:
             result.imported += len(events)
             return
         if status == 400:
-            body = _json_or_none(response)
-            imported = result_count(body)
-            result.imported += imported
-            failures = _failed_records(body, insert_ids)
+            failures = self._failures_of_400(response, insert_ids)
             for failure in failures:
                 failure.index += offset
+            result.imported += len(events) - len(failures)
             result.failures.extend(failures)
-            unexplained = len(events) - imported - len(failures)
-            if unexplained > 0:
-                logger.warning("Mixpanel answered 400 without naming %d of the failed events; "
-                               "they are not resent (a 400 is never retried as is)", unexplained)
             return
         if status == 413:
             if len(events) == 1:
                 result.failures.append(Failure(offset, "event too large (413)", None,
-                                               _text(response)))
+                                               self._redact(_text(response))))
                 return
             self.counters.add(splits=1)
             half = len(events) // 2
             self._send(events[:half], insert_ids[:half], offset, result)
             self._send(events[half:], insert_ids[half:], offset + half, result)
             return
-        message = _text(response)
+        message = self._redact(_text(response))
         msg = f"Mixpanel answered {status} to a batch of {len(events)} events: {message}"
         raise RetriesExhausted(msg)
+
+    def _failures_of_400(self, response: requests.Response,
+                         insert_ids: Sequence[str]) -> list[Failure]:
+        """Every event a 400 did not import, by index (a 400 is never resent as is).
+
+        Unless the answer accounts for every event (its imported count plus the events it
+        names), the events it did not name fail too, with its error: nothing is left
+        neither imported nor failed.
+        """
+        body = _json_or_none(response)
+        failures = _failed_records(body, insert_ids)
+        for failure in failures:
+            failure.message = None if failure.message is None else self._redact(failure.message)
+        unnamed = len(insert_ids) - len(failures)
+        imported = result_count(body)
+        if imported == unnamed:
+            return failures
+        answer = self._redact(_error_text(body, response))
+        logger.warning("Mixpanel answered 400 to a batch of %d events, counting %d imported "
+                       "and naming %d failed; the %d it did not name are dead-lettered "
+                       "(resending them is safe: Mixpanel deduplicates on $insert_id): %s",
+                       len(insert_ids), imported, len(failures), unnamed, answer)
+        named = {failure.index for failure in failures}
+        return [*failures, *(Failure(index, UNNAMED_BY_400, None, answer)
+                             for index in range(len(insert_ids)) if index not in named)]
 
     def _post_with_retries(self, events: Sequence[bytes]) -> requests.Response:
         body, headers = self._body(events)
@@ -190,8 +226,8 @@ class ImportClient:
             else:
                 status = response.status_code
                 if status in (401, 403):
-                    msg = (f"Mixpanel refused the credentials ({status}: {_text(response)}). "
-                           f"Check {self._describe_auth}.")
+                    msg = (f"Mixpanel refused the credentials ({status}: "
+                           f"{self._redact(_text(response))}). Check {self._describe_auth}.")
                     raise AuthError(msg)
                 if status not in RETRYABLE_STATUSES:
                     return response
@@ -209,8 +245,15 @@ class ImportClient:
 
 
 def result_count(body: Any) -> int:
-    """num_records_imported of a response body, 0 when absent."""
-    return int((body or {}).get("num_records_imported") or 0)
+    """num_records_imported of a response body, 0 when absent (or not a count)."""
+    count = body.get("num_records_imported") if isinstance(body, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+
+def _error_text(body: Any, response: requests.Response) -> str:
+    """The `error` of an answer's JSON body, else the start of its text."""
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error)[:300] if error else _text(response)
 
 
 def _json_or_none(response: requests.Response) -> Any:
@@ -236,7 +279,10 @@ class DryRunClient:
     """Sends nothing: writes each request body it would send to a folder, numbered."""
 
     def __init__(self, folder: str, api_url: str, counters: Counters, prefix: str = ""):
-        """Bodies go to `folder`/batch-<prefix>000001.json, ... (uncompressed JSON arrays)."""
+        """Bodies go to `folder`/batch-<prefix>000001.json, ... (uncompressed JSON arrays).
+
+        The prefix names the run and the worker, so runs sharing the folder keep their files.
+        """
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.url = api_url.rstrip("/") + "/import"

@@ -10,7 +10,7 @@ from typing import Any
 
 from singer_sdk import typing as th
 
-from plugin_support.config_errors import SettingError
+from plugin_support.config_errors import SettingError, secret_values
 from plugin_support.delivery_settings import (
     output_properties,
     progress_property,
@@ -19,12 +19,17 @@ from plugin_support.delivery_settings import (
     retry_properties,
 )
 from plugin_support.retry import RetryPolicy
+from plugin_support.setting_checks import check_http_url
 from target_mixpanel.mixpanel_rules import MAX_EVENTS_PER_REQUEST, MAX_REQUEST_BYTES, REGION_HOSTS
 
 logger = logging.getLogger("target-mixpanel")
 AUTH_SETTINGS = ("project_id + service_account_username + service_account_secret, "
                  "or project_token, or api_secret")
 DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024
+MAX_CONCURRENCY = 200
+MAX_WORKER_PROCESSES = 64
+# Where tap-braze-currents writes its batch files in meltano.yml's prod environment
+DEFAULT_BATCH_ROOTS = [".meltano/run/braze-batches"]
 __all__ = ["CONFIG_SCHEMA", "MixpanelAuth", "MixpanelSettings", "SettingError"]
 
 
@@ -62,16 +67,19 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property("insert_id_field", th.StringType, default="id",
                 description="generic: the field that identifies an event for dedup "
                 "(absent: a hash of the record)."),
-    th.Property("batch_size", th.IntegerType, default=MAX_EVENTS_PER_REQUEST,
+    th.Property("batch_size", th.IntegerType(minimum=1, maximum=MAX_EVENTS_PER_REQUEST),
+                default=MAX_EVENTS_PER_REQUEST,
                 description="Events per request (at most 2000)."),
-    th.Property("max_batch_bytes", th.IntegerType, default=DEFAULT_MAX_BATCH_BYTES,
+    th.Property("max_batch_bytes", th.IntegerType(minimum=1024, maximum=MAX_REQUEST_BYTES),
+                default=DEFAULT_MAX_BATCH_BYTES,
                 description="Uncompressed bytes per request (at most 10 MB)."),
-    th.Property("max_concurrency", th.IntegerType, default=10,
+    th.Property("max_concurrency", th.IntegerType(minimum=1, maximum=MAX_CONCURRENCY),
+                default=10,
                 description="Requests in flight at once (split across worker processes)."),
     th.Property("adaptive_sending", th.BooleanType, default=True,
                 description="Steer requests in flight and events/s from Mixpanel's "
                 "answers (AIMD on 429s), starting from max_concurrency."),
-    th.Property("worker_processes", th.IntegerType,
+    th.Property("worker_processes", th.IntegerType(minimum=1, maximum=MAX_WORKER_PROCESSES),
                 description="Processes that map and send events; default: CPUs + 1, "
                 "at most 8."),
     th.Property("gzip", th.BooleanType, default=True, description="Gzip request bodies."),
@@ -83,6 +91,11 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property("delete_batch_files", th.BooleanType, default=True,
                 description="BATCH messages: delete each batch file once every record in "
                 "it is imported, skipped or dead-lettered."),
+    th.Property("batch_roots", th.ArrayType(th.StringType), default=DEFAULT_BATCH_ROOTS,
+                description="BATCH messages: the folders (paths or fsspec URLs) batch files "
+                "may be in; a file elsewhere, or not named as the Singer SDK names batch "
+                "files, is refused, never read or deleted. Default: the tap's batch root in "
+                "meltano.yml, .meltano/run/braze-batches."),
     th.Property("pii", th.StringType, default="keep", allowed_values=["keep", "hash", "drop"],
                 description="Email addresses and phone numbers: keep, hash (salted SHA-256) "
                 "or drop."),
@@ -154,6 +167,7 @@ class MixpanelSettings:
     dry_run: bool
     dry_run_path: str
     delete_batch_files: bool
+    batch_roots: tuple[str, ...]
     pii: str
     pii_salt: str = field(repr=False)
     retry: RetryPolicy
@@ -162,6 +176,8 @@ class MixpanelSettings:
     progress_seconds: float
     profile_properties: tuple[tuple[str, str], ...] = ()   # (profile property, event property)
     profile_token: str = field(default="", repr=False)
+    # the secret settings' values, for the redaction in worker processes
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> MixpanelSettings:
@@ -169,29 +185,22 @@ class MixpanelSettings:
 
         Risky settings are warned about here, once, in the main process.
         """
-        batch_size = int(config["batch_size"])
-        max_bytes = int(config["max_batch_bytes"])
-        if not 1 <= batch_size <= MAX_EVENTS_PER_REQUEST:
-            msg = f"batch_size must be 1 to {MAX_EVENTS_PER_REQUEST}, got {batch_size}"
-            raise SettingError(msg)
-        if not 1024 <= max_bytes <= MAX_REQUEST_BYTES:
-            msg = f"max_batch_bytes must be 1024 to {MAX_REQUEST_BYTES}, got {max_bytes}"
-            raise SettingError(msg)
-        api_url = str(config.get("api_url") or REGION_HOSTS[config["region"]])
+        api_url = REGION_HOSTS[config["region"]]
+        if config.get("api_url"):
+            api_url = check_http_url("api_url", str(config["api_url"]),
+                                     "https://api.mixpanel.com")
         auth = None
         if not config["dry_run"]:
             auth = MixpanelAuth.from_config(config)
             _warn_about_risky_settings(config, auth, api_url)
         processes = config.get("worker_processes") or default_worker_processes()
-        if int(processes) < 1:
-            msg = f"worker_processes must be at least 1, got {processes}"
-            raise SettingError(msg)
         return cls(api_url=api_url, auth=auth, mapping=str(config["mapping"]),
                    event_name=str(config["event_name"]),
                    distinct_id_field=str(config["distinct_id_field"]),
                    time_field=str(config["time_field"]),
                    insert_id_field=str(config["insert_id_field"]),
-                   batch_size=batch_size, max_batch_bytes=max_bytes,
+                   batch_size=int(config["batch_size"]),
+                   max_batch_bytes=int(config["max_batch_bytes"]),
                    max_concurrency=int(config["max_concurrency"]),
                    adaptive_sending=bool(config["adaptive_sending"]),
                    worker_processes=int(processes), gzip=bool(config["gzip"]),
@@ -199,11 +208,13 @@ class MixpanelSettings:
                    dead_letter_path=str(config["dead_letter_path"]),
                    dry_run=bool(config["dry_run"]), dry_run_path=str(config["dry_run_path"]),
                    delete_batch_files=bool(config["delete_batch_files"]),
+                   batch_roots=tuple(config.get("batch_roots") or DEFAULT_BATCH_ROOTS),
                    pii=str(config["pii"]), pii_salt=str(config.get("pii_salt") or ""),
                    retry=retry_policy_from(config),
                    request_timeout=float(config["request_timeout_seconds"]),
                    verify_tls=bool(config["verify_tls"]),
                    progress_seconds=float(config["progress_interval_seconds"]),
+                   secrets=tuple(secret_values(CONFIG_SCHEMA, dict(config))),
                    **profile_settings(config))
 
 

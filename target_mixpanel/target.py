@@ -16,6 +16,7 @@ from plugin_support.line_reader import FastReader
 from plugin_support.record_messages import mapped_records
 from plugin_support.run_end import RunEnd
 from plugin_support.stop_signals import StopAtNextState
+from target_mixpanel.batch_manifest import BatchRoots
 from target_mixpanel.settings import CONFIG_SCHEMA, MixpanelSettings, SettingError
 from target_mixpanel.sinks import MixpanelSink
 from target_mixpanel.workers import WorkerPool
@@ -42,6 +43,7 @@ class TargetMixpanel(RunEnd, StopAtNextState, SecretSafeConfig, Target):
         super().__init__(*args, **kwargs)
         self._pool: WorkerPool | None = None
         self._settings: MixpanelSettings | None = None
+        self._batch_roots: BatchRoots | None = None
         self._held_state: dict | None = None  # see _write_state_message
         reader = self.message_reader
         if isinstance(reader, FastReader):
@@ -128,6 +130,10 @@ class TargetMixpanel(RunEnd, StopAtNextState, SecretSafeConfig, Target):
             msg = (f"A BATCH message for stream {stream!r} arrived before its SCHEMA message. "
                    "Check that the tap emits a SCHEMA message first.")
             raise RecordsWithoutSchemaException(msg)
+        if self._batch_roots is None:
+            self._batch_roots = BatchRoots(self.settings.batch_roots)
+        for url in manifest:  # every file checked before any is read
+            self._batch_roots.check(stream, str(url))
         reader = self.message_reader
         to_workers = isinstance(reader, FastReader) and reader.take_record_lines is not None
         for url in manifest:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from plugin_support.dead_letter import DeadLetterFile
 from plugin_support.pacing import AdaptivePace, SharedPace
+from plugin_support.redaction import Redactor
 from plugin_support.retry import Counters
 from target_mixpanel.delivery import Delivery
 from target_mixpanel.event_mapping import BrazeCurrentsMapping, GenericMapping
@@ -43,7 +44,7 @@ def sender_for(settings: MixpanelSettings, counters: Counters, name: str,
                           gzip_level=settings.gzip_level if settings.gzip else None,
                           timeout=settings.request_timeout, retry=settings.retry,
                           verify=settings.verify_tls, counters=counters,
-                          describe_auth=auth.describe,
+                          describe_auth=auth.describe, redact=Redactor(settings.secrets),
                           pace=(AdaptivePace(concurrency, pace)
                                 if settings.adaptive_sending else None))
     if not settings.profile_properties:
@@ -65,7 +66,8 @@ def build_delivery(settings: MixpanelSettings, emit_state: Callable[[dict], None
     counters = Counters()
     return Delivery(mapping=mapping_for(settings),
                     sender=sender_for(settings, counters, name, concurrency, pace),
-                    dead_letters=DeadLetterFile(settings.dead_letter_path),
+                    dead_letters=DeadLetterFile(settings.dead_letter_path,
+                                                Redactor(settings.secrets)),
                     pii=PiiPolicy(settings.pii, settings.pii_salt),
                     emit_state=emit_state, counters=counters,
                     batch_size=settings.batch_size, max_batch_bytes=settings.max_batch_bytes,

@@ -30,8 +30,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from singer_sdk.exceptions import MissingKeyPropertiesError, RecordsWithoutSchemaException
 
+from plugin_support import redacted_output
 from plugin_support.pacing import SharedPace
+from plugin_support.redaction import Redactor
 from plugin_support.retry import AuthError, RetriesExhausted, TlsError
+from plugin_support.run_stamp import run_stamp
 from plugin_support.state_release import StateGate
 
 if TYPE_CHECKING:
@@ -289,6 +292,7 @@ def _worker_main(settings: MixpanelSettings, name: str, concurrency: int, pace: 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s | %(levelname)-8s | %(name)-30s | %(message)s")
+    redacted_output.install(Redactor(settings.secrets))  # a spawned worker has no filter yet
     from target_mixpanel.wiring import build_delivery  # noqa: PLC0415 - in the child only
 
     # Results go out from a thread of their own, so that this process never blocks on a full
@@ -398,6 +402,7 @@ class WorkerPool:
         processes = settings.worker_processes
         concurrency = max(1, settings.max_concurrency // processes)
         pace = SharedPace.for_processes(context)  # one pace for the project's intake
+        stamp = run_stamp()  # the workers' dry-run files are this run's
         self._inboxes: list[Connection] = []
         self._outboxes: list[Connection] = []
         self._processes = []
@@ -409,7 +414,7 @@ class WorkerPool:
             inherited = [c.fileno() for c in (*self._inboxes, *self._outboxes, inbox_write,
                                               outbox_read)] if forked else []
             process = context.Process(target=_worker_main, name=f"mixpanel-worker-{index}",
-                                      args=(settings, f"w{index}-", concurrency, pace,
+                                      args=(settings, f"{stamp}-w{index}-", concurrency, pace,
                                             inbox_read, outbox_write, inherited),
                                       daemon=True)
             with _light_children():

@@ -4,7 +4,14 @@ It enforces what ../shared/docs/mixpanel-import.md documents: the three auth mod
 account + project_id, project token, API secret), gzip, JSON array and NDJSON bodies, the
 count and byte limits (413), strict validation with partial success (400 + failed_records),
 and deduplication on (event, time, distinct_id, $insert_id). Faults can be scripted or drawn
-at random: 429, 5xx, connections dropped before or after the batch is stored, slow answers.
+at random: 429, 5xx, connections dropped before or after the batch is stored, slow answers,
+and 400s that do not name every event they failed (`400_no_failed_records`: the answer to a
+body it cannot read; `400_some_failed_records`: a strict 400 naming only the first failed
+event; `400_not_json`: a proxy's HTML 400 page). Mixpanel's 400 page (docs.mixpanel.com/
+troubleshooting/errors/400-bad-request) shows the body: `code`, `error`, `status`,
+`num_records_imported`, and with strict=1 `failed_records`. With `echo_credentials`, error
+answers quote the request's Authorization header and credentials back (a hostile or debugging
+proxy), for redaction tests.
 
 The rules here are written independently of target_mixpanel's, so the tests can catch a
 wrong rule in the target.
@@ -74,6 +81,7 @@ class MixpanelState:
     fast_duplicates: int = 0                   # fast mode with insert_ids: events seen before
     refused_distinct_ids: set[str] = field(default_factory=set)  # extra strict-mode refusals
     unavailable_for: set[str] = field(default_factory=set)  # 503 for requests with these ids
+    echo_credentials: bool = False             # error answers quote the credentials back
     events: dict[tuple, dict] = field(default_factory=dict)  # unique, by the 4 dedup fields
     raw_events: int = 0                        # events stored, duplicates included
     arrivals: Counter = field(default_factory=Counter)  # $insert_id -> times stored
@@ -185,11 +193,20 @@ class Handler(JsonReplies, BaseHTTPRequestHandler):
             self._reply(404, {"error": "not found"})
             return
         if not self._authorized(params):
-            self._reply(401, {"code": 401, "error": "Invalid credentials", "status": 0})
+            self._reply(401, {"code": 401, "error": "Invalid credentials" + self._echo(),
+                              "status": 0})
             return
         fault = state.next_fault()
         if fault == "drop_before":
             self._drop()
+            return
+        if fault == "400_no_failed_records":  # a body it could not read: nothing stored
+            self._reply(400, {"code": 400, "status": 0, "num_records_imported": 0,
+                              "error": "unable to parse the request body" + self._echo()})
+            return
+        if fault == "400_not_json":  # a proxy's own 400 page
+            self._reply_text(400, "<html><body><h1>400 Bad Request</h1>Request header or "
+                             "cookie too large" + self._echo() + "</body></html>")
             return
         if fault and fault.startswith("slow"):
             time.sleep(float(fault.partition(":")[2] or 1))
@@ -273,18 +290,39 @@ class Handler(JsonReplies, BaseHTTPRequestHandler):
             self._drop()
             return
         if failed and strict:
+            named = failed[:1] if fault == "400_some_failed_records" else failed
             self._reply(400, {"code": 400, "num_records_imported": len(good), "status": 0,
                               "error": "some data points in the request failed validation",
-                              "failed_records": [self._failure(*f) for f in failed]})
+                              "failed_records": [self._failure(*f) for f in named]})
             return
         self._reply(200, {"code": 200, "num_records_imported": len(good), "status": "OK"})
+
+    def _reply_text(self, status: int, text: str) -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        self.answered(status)
+
+    def _echo(self) -> str:
+        """With echo_credentials: the request's credentials, quoted back in an error."""
+        if not self.server.state.echo_credentials:
+            return ""
+        header = self.headers.get("Authorization", "")
+        try:
+            decoded = base64.b64decode(header.partition(" ")[2]).decode()
+        except ValueError:
+            decoded = ""
+        return f" (request Authorization: {header}; credentials {decoded})"
 
     def _failure(self, index: int, insert_id: str | None, field_name: str,
                  message: str) -> Any:
         shape = self.server.state.failed_records_shape
         if shape == "string":
             return insert_id
-        item: dict[str, Any] = {"field": field_name, "message": message}
+        item: dict[str, Any] = {"field": field_name, "message": message + self._echo()}
         if shape == "index":
             item.update(index=index, insert_id=insert_id)
         else:

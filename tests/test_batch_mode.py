@@ -107,7 +107,8 @@ def test_pipeline_in_batch_mode_delivers_every_identified_event_once(
     assert tap.returncode == 0, tap.stderr
     records = _batch_records(tap.messages)
     mixpanel.state.fault_rates = {"429": 0.1, "503": 0.05, "drop_after": 0.05}
-    run = run_target(target_config(mixpanel, tmp_path, batch_size=50), tap.stdout)
+    run = run_target(target_config(mixpanel, tmp_path, batch_size=50,
+                                   batch_roots=[str(tmp_path / "batches")]), tap.stdout)
     assert run.returncode == 0, run.stderr
     identified = {r["id"] for r in records if r.get("external_user_id")}
     got = Counter(e["properties"]["$insert_id"] for e in mixpanel.state.unique_events)
@@ -128,7 +129,8 @@ def test_batch_files_are_kept_when_asked(tmp_path: Path, run_tap, run_target,
     tap = run_tap({"storage_url": str(tmp_path / "export"),
                    "batch_config": batch_config(tmp_path / "batches", "gzip")})
     kept = sorted((tmp_path / "batches").iterdir())
-    run = run_target(target_config(mixpanel, tmp_path, delete_batch_files=False), tap.stdout)
+    run = run_target(target_config(mixpanel, tmp_path, delete_batch_files=False,
+                                   batch_roots=[str(tmp_path / "batches")]), tap.stdout)
     assert run.returncode == 0, run.stderr
     assert kept
     assert sorted((tmp_path / "batches").iterdir()) == kept
@@ -145,7 +147,8 @@ def test_a_missing_batch_file_is_named_and_no_state_passes_it(
     batches = [m for m in tap.messages if m["type"] == "BATCH"]
     gone = Path(batches[-1]["manifest"][0].removeprefix("file://"))
     gone.unlink()
-    run = run_target(target_config(mixpanel, tmp_path), tap.stdout)
+    run = run_target(target_config(mixpanel, tmp_path, batch_roots=[str(tmp_path / "batches")]),
+                     tap.stdout)
     assert run.returncode != 0
     assert gone.name in run.stderr
     assert batches[-1]["stream"] in run.stderr

@@ -145,6 +145,20 @@ def test_dry_run_writes_the_bodies_and_sends_nothing(mixpanel, run_target, tmp_p
         "no external_user_id (Braze sends only identified users' events)": 1}
 
 
+def test_two_dry_runs_into_one_folder_keep_both_runs_bodies(
+        mixpanel, run_target, tmp_path: Path) -> None:
+    config = target_config(mixpanel, tmp_path, dry_run=True,
+                           dry_run_path=str(tmp_path / "dry"), batch_size=10)
+    for first in (0, 100):  # e.g. two fan-out groups, or two runs of one job
+        run = run_target(config, singer_lines(STREAM, [custom_event(first + i)
+                                                      for i in range(15)]))
+        assert run.returncode == 0, run.stderr
+    bodies = sorted((tmp_path / "dry").glob("batch-*.json"))
+    events = [e for body in bodies for e in json.loads(body.read_text())]
+    assert len(bodies) == 4
+    assert len({e["properties"]["$insert_id"] for e in events}) == len(events) == 30
+
+
 @pytest.mark.parametrize(("region", "host"), [("US", "https://api.mixpanel.com"),
                                               ("EU", "https://api-eu.mixpanel.com"),
                                               ("IN", "https://api-in.mixpanel.com")])

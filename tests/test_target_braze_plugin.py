@@ -341,6 +341,17 @@ def test_dry_run_writes_the_exact_request_bodies_and_no_secret(
     assert all(API_KEY not in p.read_text() for p in folder.iterdir())
 
 
+def test_two_dry_runs_into_one_folder_keep_both_runs_bodies(
+        braze, run_braze, tmp_path: Path) -> None:
+    config = config_for(braze, tmp_path, dry_run=True, dry_run_path=str(tmp_path / "dry"))
+    for user in ("user-1", "user-2"):  # two runs of the cohort sync
+        run = run_braze(config, lines_of([cohort_set(user, "VIP")]))
+        assert run.returncode == 0, run.stderr
+    bodies = sorted((tmp_path / "dry").glob("request-*.json"))
+    applied = [o["external_id"] for b in bodies for o in json.loads(b.read_bytes())["attributes"]]
+    assert applied == ["user-1", "user-2"]
+
+
 def test_rate_headers_steer_the_pace_to_few_429s(braze, run_braze, tmp_path: Path) -> None:
     braze.state.rate_limit = 15
     records = [cohort_set(f"user-{i}", "VIP") for i in range(300)]

@@ -10,6 +10,7 @@ Each setting appears once in the code (the plugin's config_jsonschema); meltano.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,12 @@ FAN_OUT_GROUPS = [
 ]
 
 # The cohort sync: `meltano run` once by hand is the one-time sync; the schedule is the dynamic
-# sync (every two hours, as the seed asks).
+# sync (every two hours, as the seed asks). `dev` has no Mixpanel project to read cohorts from:
+# the project's Airflow DAGs (orchestrate/airflow/dags) leave the schedule out there.
 COHORT_JOB = {"name": "mixpanel-cohorts-to-braze", "tasks": ["tap-mixpanel-cohorts target-braze"]}
 COHORT_SCHEDULE = {"name": "mixpanel-cohorts-to-braze-every-2-hours",
-                   "interval": "0 */2 * * *", "job": "mixpanel-cohorts-to-braze"}
+                   "interval": "0 */2 * * *", "job": "mixpanel-cohorts-to-braze",
+                   "annotations": {"airflow": {"skip_environments": ["dev"]}}}
 TARGET_BRAZE = {"name": "target-braze", "namespace": "target_braze",
                 "pip_url": "-e .[target-braze]",
                 "executable": "target-braze", "capabilities": ["about", "stream-maps"]}
@@ -144,6 +147,22 @@ def apply_fan_out(project: dict[str, Any]) -> None:
     project["plugins"]["extractors"] = extractors
     project["jobs"] = jobs
     project["schedules"] = schedules
+    for environment in project.get("environments", []):
+        _hand_down_object_settings(environment, [f"tap-braze-currents--{n}" for n in fan_out()])
+
+
+def _hand_down_object_settings(environment: dict[str, Any], children: list[str]) -> None:
+    """Repeat tap-braze-currents' object-valued settings (batch_config) of an environment for
+    each fan-out extractor: Meltano (4.4.1) hands an inherited plugin only the top-level keys of
+    such a setting (prod's fan-out groups got batch_config {"batch_size": 10000} and failed)."""
+    extractors = environment.get("config", {}).get("plugins", {}).get("extractors", [])
+    kept = [e for e in extractors if e["name"] not in children]
+    parent = next((e for e in kept if e["name"] == "tap-braze-currents"), {})
+    objects = {k: v for k, v in parent.get("config", {}).items() if isinstance(v, dict)}
+    if objects:
+        kept += [{"name": child, "config": copy.deepcopy(objects)} for child in children]
+    if extractors:
+        environment["config"]["plugins"]["extractors"] = kept
 
 
 # Mixpanel cohorts into Braze: target-braze applies each user's whole set of cohorts.

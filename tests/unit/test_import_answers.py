@@ -46,3 +46,12 @@ def test_summaries_add_counts_and_counters() -> None:
 def test_summaries_of_no_workers_are_empty() -> None:
     assert merge_summaries([]) == {}
     assert merge_summaries([{"imported": 0}]) == {"imported": 0}
+
+
+def test_an_event_named_twice_fails_once() -> None:
+    body = {"failed_records": [{"index": 1, "message": "a"}, "id-1", {"insert_id": "id-1"}]}
+    assert [(f.index, f.message) for f in _failed_records(body, IDS)] == [(1, "a")]
+    assert _failed_records(["not", "an", "object"], IDS) == []
+    assert _failed_records({"failed_records": "id-1"}, IDS) == []
+    assert _failed_records({"failed_records": [7, None, [1], {"index": True},
+                                                {"insert_id": ["id-1"]}]}, IDS) == []

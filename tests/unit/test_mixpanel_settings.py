@@ -6,6 +6,7 @@ import pickle
 from typing import Any
 
 import pytest
+from singer_sdk.exceptions import ConfigValidationError
 
 from plugin_support.config_errors import SettingError
 from target_mixpanel.settings import CONFIG_SCHEMA, MixpanelSettings
@@ -53,10 +54,25 @@ def test_a_setting_given_wins_over_its_default() -> None:
 
 
 @pytest.mark.parametrize(("config", "named"), [
-    ({"batch_size": 0}, "batch_size must be 1 to 2000, got 0"),
-    ({"batch_size": 2001}, "batch_size must be 1 to 2000"),
-    ({"max_batch_bytes": 100}, "max_batch_bytes must be 1024 to"),
-    ({"worker_processes": -1}, "worker_processes must be at least 1, got -1"),
+    ({"batch_size": 0}, "0 is less than the minimum of 1 in config['batch_size']"),
+    ({"batch_size": 2001}, "2001 is greater than the maximum of 2000 in config['batch_size']"),
+    ({"max_batch_bytes": 100}, "in config['max_batch_bytes']"),
+    ({"worker_processes": -1}, "-1 is less than the minimum of 1 in config['worker_processes']"),
+    ({"max_concurrency": 0}, "in config['max_concurrency']"),
+    ({"request_timeout_seconds": "0"}, "request_timeout_seconds must be above 0, got '0'"),
+    ({"max_retry_seconds": "90000"}, "max_retry_seconds must be at most 86400"),
+    ({"retry_jitter_seconds": [5, 1]}, "retry_jitter_seconds must be [min, max] with min <= max"),
+    ({"retry_jitter_seconds": [5, -1]}, "in config['retry_jitter_seconds'][1]"),
+])
+def test_a_value_out_of_range_names_the_setting(config: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigValidationError) as refused:
+        settings(**config)
+    assert any(named in error for error in refused.value.errors), refused.value.errors
+
+
+@pytest.mark.parametrize(("config", "named"), [
+    ({"api_url": "api.mixpanel.com"}, "api_url must be an http:// or https:// URL"),
+    ({"api_url": "ftp://example.com"}, "api_url must be an http:// or https:// URL"),
     ({"project_token": None, "service_account_username": "svc"},
      "Service account auth needs project_id, service_account_secret as well."),
     ({"project_token": None}, "No Mixpanel credentials: set project_id"),
