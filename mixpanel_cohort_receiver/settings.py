@@ -35,8 +35,9 @@ class ReceiverSettings:
     spool_url: str = _setting("", "Where messages are stored before the receiver answers "
                               "success: a local path, or s3://, gs://, az:// (tap-mixpanel-"
                               "cohorts' `spool_url` reads the same place).")
-    spool_options: dict | None = _setting(None,  # noqa: RUF009 "fsspec options for spool_url (key, secret, "
-                                   "endpoint_url, token, connection_string, ...).", secret=True)
+    spool_options: dict | None = _setting(  # noqa: RUF009
+        None, "fsspec options for spool_url (key, secret, endpoint_url, token, "
+        "connection_string, ...).", secret=True)
     max_body_megabytes: float = _setting(16.0, "Largest body accepted (a page of 1,000 members "
                                          "with a few properties is about 0.2 MB).",
                                          minimum=0.01, maximum=1024)
