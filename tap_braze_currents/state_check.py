@@ -9,11 +9,11 @@ future hours would otherwise keep every real hour out of the lookback window for
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
 
+from plugin_support.state_files import json_type, state_from_text
 from tap_braze_currents.file_ledger import unpack_digests
 from tap_braze_currents.layout import parse_hour
 
@@ -29,40 +29,19 @@ class StateError(ValueError):
 
 def parse_state_text(text: str, source: str) -> dict[str, Any]:
     """A state file's text as a dict; StateError naming `source` when it is not one."""
-    if not text.strip():
-        return {}
-    try:
-        state = json.loads(text)
-    except ValueError as exc:
-        msg = f"The state file {source} is not JSON ({exc}). {WHAT_TO_DO}"
-        raise StateError(msg) from None
-    if not isinstance(state, dict):
-        msg = (f"The state file {source} holds a JSON {_json_type(state)}, not an object "
-               f"with bookmarks. {WHAT_TO_DO}")
-        raise StateError(msg)
-    if state.get("type") == "STATE" and "value" in state:
-        msg = (f"The state file {source} holds a whole STATE message: pass its value (the "
-               "object with bookmarks) instead.")
-        raise StateError(msg)
-    return state
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
-             float: "number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
+    return state_from_text(text, source, WHAT_TO_DO, StateError)
 
 
 def _problem(bookmark: Any) -> str | None:
     """What is wrong with one stream's bookmark, or None."""
     if not isinstance(bookmark, dict):
-        return f"the bookmark is a JSON {_json_type(bookmark)}, not an object"
+        return f"the bookmark is a JSON {json_type(bookmark)}, not an object"
     newest = bookmark.get("newest_hour")
     if newest is not None and (not isinstance(newest, str) or parse_hour(newest) is None):
         return f"newest_hour {newest!r} is not an hour (YYYY-MM-DD-HH)"
     read = bookmark.get("read", {})
     if not isinstance(read, dict):
-        return f"read is a JSON {_json_type(read)}, not an object"
+        return f"read is a JSON {json_type(read)}, not an object"
     for hour, digests in read.items():
         if parse_hour(hour) is None:
             return f"read names {hour!r}, which is not an hour (YYYY-MM-DD-HH)"
@@ -80,7 +59,7 @@ def check_state(state: Mapping[str, Any], latest_hour: str) -> None:
     """
     bookmarks = state.get("bookmarks", {})
     if not isinstance(bookmarks, dict):
-        msg = (f"The state's bookmarks are a JSON {_json_type(bookmarks)}, not an object: "
+        msg = (f"The state's bookmarks are a JSON {json_type(bookmarks)}, not an object: "
                f"not a state this tap wrote. {WHAT_TO_DO}")
         raise StateError(msg)
     for stream, bookmark in bookmarks.items():

@@ -9,11 +9,11 @@ its changes and then fail on the next cohort's entry.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from plugin_support.state_files import state_from_text as read_state_text
 from tap_mixpanel_cohorts.snapshots import NAME_PATTERN
 
 # A spool message's name (plugin_support/webhook_spool.py: a SHA-256 digest of the body)
@@ -30,22 +30,7 @@ class StateError(Exception):
 
 def state_from_text(text: str, source: str) -> dict[str, Any]:
     """A state file's text as an object; StateError naming the file when it is not one."""
-    if not text.strip():
-        return {}
-    try:
-        state = json.loads(text)
-    except ValueError as exc:
-        msg = f"The state file {source} is not JSON ({exc}). {CLEAR_HINT}"
-        raise StateError(msg) from None
-    if not isinstance(state, dict):
-        msg = (f"The state file {source} holds {type(state).__name__} {state!r:.40}, not an "
-               f"object with bookmarks. {CLEAR_HINT}")
-        raise StateError(msg)
-    if state.get("type") == "STATE" and "value" in state:
-        msg = (f"The state file {source} holds a whole STATE message: pass its value (the "
-               "object with bookmarks) instead.")
-        raise StateError(msg)
-    return state
+    return read_state_text(text, source, CLEAR_HINT, StateError)
 
 
 def _refuse(key: str, problem: str) -> StateError:

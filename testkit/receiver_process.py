@@ -32,16 +32,7 @@ class ReceiverProcess:
 
     def wait_until_serving(self) -> None:
         """Return once /health answers; fail with the log's end if the process ended."""
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                requests.get(f"{self.url}/health", timeout=1)
-                return
-            except requests.ConnectionError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    msg = f"the receiver did not start: {self.log.read_text()[-2000:]}"
-                    raise RuntimeError(msg) from None
-                time.sleep(0.05)
+        wait_until_serving(self.url, self.process, self.log)
 
     def health(self) -> dict:
         """The counts /health answers."""
@@ -52,3 +43,17 @@ class ReceiverProcess:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         return self.process.wait(timeout=30)
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
+    """Return once `url`/health answers; fail with the log's end if `process` ended."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            requests.get(f"{url}/health", timeout=1)
+            return
+        except requests.ConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                msg = f"the receiver did not start: {log.read_text()[-2000:]}"
+                raise RuntimeError(msg) from None
+            time.sleep(0.05)

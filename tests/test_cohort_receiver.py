@@ -22,21 +22,9 @@ import requests
 
 from plugin_support.webhook_spool import WebhookSpool
 from testkit.mixpanel_webhook_sender import CohortWebhookSync
-from testkit.receiver_process import PASSWORD, USER
+from testkit.receiver_process import PASSWORD, USER, wait_until_serving
 from testkit.receiver_process import ReceiverProcess as RunningReceiver
 from testkit.services import free_port
-
-
-def wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            requests.get(f"{url}/health", timeout=1)
-            return
-        except requests.ConnectionError:
-            assert process.poll() is None, log.read_text()[-2000:]
-            assert time.monotonic() < deadline, "the receiver did not start"
-            time.sleep(0.05)
 
 
 @pytest.fixture

@@ -77,7 +77,7 @@ CASES = [
     Case("a state file that is not JSON", state_text="not json",
          message="The state file state.json is not JSON"),
     Case("a state file holding a string", state_text='"x"',
-         message="The state file state.json holds str 'x'"),
+         message="The state file state.json holds a JSON string, not an object"),
     Case("a state file holding a whole STATE message",
          state_text='{"type": "STATE", "value": {"bookmarks": {}}}',
          message="holds a whole STATE message"),
