@@ -59,10 +59,14 @@ class SecretSafeConfig:
                     raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
         return super().cb_config(ctx, param, value)  # type: ignore[misc]
 
+    def extra_secrets(self, config: dict[str, Any]) -> list[str]:
+        """Secrets beyond the secret settings' values (a URL's password, ...); none by default."""
+        return []
+
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         schema: dict[str, Any] = getattr(self, "config_jsonschema", {})
         config: dict[str, Any] = getattr(self, "_config", {})
-        secrets = secret_values(schema, config)
+        secrets = secret_values(schema, config) + self.extra_secrets(config)
         try:
             errors = super()._validate_config(raise_errors=raise_errors)  # type: ignore[misc]
         except ConfigValidationError as exc:

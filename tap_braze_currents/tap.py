@@ -20,9 +20,8 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_until_stdout_is_read
 from plugin_support.complete_stdout import complete_stdout_writes
-from plugin_support.config_errors import SecretSafeConfig, SettingError, secret_values
+from plugin_support.config_errors import SecretSafeConfig, SettingError
 from plugin_support.distribution import DISTRIBUTION
-from plugin_support.redaction import RedactingFilter, Redactor
 from tap_braze_currents.avro_decoding import AvroFile
 from tap_braze_currents.checkpoints import Checkpoints
 from tap_braze_currents.event_types import catalog, catalog_avro_schema, stream_name
@@ -57,13 +56,11 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
     USER_ERRORS = (SettingError, StateError, StorageSettingError)
 
     _storage_checked = False
-    _redactor: Redactor | None = None
     stop_requested = False  # set by SIGTERM/SIGINT: stop after the file being read
 
     def __init__(self, *args: Any, **kwargs: Any):
         """The SDK's tap, which does not echo the input state as a run's first STATE."""
         super().__init__(*args, **kwargs)
-        self.redact_logs()
         # The SDK's sync_all starts by printing the state it was given, unless its writer has
         # printed that state already: the whole lookback window again, which the caller has.
         self._state_writer._last_emitted_state = copy.deepcopy(self.state)
@@ -73,7 +70,7 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
         """The SDK's, with the state file checked and errors users can act on shown plainly.
 
         Every other error goes through the SDK's exception hook, whose log line passes the
-        redaction of the storage secrets (`redact_logs`).
+        redaction of the storage secrets (`extra_secrets`).
         """
         try:
             if state is not None:
@@ -85,8 +82,7 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
             raise click.exceptions.Exit(1) from None
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        """The schema's checks (ranges included), then the dates; secrets out of every log."""
-        self.redact_logs()
+        """The schema's checks (ranges included), then the dates."""
         errors = super()._validate_config(raise_errors=raise_errors)
         try:
             check_settings(self.config)
@@ -96,21 +92,11 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
             errors.append(str(exc))
         return errors
 
-    def redact_logs(self) -> None:
-        """Mask secrets in every log line and logged traceback from now on.
-
-        The secret settings' values, and the storage secrets: storage_options' strings and the
-        user info of storage_url.
-        """
-        if self._redactor is not None:
-            return
-        config = getattr(self, "_config", None) or {}
+    def extra_secrets(self, config: dict[str, Any]) -> list[str]:
+        """The storage secrets: storage_options' strings and the user info of storage_url."""
         options = config.get("storage_options")
-        secrets = secret_values(self.config_jsonschema, config) + storage_secrets(
-            str(config.get("storage_url", "")), options if isinstance(options, dict) else {})
-        self._redactor = Redactor(secrets)
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(RedactingFilter(self._redactor))
+        return storage_secrets(str(config.get("storage_url", "")),
+                               options if isinstance(options, dict) else {})
 
     def load_state(self, state: dict[str, Any]) -> None:
         """The SDK's, once the state is checked (StateError) and rid of future hours."""

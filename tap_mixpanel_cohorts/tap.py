@@ -14,11 +14,12 @@ import click
 from singer_sdk import Stream, Tap
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
+from plugin_support import redacted_output
 from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_until_stdout_is_read
 from plugin_support.complete_stdout import WholeMessageWriter, complete_stdout_writes
 from plugin_support.config_errors import SecretSafeConfig
 from plugin_support.distribution import DISTRIBUTION
-from plugin_support.redaction import Redactor, redact_logs
+from plugin_support.redaction import Redactor
 from tap_mixpanel_cohorts.cohort_sync import CohortSettingError, CohortSync
 from tap_mixpanel_cohorts.membership import SessionExpiredError
 from tap_mixpanel_cohorts.query_client import QuerySettingError
@@ -81,11 +82,6 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
         ignore_stop_signal_while_exiting()
         complete_stdout_writes()  # a signal must not cut a write to stdout short
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """The SDK tap; every log line from here on has the config's secrets masked."""
-        super().__init__(*args, **kwargs)
-        redact_logs(self.redactor)
-
     @classmethod
     def invoke(cls, *, state: Any = None, **kwargs: Any) -> None:
         """The SDK's, with the state file read and checked first (StateError names it)."""
@@ -98,19 +94,20 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
                 raise click.exceptions.Exit(1) from None
         super().invoke(state=state, **kwargs)
 
-    @cached_property
-    def redactor(self) -> Redactor:
-        """Masks the service account secret, every snapshot_options/spool_options value.
-
-        Also URL passwords, Basic/Bearer headers and credential query parameters.
-        """
-        secrets: list[str | None] = [self.config.get("service_account_secret")]
+    def extra_secrets(self, config: dict[str, Any]) -> list[str]:
+        """Every snapshot_options/spool_options value and the locations' passwords."""
+        secrets: list[str] = []
         for url, options in (("snapshot_url", "snapshot_options"),
                              ("spool_url", "spool_options")):
-            given = self.config.get(options)
-            secrets += location_secrets(str(self.config.get(url) or ""),
+            given = config.get(options)
+            secrets += location_secrets(str(config.get(url) or ""),
                                         given if isinstance(given, dict) else {})
-        return Redactor(secrets)
+        return secrets
+
+    @property
+    def redactor(self) -> Redactor:
+        """The redaction installed once the config was validated (plugin_support)."""
+        return redacted_output.installed()
 
     @cached_property
     def settings(self) -> Settings:
