@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -137,6 +139,48 @@ def _records_in_place_of_batches(messages: list[dict]) -> list[dict]:
                              compression="infer") as handle:
                 flat += [{"type": "RECORD", "record": json.loads(line)} for line in handle]
     return flat
+
+
+# -- running on several workers (pytest-xdist, scripts/run-tests) ---------------------------
+# Meltano keeps an extractor's catalog and state.json in the project's .meltano/run/<extractor>/:
+# two `meltano run`s of one extractor in the repository at the same time would read each other's
+# state. The modules that run a pipeline there (by hand, through meltano_runner.py or the fault
+# campaign) therefore run on one worker per extractor (all on one if a module runs two); a module
+# with module- or class-scoped fixtures (a PostgreSQL or Airflow cluster, the SDK's standard
+# tests) runs on one worker, so that they are set up once.
+_MELTANO_RUN_OF = re.compile(r'"run",\s*"(tap-[a-z-]+)"')
+_FAULT_CAMPAIGN_EXTRACTOR = "tap-braze-currents"  # testkit/fault_campaign.py's meltano runs
+
+
+@functools.cache
+def _extractors_run_by_meltano(module_file: str) -> frozenset[str]:
+    source = Path(module_file).read_text()
+    found = set(_MELTANO_RUN_OF.findall(source))
+    if re.search(r"testkit\.fault_campaign\b", source):
+        found.add(_FAULT_CAMPAIGN_EXTRACTOR)
+    return frozenset(found)
+
+
+def _has_module_fixtures(item: pytest.Item) -> bool:
+    return any(d.scope in ("module", "class") and d.baseid
+               for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    extractors = {item: _extractors_run_by_meltano(item.module.__file__)
+                  for item in items if getattr(item, "module", None) is not None}
+    one_group = any(len(found) > 1 for found in extractors.values())
+    for item in items:
+        found = extractors.get(item, frozenset())
+        if found:
+            group = "meltano-run" if one_group else f"meltano-run-{min(found)}"
+        elif _has_module_fixtures(item):
+            group = item.nodeid.split("::")[0]
+        else:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
