@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import functools
+import inspect
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -154,11 +156,15 @@ _FAULT_CAMPAIGN_EXTRACTOR = "tap-braze-currents"  # testkit/fault_campaign.py's 
 
 @functools.cache
 def _extractors_run_by_meltano(module_file: str) -> frozenset[str]:
-    source = Path(module_file).read_text()
-    found = set(_MELTANO_RUN_OF.findall(source))
-    if re.search(r"testkit\.fault_campaign\b", source):
-        found.add(_FAULT_CAMPAIGN_EXTRACTOR)
-    return frozenset(found)
+    return frozenset(_MELTANO_RUN_OF.findall(Path(module_file).read_text()))
+
+
+def _extractors_run_by(item: pytest.Item) -> frozenset[str]:
+    found = _extractors_run_by_meltano(item.module.__file__)  # type: ignore[attr-defined]
+    function = getattr(item, "function", None)
+    if function is not None and re.search(r"\brun_campaign\(", inspect.getsource(function)):
+        found |= {_FAULT_CAMPAIGN_EXTRACTOR}
+    return found
 
 
 def _has_module_fixtures(item: pytest.Item) -> bool:
@@ -169,7 +175,7 @@ def _has_module_fixtures(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not config.pluginmanager.hasplugin("xdist"):
         return
-    extractors = {item: _extractors_run_by_meltano(item.module.__file__)
+    extractors = {item: _extractors_run_by(item)
                   for item in items if getattr(item, "module", None) is not None}
     one_group = any(len(found) > 1 for found in extractors.values())
     for item in items:
@@ -181,6 +187,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         else:
             continue
         item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """An epoch time near now (seconds or milliseconds) is named by its distance from now in
+    minutes, not by its value: every xdist worker must collect the same test ids, a second apart."""
+    if not isinstance(val, int) or isinstance(val, bool):
+        return None
+    for unit, per_second in (("s", 1), ("ms", 1000)):
+        minutes = (val / per_second - time.time()) / 60
+        if abs(minutes) < 60 * 24 * 800:
+            return f"now{round(minutes):+d}min-{unit}"
+    return None
 
 
 @pytest.fixture
