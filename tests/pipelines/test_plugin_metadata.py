@@ -14,7 +14,7 @@ import pytest
 from tap_braze_currents.demo_export import write_demo_export
 from tests.conftest import write_json
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(("module", "name"), [("tap_braze_currents.tap", "tap-braze-currents"),
