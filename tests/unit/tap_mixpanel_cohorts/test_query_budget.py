@@ -111,6 +111,7 @@ def test_queries_that_left_the_window_are_not_carried(clock: SimulatedClock) -> 
     made = budget(clock, per_window=5)
     run_query(made, clock)
     clock.now = 150.0
+    assert made.recent() == []          # the query that ended at 1.0 left the window at 101.0
     run_query(made, clock)
     assert made.recent() == [151.0 + EPOCH_OFFSET]
     fresh = budget(clock, per_window=1)
