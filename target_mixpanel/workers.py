@@ -433,7 +433,7 @@ class WorkerPool:
         self._chunk = 0
         self._states = StateGate()
         self._emit_state = emit_state
-        self._progress_seconds = settings.progress_seconds
+        self._progress_seconds = settings.progress_interval_seconds
         self.received = 0
         self._started = time.monotonic()
         self._last_progress = self._started
