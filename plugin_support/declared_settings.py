@@ -43,6 +43,15 @@ the schema's `default`, except None, "" and an empty container, which the schema
 `{word}` in a default or a description is filled from the class's `setting_words`, so a
 shared declaration can name a plugin's own files (plugin_support.delivery_settings). In the
 schema a class's own settings come first, then those it inherits.
+
+Moving a plugin onto it: write one field per property of its `th.PropertiesList` (same name,
+description, default, range; `th.DateTimeType` -> `dt.datetime | None`, a SECONDS-like
+duration -> `float`), set `config_jsonschema = MySettings.schema()`, move the checks of its
+`from_config` (or of raw `self.config` reads) into `check()`, turn values it derived into
+properties of the fields, and read `MySettings.from_config(self.config)` once. Then
+`tools/generate_meltano.py --check` and `tools/generate_settings_doc.py --check` show what
+changed, and tests/pipelines/test_settings_from_environment.py gives every setting through
+Meltano.
 """
 
 from __future__ import annotations
