@@ -41,7 +41,9 @@ Defaults: a field's default is its value when the setting is unset (None, or mis
 the schema's `default`, except None, "" and an empty container, which the schema leaves out
 (the setting then shows as unset). `factory=` computes a default when read (CPUs + 1, ...).
 `{word}` in a default or a description is filled from the class's `setting_words`, so a
-shared declaration can name a plugin's own files (plugin_support.delivery_settings). In the
+shared declaration can name a plugin's own files (plugin_support.delivery_settings); a plugin
+that needs another default for a setting it inherits says so in `setting_defaults` (the cohort
+tap's retries: no jitter). Both apply to `from_config` and the schema, so read through it. In the
 schema a class's own settings come first, then those it inherits.
 
 Moving a plugin onto it: write one field per property of its `th.PropertiesList` (same name,
@@ -136,6 +138,8 @@ class DeclaredSettings:
 
     # `{word}` in a declared default or description -> the plugin's word (see the docstring)
     setting_words: ClassVar[Mapping[str, str]] = {}
+    # setting -> this plugin's default of a setting it inherits (see the docstring)
+    setting_defaults: ClassVar[Mapping[str, Any]] = {}
 
     @classmethod
     def schema(cls) -> dict[str, Any]:
@@ -280,7 +284,7 @@ def _property(cls: type[DeclaredSettings], item: _Declared) -> dict[str, Any]:
                            ("exclusiveMinimum", declaration.exclusive_minimum)):
         if bound is not None:
             prop[keyword] = bound
-    default = _words(cls, declaration.default)
+    default = _words(cls, cls.setting_defaults.get(item.name, declaration.default))
     if declaration.factory is None and default not in _UNSET_DEFAULTS:
         prop["default"] = list(default) if isinstance(default, tuple) else default
     prop["description"] = _words(cls, declaration.description)
@@ -303,7 +307,7 @@ def _default_value(cls: type[DeclaredSettings], item: _Declared) -> Any:
     declaration = item.declaration
     if declaration.factory is not None:
         return declaration.factory()
-    default = _words(cls, declaration.default)
+    default = _words(cls, cls.setting_defaults.get(item.name, declaration.default))
     if default is None:
         return None
     return _typed(item.kind, copy.deepcopy(default))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from plugin_support.declared_settings import setting
 from plugin_support.delivery_settings import HttpSettings
@@ -27,6 +27,9 @@ NUMERIC_ID = {"type": ["integer", "string"], "pattern": "^[0-9]+$"}  # a number 
 @dataclass(frozen=True, kw_only=True)
 class Settings(HttpSettings):
     """The tap's config, typed, defaults applied."""
+
+    # no jitter on retries: the queries wait for one shared budget (query_budget.py) anyway
+    setting_defaults: ClassVar[dict[str, Any]] = {"retry_jitter_seconds": (0.0, 0.0)}
 
     source: str = setting(
         QUERY_API, options=SOURCES,

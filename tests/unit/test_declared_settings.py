@@ -82,6 +82,16 @@ def test_a_validated_config_is_read_typed_with_every_default() -> None:
     assert pickle.loads(pickle.dumps(read)) == read
 
 
+def test_a_plugin_can_give_an_inherited_setting_its_own_default() -> None:
+    @dataclass(frozen=True, kw_only=True)
+    class Calm(Example):
+        setting_defaults: ClassVar[dict[str, Any]] = {"retry_jitter_seconds": (0.0, 0.0)}
+
+    assert Calm.schema()["properties"]["retry_jitter_seconds"]["default"] == [0.0, 0.0]
+    assert Calm.from_config({"url": "https://x"}).retry.jitter_max == 0.0
+    assert Example.from_config({"url": "https://x"}).retry.jitter_max == 5.0
+
+
 def test_an_unset_optional_setting_is_none() -> None:
     read = Example.from_config({"url": "https://x", "ids": None, "since": ""})
     assert (read.ids, read.since, read.labels) == (None, None, {})
