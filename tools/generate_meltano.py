@@ -235,7 +235,7 @@ def pinned_requirement(executable: str) -> str:
 def apply_third_party_loaders(project: dict[str, Any]) -> None:
     """target-jsonl after our own loaders, for `meltano run` with another project's plugin.
 
-    Its pip requirement is the one the tests pin (tests/test_third_party_plugins.py).
+    Its pip requirement is the one the tests pin (tests/pipelines/test_third_party_plugins.py).
     """
     jsonl = {
         "name": "target-jsonl",

@@ -30,10 +30,10 @@ from target_mixpanel.event_mapping import insert_id_for
 from testkit.mixpanel_server import MixpanelServer
 from testkit.postgres_server import PostgresServer, missing
 from tests.conftest import parse_messages, target_config, write_json
-from tests.test_meltano_pipeline import _meltano as meltano
-from tests.test_meltano_pipeline import meltano_env
+from tests.pipelines.test_meltano_pipeline import _meltano as meltano
+from tests.pipelines.test_meltano_pipeline import meltano_env
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TYPES = ["users.behaviors.CustomEvent", "users.behaviors.Purchase", "users.messages.email.Send"]
 STREAMS = {t: t.lower().replace(".", "_") for t in TYPES}
 

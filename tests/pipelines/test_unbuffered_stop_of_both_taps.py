@@ -23,7 +23,7 @@ from plugin_support.clean_exit import unread_bytes
 from tap_braze_currents.demo_export import write_demo_export
 from testkit.mixpanel_query_server import MixpanelQueryServer
 from tests.conftest import SAMPLE_TYPES, tap_command, write_json
-from tests.test_tap_mixpanel_cohorts import (
+from tests.tap_mixpanel_cohorts.test_query_api_runs import (
     CHANGES,
     Runner,
     apply,
@@ -32,7 +32,7 @@ from tests.test_tap_mixpanel_cohorts import (
     saved_cohorts,
     tap_config,
 )
-from tests.test_tap_mixpanel_cohorts import tap_command as cohort_tap_command
+from tests.tap_mixpanel_cohorts.test_query_api_runs import tap_command as cohort_tap_command
 
 UNBUFFERED = {**os.environ, "PYTHONUNBUFFERED": "1"}
 

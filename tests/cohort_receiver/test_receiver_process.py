@@ -233,7 +233,7 @@ def test_settings_come_from_the_environment_and_a_missing_spool_is_named(tmp_pat
 
 def test_meltano_invoke_starts_the_receiver_with_settings_from_the_environment(
         tmp_path) -> None:
-    meltano = Path(__file__).resolve().parent.parent / ".meltano-venv" / "bin" / "meltano"
+    meltano = Path(__file__).resolve().parents[2] / ".meltano-venv" / "bin" / "meltano"
     if not meltano.exists():
         pytest.fail("Meltano is not installed: run bash scripts/setup-tests")
     port = free_port()

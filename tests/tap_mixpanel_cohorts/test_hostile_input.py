@@ -19,7 +19,7 @@ import pytest
 
 from testkit.mixpanel_query_server import MixpanelQueryServer
 from tests.conftest import TapRun, write_json
-from tests.test_tap_mixpanel_cohorts import Runner, tap_command, tap_config
+from tests.tap_mixpanel_cohorts.test_query_api_runs import Runner, tap_command, tap_config
 
 SNAPSHOT = "cohort-7/20261201T000000Z-0123456789ab"
 TOKEN = "hostile-gcs-token-4f3e2d1c0b9a"

@@ -541,7 +541,7 @@ def test_region_picks_the_host_and_api_url_overrides_it(server, tmp_path, run) -
 
 # -- through Meltano, with a third-party target ------------------------------------------
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MELTANO = ROOT / ".meltano-venv" / "bin" / "meltano"
 
 

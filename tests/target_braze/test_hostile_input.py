@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from testkit.braze_server import API_KEY, BrazeServer, BrazeState
-from tests.test_target_braze_plugin import (
+from tests.target_braze.test_behaviour import (
     cohort_set,
     config_for,
     lines_of,

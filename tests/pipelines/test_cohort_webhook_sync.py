@@ -24,7 +24,7 @@ from testkit.braze_server import API_KEY, BrazeServer, BrazeState
 from testkit.mixpanel_webhook_sender import CohortWebhookSync
 from testkit.receiver_process import PASSWORD, USER, ReceiverProcess
 from tests.conftest import write_json
-from tests.test_cohort_sync import braze_view
+from tests.pipelines.test_cohort_sync import braze_view
 
 KNOWN = {f"user-{i}" for i in range(1, 21)}
 TARGET_RETRIES = {"retry_first_delay_seconds": 0.05, "retry_max_delay_seconds": 0.2,
@@ -259,7 +259,7 @@ def test_source_webhook_needs_spool_url_and_query_api_still_needs_its_credential
 
 # -- through Meltano: the receiver, then `meltano run tap-mixpanel-cohorts target-braze` ----
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MELTANO = ROOT / ".meltano-venv" / "bin" / "meltano"
 
 

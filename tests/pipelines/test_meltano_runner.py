@@ -1,8 +1,8 @@
 """orchestrate/airflow/dags/meltano_runner.py: a stopped `meltano run` leaves nothing to resend.
 
-The runner is what the project's Airflow tasks run (tests/test_airflow_dags.py runs it under
-Airflow's scheduler, in prod's BATCH mode); here it runs `meltano run` in RECORD mode (dev) and
-gets the SIGTERM the task's on_kill sends while the tap is still reading (from S3 behind a
+The runner is what the project's Airflow tasks run (tests/pipelines/test_airflow_dags.py runs it
+under Airflow's scheduler, in prod's BATCH mode); here it runs `meltano run` in RECORD mode (dev)
+and gets the SIGTERM the task's on_kill sends while the tap is still reading (from S3 behind a
 proxy that holds every answer back).
 """
 
@@ -21,9 +21,9 @@ from tap_braze_currents.demo_export import write_demo_export
 from testkit.mixpanel_server import MixpanelServer
 from testkit.services import Service
 from testkit.storage_fault_proxy import StorageFaultProxy
-from tests.test_meltano_pipeline import MELTANO, TYPES, meltano_env
+from tests.pipelines.test_meltano_pipeline import MELTANO, TYPES, meltano_env
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / "orchestrate" / "airflow" / "dags" / "meltano_runner.py"
 
 

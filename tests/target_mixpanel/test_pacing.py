@@ -7,7 +7,7 @@ import heapq
 import math
 import multiprocessing
 import random
-import time
+from typing import Any
 
 import pytest
 
@@ -112,30 +112,42 @@ def test_a_low_pace_makes_smaller_batches() -> None:
     assert pace.batch_events(20) == 20
 
 
-def _take_slots(shared: SharedPace, until: float, counts: multiprocessing.Queue) -> None:
-    pace = AdaptivePace(1, shared)
-    taken = 0
-    while time.monotonic() < until:
-        pace.release(pace.acquire(100), throttled=False, events=0)
-        taken += 1
-    counts.put(taken)
+ROUNDS = 10
+STEP = 0.125  # seconds: one request of 100 events at 800 events/s (exact in binary)
+
+
+def _take_slots(shared: SharedPace, clock: Any, rounds: Any, booked: Any) -> None:
+    """Each round, at the same simulated moment as the other workers, try for one slot."""
+    pace = AdaptivePace(1, shared, clock=lambda: clock.value)
+    for _ in range(ROUNDS):
+        rounds.wait()
+        if pace.take_slot(100) == 0.0:
+            with booked.get_lock():
+                booked.value += 1
+        rounds.wait()
 
 
 def test_worker_processes_share_one_pace() -> None:
     context = multiprocessing.get_context("fork")
     shared = SharedPace.for_processes(context)
     assert len(shared.values) == NUMBERS
-    shared.values[RATE] = 1000.0  # 10 requests of 100 events per second, for all together
-    shared.values[CEILING] = 1000.0
+    shared.values[RATE] = 800.0  # one request of 100 events per STEP, for all together
+    shared.values[CEILING] = 800.0
     shared.values[MEASURED] = 1.0
-    counts: multiprocessing.Queue = context.Queue()
-    until = time.monotonic() + 1.0
-    workers = [context.Process(target=_take_slots, args=(shared, until, counts))
-               for _ in range(3)]
-    for worker in workers:
-        worker.start()
-    total = sum(counts.get(timeout=10) for _ in workers)
-    for worker in workers:
-        worker.join()
-    # unshared, each would take ~10; shared, the three take ~10 together
-    assert 8 <= total <= 14
+    clock = context.RawValue("d", 1000.0)  # the simulated clock every worker reads
+    booked = context.Value("i", 0)
+    workers = 3
+    rounds = context.Barrier(workers + 1)
+    processes = [context.Process(target=_take_slots, args=(shared, clock, rounds, booked))
+                 for _ in range(workers)]
+    for process in processes:
+        process.start()
+    for _ in range(ROUNDS):
+        rounds.wait(timeout=60)  # the workers try for a slot at this moment
+        rounds.wait(timeout=60)  # all of them did
+        clock.value += STEP
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    # unshared, each worker would book a slot every round (3 x ROUNDS); shared, one does
+    assert booked.value == ROUNDS

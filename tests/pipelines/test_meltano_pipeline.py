@@ -22,7 +22,7 @@ from tap_braze_currents.event_types import catalog_avro_schema
 from target_mixpanel.event_mapping import braze_event_names
 from testkit.mixpanel_server import MixpanelServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MELTANO = ROOT / ".meltano-venv" / "bin" / "meltano"
 EXPORTED = sorted(t for t, v in braze_event_names().items() if v["in_braze_mixpanel_export"])
 TYPES = ["users.behaviors.CustomEvent", "users.behaviors.Purchase",

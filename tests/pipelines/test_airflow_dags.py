@@ -40,7 +40,7 @@ from testkit.postgres_server import PostgresServer
 from testkit.postgres_server import missing as postgres_missing
 from testkit.services import Service
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "orchestrate" / "airflow" / "dags"
 MELTANO = ROOT / ".meltano-venv" / "bin" / "meltano"
 HOURLY = "meltano_hourly"

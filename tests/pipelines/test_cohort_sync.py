@@ -158,7 +158,7 @@ def test_two_cohorts_with_one_name_never_share_a_value(mixpanel, braze, tmp_path
 
 # -- through Meltano: the job's pair, `meltano run tap-mixpanel-cohorts target-braze` ------
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MELTANO = ROOT / ".meltano-venv" / "bin" / "meltano"
 
 
