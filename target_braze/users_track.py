@@ -21,7 +21,6 @@ from typing import Any
 import msgspec
 import urllib3
 
-from plugin_support.rate_headers import HeaderPace
 from plugin_support.redaction import redact as redact_secrets
 from plugin_support.retry import AuthError, Counters, RetriesExhausted, RetrySchedule, TlsError
 from plugin_support.run_stamp import run_stamp
@@ -35,6 +34,7 @@ from target_braze.braze_rules import (
     classify_object_error,
     is_retryable,
 )
+from target_braze.rate_headers import HeaderPace
 from target_braze.settings import BrazeSettings
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
