@@ -10,6 +10,7 @@ from typing import Any
 from singer_sdk import typing as th
 
 from plugin_support.delivery_settings import SECONDS
+from plugin_support.retry import RetryPolicy
 from tap_mixpanel_cohorts.mixpanel_query_api import (
     DISTINCT_ID,
     MAX_CONCURRENT_QUERIES,
@@ -109,8 +110,7 @@ class Settings:
     full_resync_hours: int
     max_queries_per_hour: int
     max_concurrent_queries: int
-    max_retry_seconds: float
-    retry_first_delay_seconds: float
+    retry: RetryPolicy
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -141,8 +141,9 @@ class Settings:
             full_resync_hours=int(config["full_resync_hours"]),
             max_queries_per_hour=int(config["max_queries_per_hour"]),
             max_concurrent_queries=int(config["max_concurrent_queries"]),
-            max_retry_seconds=float(config["max_retry_seconds"]),
-            retry_first_delay_seconds=float(config["retry_first_delay_seconds"]),
+            retry=RetryPolicy(first_delay=float(config["retry_first_delay_seconds"]),
+                              jitter_min=0, jitter_max=0,  # alone on its budget: no jitter
+                              budget_seconds=float(config["max_retry_seconds"])),
         )
 
 
