@@ -160,13 +160,9 @@ class RetrySchedule:
         `hold` spends a throttled retry's wait instead of sleeping (the cohort tap pauses every
         query); `clock` and `sleep` are time's unless a test gives its own.
         """
-        self._policy = policy
-        self._service = service
-        self._counters = counters
-        self._hold = hold
-        self._log_level = log_level
-        self._clock = clock
-        self._sleep = sleep
+        self._policy, self._service, self._counters = policy, service, counters
+        self._hold, self._log_level = hold, log_level
+        self._clock, self._sleep = clock, sleep
         self._deadline = clock() + policy.budget_seconds
         self._delays = policy.delays()
 
