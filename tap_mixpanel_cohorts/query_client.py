@@ -1,8 +1,8 @@
 """Queries to Mixpanel's Query API: service-account auth, the budget, retries, clear errors.
 
-401/403 stop at once naming the service-account settings; 429 waits (Retry-After when given)
-and 5xx or a dropped connection retries with exponential backoff, within `max_retry_seconds`.
-No error text carries a secret.
+401/403 stop at once naming the service-account settings; 429, 5xx and a dropped connection
+are retried (plugin_support.retry) as Retry-After asks, else with exponential backoff, within
+`max_retry_seconds`; a 429's wait pauses every query. No error text carries a secret.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from plugin_support.retry import (
 )
 from tap_mixpanel_cohorts.mixpanel_query_api import AUTH_STATUSES, PLAN_STATUS, RETRY_STATUSES
 from tap_mixpanel_cohorts.query_budget import QueryBudget
-
-logger = logging.getLogger(__name__)
 
 FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
 NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout,
