@@ -18,10 +18,10 @@ from singer_sdk import Tap
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 
-from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_until_stdout_is_read
-from plugin_support.complete_stdout import complete_stdout_writes
+from plugin_support.clean_exit import wait_until_stdout_is_read
 from plugin_support.config_errors import SecretSafeConfig, SettingError
 from plugin_support.distribution import DISTRIBUTION
+from plugin_support.stop_signals import StopSignalSetup
 from tap_braze_currents.avro_decoding import AvroFile
 from tap_braze_currents.checkpoints import Checkpoints
 from tap_braze_currents.event_types import catalog, catalog_avro_schema, stream_name
@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 LISTINGS_AHEAD = 4
 
 
-class TapBrazeCurrents(SecretSafeConfig, Tap):
+class TapBrazeCurrents(StopSignalSetup, SecretSafeConfig, Tap):
     """Braze Currents Avro exports as Singer streams, one per event type."""
 
     name = "tap-braze-currents"
@@ -120,12 +120,6 @@ class TapBrazeCurrents(SecretSafeConfig, Tap):
         atexit.register(wait_until_stdout_is_read)  # `meltano run` relays what was written
         self.logger.info("Received signal %d: stopping after the file being read; the next "
                          "run goes on from there", signum)
-
-    def _setup_signal_handlers(self) -> None:
-        """The SDK's (ours: `_handle_termination`), none once exiting; whole writes to stdout."""
-        super()._setup_signal_handlers()
-        ignore_stop_signal_while_exiting()
-        complete_stdout_writes()  # a signal must not cut a write to stdout short
 
     def discard_output(self) -> None:
         """After a stop signal, the reader of our output is gone: write to nowhere from now."""
