@@ -50,10 +50,6 @@ class HttpSettings(DeclaredSettings):
                            jitter_min=low, jitter_max=high,
                            budget_seconds=self.max_retry_seconds)
 
-    @property
-    def request_timeout(self) -> float:
-        """request_timeout_seconds (the name target_braze/users_track.py reads)."""
-        return self.request_timeout_seconds
 
 
 @dataclass(frozen=True, kw_only=True)

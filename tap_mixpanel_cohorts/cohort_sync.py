@@ -80,8 +80,8 @@ class CohortSync:
                                   settings.max_concurrent_queries)
         self.client = QueryClient(
             settings.base_url,
-            Credentials(settings.username, settings.secret, settings.project_id,
-                        settings.workspace_id),
+            Credentials(settings.service_account_username, settings.service_account_secret,
+                        settings.project_id, settings.workspace_id),
             self.budget, settings.retry)
         self.store = SnapshotStore(settings.snapshot_url, settings.snapshot_options)
         self.summary = Summary()

@@ -102,17 +102,6 @@ class Settings(HttpSettings):
         """snapshot_grace_hours as a duration."""
         return dt.timedelta(hours=self.snapshot_grace_hours)
 
-    # the names cohort_sync.py reads the service account by
-    @property
-    def username(self) -> str:
-        """service_account_username."""
-        return self.service_account_username
-
-    @property
-    def secret(self) -> str:
-        """service_account_secret."""
-        return self.service_account_secret
-
     def check(self) -> None:
         """SourceSettingError names the settings the chosen `source` needs and lacks."""
         if self.source == WEBHOOK:

@@ -85,7 +85,7 @@ class UsersTrackClient:
         self.counters = counters
         self._pace = pace
         self._http = urllib3.PoolManager(maxsize=settings.max_concurrency, retries=False,
-                                         timeout=urllib3.Timeout(total=settings.request_timeout))
+                                         timeout=urllib3.Timeout(total=settings.request_timeout_seconds))
         self._headers = {"Authorization": f"Bearer {settings.api_key}",
                          "Content-Type": "application/json"}
         self._bulk_headers = {**self._headers, BULK_HEADER: "true"}
