@@ -31,11 +31,11 @@ import msgspec
 from singer_sdk.exceptions import MissingKeyPropertiesError, RecordsWithoutSchemaException
 
 from plugin_support import redacted_output
-from plugin_support.pacing import SharedPace
 from plugin_support.redaction import Redactor
 from plugin_support.retry import AuthError, RetriesExhausted, TlsError
 from plugin_support.run_stamp import run_stamp
 from plugin_support.state_release import StateGate
+from target_mixpanel.pacing import SharedPace
 
 if TYPE_CHECKING:
     from target_mixpanel.settings import MixpanelSettings
