@@ -39,9 +39,9 @@ def test_values_are_typed_once(tmp_path: Path) -> None:
     assert read.storage_options == {"anon": True}
 
 
-def test_discovery_reads_no_setting_it_does_not_need(tmp_path: Path) -> None:
-    """`--discover` runs on a config nobody checked: a bad date must not stop it (the sync
-    that follows names the setting)."""
+def test_a_bad_date_does_not_stop_discovery(tmp_path: Path) -> None:
+    """`--discover` runs on a config nobody checked: the settings are read when a run needs
+    them, and the sync that follows names the bad setting."""
     tap = TapBrazeCurrents(config={"storage_url": str(tmp_path), "start_date": "yesterday"},
                            validate_config=False, setup_mapper=False)
     assert len(tap.discover_streams()) > 50
