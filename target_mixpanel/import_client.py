@@ -24,7 +24,6 @@ import requests.adapters
 from isal import igzip  # ISA-L gzip: 4x zlib's speed at level 1, same format
 
 from plugin_support.dry_run import RequestBodyFiles
-from plugin_support.pacing import AdaptivePace
 from plugin_support.redaction import Redactor
 from plugin_support.retry import (
     AuthError,
@@ -35,6 +34,7 @@ from plugin_support.retry import (
     RetrySchedule,
     TlsError,
 )
+from target_mixpanel.pacing import AdaptivePace
 
 logger = logging.getLogger(__name__)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from plugin_support.dead_letter import DeadLetterFile
-from plugin_support.pacing import AdaptivePace, SharedPace
 from plugin_support.redaction import Redactor
 from plugin_support.retry import Counters
 from target_mixpanel.delivery import Delivery
 from target_mixpanel.event_mapping import BrazeCurrentsMapping, GenericMapping
 from target_mixpanel.import_client import DryRunClient, ImportClient
+from target_mixpanel.pacing import AdaptivePace, SharedPace
 from target_mixpanel.pii import PiiPolicy
 from target_mixpanel.profile_updates import ProfileUpdatingSender
 from target_mixpanel.settings import MixpanelAuth, MixpanelSettings
