@@ -112,7 +112,9 @@ class WorkerPool:
         context: Any = multiprocessing.get_context("fork" if forked else "spawn")
         processes = settings.worker_processes
         concurrency = max(1, settings.max_concurrency // processes)
-        pace = SharedPace.for_processes(context)  # one pace for the project's intake
+        # one pace for the project's intake, held for the pool's life: a spawned worker
+        # unpickles its lock after start(), and a lock no one holds is gone by then
+        self._pace = pace = SharedPace.for_processes(context)
         stamp = run_stamp()  # the workers' dry-run files are this run's
         self._inboxes: list[Connection] = []
         self._outboxes: list[Connection] = []
