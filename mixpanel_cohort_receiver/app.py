@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = ReceiverSettings.from_sources(argv)
-        spool = WebhookSpool(settings.spool_url, settings.spool_options)
+        spool = WebhookSpool(settings.spool_url, dict(settings.spool_options or {}))
     except (SettingError, StorageLocationError) as exc:
         logger.error("%s", exc)
         raise SystemExit(2) from None

@@ -1,14 +1,15 @@
-"""The tap's settings: their schema (with ranges), and the checks a schema cannot state.
+"""The tap's settings: their schema (with ranges), checks a schema cannot state, typed values.
 
 Every count, hour and duration setting has a range in its schema, so an out-of-range value is
 refused at start naming the setting (a negative `lookback_hours` used to read nothing with
-exit 0). The dates must parse and be in order.
+exit 0). The dates must parse and be in order. A run reads them once, as `CurrentsSettings`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from singer_sdk import typing as th
@@ -113,6 +114,63 @@ def check_settings(config: Mapping[str, Any]) -> None:
 
 def latest_hour(config: Mapping[str, Any], now: dt.datetime | None = None) -> str:
     """The newest `date=` hour a run reads: now (UTC) plus future_hours_tolerance."""
-    tolerance = int(config.get("future_hours_tolerance", FUTURE_HOURS_TOLERANCE))
+    return _hours_ahead(int(config.get("future_hours_tolerance", FUTURE_HOURS_TOLERANCE)), now)
+
+
+def _hours_ahead(hours: int, now: dt.datetime | None) -> str:
     now = now or dt.datetime.now(dt.timezone.utc)
-    return hour_key(now + dt.timedelta(hours=tolerance))
+    return hour_key(now + dt.timedelta(hours=hours))
+
+
+@dataclass(frozen=True)
+class CurrentsSettings:
+    """The settings a run uses, read once from the validated config (defaults filled in)."""
+
+    storage_url: str
+    storage_options: Mapping[str, Any]
+    start_date: dt.datetime | None
+    end_date: dt.datetime | None
+    lookback_hours: int
+    future_hours_tolerance: int
+    event_types: tuple[str, ...]  # empty: every type
+    on_corrupt_file: str  # "skip" or "fail"
+    prefetch_files: int
+    prefetch_megabytes: int
+    state_interval_seconds: float
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> CurrentsSettings:
+        """The typed values of a config the schema and `check_settings` accepted."""
+        options = config.get("storage_options")
+        return cls(
+            storage_url=str(config.get("storage_url") or ""),
+            storage_options=dict(options) if isinstance(options, dict) else {},
+            start_date=setting_moment(config, "start_date"),
+            end_date=setting_moment(config, "end_date"),
+            lookback_hours=int(config["lookback_hours"]),
+            future_hours_tolerance=int(config["future_hours_tolerance"]),
+            event_types=tuple(config.get("event_types") or ()),
+            on_corrupt_file=str(config["on_corrupt_file"]),
+            prefetch_files=int(config["prefetch_files"]),
+            prefetch_megabytes=int(config["prefetch_megabytes"]),
+            state_interval_seconds=float(config["state_interval_seconds"]),
+        )
+
+    @property
+    def start_hour(self) -> str | None:
+        """The `date=` hour of start_date (None when unset)."""
+        return None if self.start_date is None else hour_key(self.start_date)
+
+    @property
+    def end_hour(self) -> str | None:
+        """The `date=` hour of end_date, not read itself (None when unset)."""
+        return None if self.end_date is None else hour_key(self.end_date)
+
+    @property
+    def prefetch_bytes(self) -> int:
+        """prefetch_megabytes in bytes."""
+        return self.prefetch_megabytes << 20
+
+    def latest_hour(self, now: dt.datetime | None = None) -> str:
+        """The newest `date=` hour a run reads: now (UTC) plus future_hours_tolerance."""
+        return _hours_ahead(self.future_hours_tolerance, now)

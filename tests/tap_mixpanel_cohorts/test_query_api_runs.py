@@ -22,8 +22,9 @@ import boto3
 import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
+from plugin_support.retry import RetryPolicy
 from tap_mixpanel_cohorts.query_budget import QueryBudget
-from tap_mixpanel_cohorts.query_client import Credentials, QueryClient, RetryPolicy
+from tap_mixpanel_cohorts.query_client import Credentials, QueryClient
 from tap_mixpanel_cohorts.settings import Settings
 from tap_mixpanel_cohorts.tap import TapMixpanelCohorts
 from testkit.mixpanel_query_server import Member, MixpanelQueryServer, QueryState

@@ -396,12 +396,15 @@ def test_ids_that_do_not_fit_insert_id_are_hashed_deterministically(
     assert all(c in "0123456789abcdef" for c in insert_id)
 
 
-def test_retry_after_is_honoured(mixpanel, run_target, tmp_path: Path) -> None:
+@pytest.mark.parametrize("retry_after", ["0", "Thu, 01 Jan 1970 00:00:00 GMT"])  # RFC 9110
+def test_retry_after_is_honoured(retry_after: str, mixpanel, run_target, tmp_path: Path) -> None:
     mixpanel.state.script = ["429", "429"]
-    mixpanel.state.retry_after = "0"
-    # without Retry-After the first retries would wait 60 s and more
+    mixpanel.state.retry_after = retry_after  # seconds, or an HTTP date (past: no wait)
+    # without Retry-After the first retries would wait 60 s and more (unpaced: a paced 429
+    # goes again as soon as the pace gives it a slot)
     config = target_config(mixpanel, tmp_path, retry_first_delay_seconds=60,
-                           retry_jitter_seconds=[0, 0], worker_processes=1)
+                           retry_max_delay_seconds=60, retry_jitter_seconds=[0, 0],
+                           worker_processes=1, adaptive_sending=False)
     run = run_target(config, singer_lines(STREAM, [custom_event(i) for i in range(5)]),
                      timeout=40)
     assert run.returncode == 0, run.stderr

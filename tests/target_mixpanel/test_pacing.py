@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from plugin_support.pacing import CEILING, MEASURED, NUMBERS, RATE, AdaptivePace, SharedPace
+from target_mixpanel.pacing import CEILING, MEASURED, NUMBERS, RATE, AdaptivePace, SharedPace
 
 BATCH = 2000
 

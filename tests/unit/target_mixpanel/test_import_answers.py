@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from target_mixpanel.import_client import _failed_records
-from target_mixpanel.workers import merge_summaries
+from target_mixpanel.worker_pool import merge_summaries
 
 IDS = ["id-0", "id-1", "id-2"]
 

@@ -37,10 +37,10 @@ def test_every_default_comes_from_the_schema() -> None:
             read.delete_batch_files) == (DEFAULTS["gzip"], DEFAULTS["strict"],
                                          DEFAULTS["adaptive_sending"], DEFAULTS["verify_tls"],
                                          DEFAULTS["dry_run"], DEFAULTS["delete_batch_files"])
-    assert read.request_timeout == float(DEFAULTS["request_timeout_seconds"])
-    assert read.progress_seconds == float(DEFAULTS["progress_interval_seconds"])
+    assert read.request_timeout_seconds == float(DEFAULTS["request_timeout_seconds"])
+    assert read.progress_interval_seconds == float(DEFAULTS["progress_interval_seconds"])
     assert read.retry.budget_seconds == float(DEFAULTS["max_retry_seconds"])
-    assert read.api_url == "https://api.mixpanel.com"  # region US
+    assert read.base_url == "https://api.mixpanel.com"  # region US
     assert read.auth is not None
     assert read.auth.describe == "project_token"
 
@@ -48,8 +48,8 @@ def test_every_default_comes_from_the_schema() -> None:
 def test_a_setting_given_wins_over_its_default() -> None:
     read = settings(batch_size=500, max_concurrency=3, region="EU", request_timeout_seconds="7.5",
                     mapping="generic", time_field="ts")
-    assert (read.batch_size, read.max_concurrency, read.request_timeout) == (500, 3, 7.5)
-    assert (read.api_url, read.mapping, read.time_field) == ("https://api-eu.mixpanel.com",
+    assert (read.batch_size, read.max_concurrency, read.request_timeout_seconds) == (500, 3, 7.5)
+    assert (read.base_url, read.mapping, read.time_field) == ("https://api-eu.mixpanel.com",
                                                              "generic", "ts")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from plugin_support.rate_headers import HeaderPace
+from target_braze.rate_headers import HeaderPace
 
 RESET = 1_000_000.0
 
