@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -14,6 +16,7 @@ import fsspec
 import pytest
 
 from tap_braze_currents.demo_export import write_demo_export
+from tap_braze_currents.event_types import catalog
 from tap_braze_currents.storage import CurrentsFile, CurrentsStorage, _version
 from testkit.services import Service, self_signed_tls
 from testkit.storage_fault_proxy import StorageFaultProxy
@@ -173,6 +176,15 @@ def test_s3_faults_cost_nothing(s3_server: Service, run_tap) -> None:
 # the proxy holds them before it answers anyway. Below s3fs's read timeout (15 s), after which
 # the tap would send a request again; it issues what it overlaps within milliseconds.
 GIVE_UP_SECONDS = 10
+# How long after the second stream's hour listing is answered the first stream's is: time for
+# the tap's listing thread to parse a one-hour answer (milliseconds) on a loaded machine.
+LISTING_MARGIN_SECONDS = 1.0
+
+
+def _event_type_of(path: str) -> str | None:
+    """The event type whose hour folder a request lists, or whose file it fetches."""
+    found = re.search(r"event_type(?:%3D|=)([^/%&]+)(?:%2F|/)date", path)
+    return found[1] if found else None
 
 
 def _kind_of_request(path: str) -> str:
@@ -190,11 +202,13 @@ class _InFlightProxy(StorageFaultProxy):
     the tap has out before it needs an answer (a request sent again counts once).
     """
 
-    def __init__(self, upstream: str, hold: dict[str, int], round_trip: float = 0.0,
-                 **kwargs) -> None:
+    def __init__(self, upstream: str, hold: dict[str, int],
+                 listed_after: tuple[str, str] | None = None, **kwargs) -> None:
         super().__init__(upstream, **kwargs)
         self._hold = hold
-        self._round_trip = round_trip
+        # (first, second): first's hour listing answered LISTING_MARGIN_SECONDS after second's
+        self._listed_after = listed_after
+        self._listings_answered: set[str] = set()
         self._changed = threading.Condition()
         self._in_flight: Counter[tuple[str, str]] = Counter()
         self._released: set[str] = set()
@@ -203,6 +217,9 @@ class _InFlightProxy(StorageFaultProxy):
 
     def forward(self, method: str, path: str, headers: dict[str, str], body: bytes):
         kind = _kind_of_request(path)
+        event_type = _event_type_of(path)
+        if kind == "object" and self._listed_after and event_type in self._listed_after:
+            kind = "object of the pair"
         with self._changed:
             # by path: a request the client sent again after its read timeout counts once
             self._in_flight[kind, path] += 1
@@ -217,17 +234,26 @@ class _InFlightProxy(StorageFaultProxy):
                     self.gave_up.add(kind)
                 self._released.add(kind)
                 self._changed.notify_all()
+        if kind == "listing" and self._listed_after and event_type == self._listed_after[0]:
+            with self._changed:
+                if not self._changed.wait_for(
+                        lambda: self._listed_after[1] in self._listings_answered,
+                        timeout=GIVE_UP_SECONDS):
+                    self.gave_up.add("listing order")
+            threading.Event().wait(LISTING_MARGIN_SECONDS)
         try:
-            if self._round_trip:
-                threading.Event().wait(self._round_trip)
             return super().forward(method, path, headers, body)
         finally:
             with self._changed:
                 self._in_flight[kind, path] -= 1
+                if kind == "listing" and event_type:
+                    self._listings_answered.add(event_type)
+                self._changed.notify_all()
 
 
 def _read_through_in_flight_proxy(s3_server: Service, run_tap, url: str, hold: dict[str, int],
-                                  round_trip: float = 0.0, **export: Any) -> Counter[str]:
+                                  listed_after: tuple[str, str] | None = None,
+                                  **export: Any) -> Counter[str]:
     """A run from a demo export behind the holding proxy; every event must come out once.
 
     Returns the most requests the proxy held at once, by kind.
@@ -235,7 +261,7 @@ def _read_through_in_flight_proxy(s3_server: Service, run_tap, url: str, hold: d
     _make_bucket(s3_server, url)
     written = write_demo_export(url, storage_options=s3_server.storage_options,
                                 integrations=1, **export)
-    proxy = _InFlightProxy(s3_server.endpoint, hold, round_trip)
+    proxy = _InFlightProxy(s3_server.endpoint, hold, listed_after)
     proxy.start()
     try:
         run = run_tap({"storage_url": url, "start_date": "2025-04-01T00:00:00Z",
@@ -265,13 +291,19 @@ def test_each_stream_starts_reading_the_next_streams_files(s3_server: Service, r
     """An hourly run holds a few files a stream: the next stream's are read while this one's
     are, so a stream does not begin with a round trip of its own; every event once.
 
-    Still timed (150 ms a round trip): the tap reads ahead only if the next stream's listing,
-    made in the background, is done when this stream starts reading, which no request held
-    back by the proxy can make sure of."""
+    Of two streams synced one after the other, the proxy answers the first one's hour listing
+    only after the second one's (listed in the background) was answered, with a margin for
+    the tap to take it in, and holds the two streams' file fetches until their 12 files are in
+    flight at once: without the read ahead, only the first stream's 6 ever are."""
+    types = SAMPLE_TYPES[:6]
+    in_sync_order = list(catalog())  # the tap syncs its streams in catalog order
+    pair = next((a, b) for a, b in itertools.pairwise(in_sync_order)
+                if a in types and b in types)
     most = _read_through_in_flight_proxy(s3_server, run_tap, "s3://read-ahead-bucket/currents",
-                                         {}, round_trip=0.15, event_types=SAMPLE_TYPES[:6],
-                                         hours=1, files_per_hour=6, events_per_file=2)
-    assert most["object"] >= 12, most  # two streams' 6 files
+                                         {"object of the pair": 12}, listed_after=pair,
+                                         event_types=types, hours=1, files_per_hour=6,
+                                         events_per_file=2)
+    assert most["object of the pair"] >= 12, most  # two streams' 6 files
 
 
 def test_a_pool_size_in_storage_options_is_kept(s3_server: Service) -> None:
