@@ -27,13 +27,16 @@ From that come:
   and tools/generate_settings_doc.py write meltano.yml's settings and docs/settings.md from it).
   Types follow the annotations: `str`, `int`, `bool`, `float` (a number or a numeric string:
   Meltano passes a setting set through the environment as a string, and cannot pass a
-  `kind: decimal` one at all), `dt.datetime` (an ISO 8601 string), `tuple[X, ...]` or
+  `kind: decimal` one at all), `dt.datetime` (an ISO 8601 string; UTC unless it names an
+  offset), `tuple[X, ...]` or
   `list[X]` (an array; `tuple[X, X]`: exactly two), `dict` / `dict[str, str]` (an object), and
   `X | None`. `secret=True` marks it secret (the SDK and meltano.yml then treat it as
   sensitive); `json_type=` replaces the type keywords where the annotation cannot say it (an
   id given as a number or a numeric string).
 - `from_config(config)`: the typed values of a validated config (numeric strings become
-  floats, arrays tuples), each unset one its default, then `check()`.
+  floats, arrays tuples, dates aware UTC datetimes), each unset one its default, then
+  `check()`. A date that does not parse (a schema's `format` is not checked) is a
+  SettingError naming the setting.
 - `secret_settings()`: the secret settings' values (for a redaction); a secret field is
   left out of `repr()`.
 
@@ -67,9 +70,12 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
-__all__ = ["NUMERIC_STRING", "DeclaredSettings", "setting", "settings_schema"]
+from plugin_support.setting_checks import SettingError
+
+__all__ = ["DATE_EXAMPLE", "NUMERIC_STRING", "DeclaredSettings", "setting", "settings_schema"]
 
 NUMERIC_STRING = r"^[0-9]+(\.[0-9]+)?$"  # a non-negative decimal, as Meltano passes it
+DATE_EXAMPLE = "2025-04-01T00:00:00Z"  # a date setting's format, as an error message shows it
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _KEY = "declared_setting"
 _UNSET_DEFAULTS: tuple[Any, ...] = (None, "", (), [], {})
@@ -169,6 +175,8 @@ class DeclaredSettings:
             raw = config.get(item.name)
             if raw is None or (raw == "" and item.optional):
                 values[item.name] = _default_value(cls, item)
+            elif item.kind is dt.datetime:
+                values[item.name] = _moment(item.name, raw)
             else:
                 values[item.name] = _typed(item.kind, raw)
         settings = cls(**values)
@@ -320,8 +328,10 @@ def _typed(kind: Any, value: Any) -> Any:
     if kind in (str, int, float) and not isinstance(value, bool):
         return kind(value)
     if kind is dt.datetime:
-        return value if isinstance(value, dt.datetime) else \
+        moment = value if isinstance(value, dt.datetime) else \
             dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else \
+            moment.astimezone(dt.timezone.utc)
     if origin in (tuple, list):
         item = args[0] if args else Any
         typed = [value_ if item is Any else _typed(item, value_) for value_ in value]
@@ -329,3 +339,13 @@ def _typed(kind: Any, value: Any) -> Any:
     if origin in (dict, Mapping) or kind is dict:
         return dict(value)
     return value
+
+
+def _moment(name: str, value: Any) -> dt.datetime:
+    """A date setting's value as an aware UTC datetime; SettingError names one not parsed."""
+    try:
+        return typing.cast(dt.datetime, _typed(dt.datetime, value))
+    except ValueError:
+        msg = (f"{name} {value!r} is not a date and time: use ISO 8601, e.g. {DATE_EXAMPLE} "
+               "(UTC unless it names another offset)")
+        raise SettingError(msg) from None

@@ -20,11 +20,11 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property, partial
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from tap_braze_currents.checkpoints import Checkpoints
 from tap_braze_currents.file_ledger import FileLedger
@@ -62,15 +62,15 @@ class ReadAhead:
 class CurrentsRun:
     """The files of the selected streams, listed and read ahead in their order, until a stop."""
 
-    def __init__(self, config: Mapping[str, Any], tap_state: TapState,
+    def __init__(self, settings: Callable[[], CurrentsSettings], tap_state: TapState,
                  logger: logging.Logger, selected: Callable[[], list[StreamFiles]]):
         """A run over `tap_state`, whose streams' bookmarks it updates in place.
 
-        `config` is read on first use (discovery may run on a config that was not validated:
-        `--discover`); `selected()`, the selected streams in the order they are synced, once
-        the first of them starts (`--test` selects every stream just before).
+        `settings()` is called on first use (discovery may run on a config that was not
+        validated: `--discover`); `selected()`, the selected streams in the order they are
+        synced, once the first of them starts (`--test` selects every stream just before).
         """
-        self._config = config
+        self._read_settings = settings
         self._state = tap_state
         self.logger = logger
         self._selected = selected
@@ -83,7 +83,7 @@ class CurrentsRun:
     @cached_property
     def settings(self) -> CurrentsSettings:
         """The settings, read once."""
-        return CurrentsSettings.from_config(self._config)
+        return self._read_settings()
 
     @cached_property
     def latest_hour(self) -> str:

@@ -22,7 +22,7 @@ from plugin_support.stop_signals import StopSignalSetup
 from tap_braze_currents.avro_decoding import AvroFile
 from tap_braze_currents.event_types import catalog, catalog_avro_schema, stream_name
 from tap_braze_currents.run import CurrentsRun, StreamFiles
-from tap_braze_currents.settings import CurrentsSettings, check_settings, tap_properties
+from tap_braze_currents.settings import CurrentsSettings
 from tap_braze_currents.state_check import StateError, check_state, parse_state_text
 from tap_braze_currents.storage import StorageSettingError, storage_secrets
 from tap_braze_currents.streams import CurrentsStream
@@ -37,7 +37,7 @@ class TapBrazeCurrents(StopSignalSetup, SecretSafeConfig, Tap):
     package_name = DISTRIBUTION  # for --version
     message_writer_class = MsgSpecWriter
 
-    config_jsonschema = tap_properties().to_dict()
+    config_jsonschema = CurrentsSettings.schema()
 
     # Errors a user can act on from their message alone: shown without a traceback.
     USER_ERRORS = (SettingError, StateError, StorageSettingError)
@@ -66,10 +66,16 @@ class TapBrazeCurrents(StopSignalSetup, SecretSafeConfig, Tap):
             raise click.exceptions.Exit(1) from None
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        """The schema's checks (ranges included), then the dates."""
+        """The schema's checks (ranges included), then the settings read and checked once.
+
+        Discovery (`--discover`) does not raise: with a config the schema refuses, the settings
+        are read when a run needs them.
+        """
         errors = super()._validate_config(raise_errors=raise_errors)
+        if errors:
+            return errors
         try:
-            check_settings(self.config)
+            _ = self.settings
         except SettingError as exc:
             if raise_errors:
                 raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
@@ -91,12 +97,16 @@ class TapBrazeCurrents(StopSignalSetup, SecretSafeConfig, Tap):
     @cached_property
     def run(self) -> CurrentsRun:
         """The run the streams share: listing and reading ahead, checkpoints, stopping."""
-        return CurrentsRun(self.config, self.state, self.logger, self._selected_stream_files)
+        return CurrentsRun(lambda: self.settings, self.state, self.logger,
+                           self._selected_stream_files)
 
-    @property
+    @cached_property
     def settings(self) -> CurrentsSettings:
-        """The settings, read once (on first use: discovery may have no valid config)."""
-        return self.run.settings
+        """The settings, read and checked once: when the config is validated, else on first use.
+
+        Discovery (`--discover`) may run on a config the schema refuses.
+        """
+        return CurrentsSettings.from_config(self.config)
 
     def _handle_termination(self, signum: int, frame: Any) -> None:
         """SIGTERM/SIGINT: finish the file being read, emit its state, end cleanly (exit 0).

@@ -142,7 +142,7 @@ def run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[
 
 # Reads the config Meltano printed as the plugin would (--config): SDK plugins validate it and
 # read their typed settings; the receiver reads MIXPANEL_COHORT_RECEIVER_* as `meltano invoke`
-# passes them. Prints {setting: value read}.
+# passes them. Prints {setting: value read} (dates in ISO 8601).
 READ_BACK = """
 import dataclasses, json, sys
 from {module} import {cls} as Plugin
@@ -156,7 +156,7 @@ else:
 read = {{}}
 if dataclasses.is_dataclass(settings):
     read = {{f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}}
-print(json.dumps(read, default=list))
+print(json.dumps(read, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else list(v)))
 """
 
 

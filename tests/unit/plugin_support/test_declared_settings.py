@@ -14,6 +14,8 @@ import pytest
 from mixpanel_cohort_receiver.settings import ReceiverSettings
 from plugin_support.declared_settings import DeclaredSettings, setting
 from plugin_support.delivery_settings import DeliverySettings
+from plugin_support.setting_checks import SettingError
+from tap_braze_currents.settings import CurrentsSettings
 from tap_mixpanel_cohorts.settings import Settings as CohortSettings
 from target_braze.settings import BrazeSettings
 from target_mixpanel.settings import MixpanelSettings
@@ -97,6 +99,16 @@ def test_an_unset_optional_setting_is_none() -> None:
     assert (read.ids, read.since, read.labels) == (None, None, {})
 
 
+def test_a_moment_is_utc_unless_it_names_an_offset_and_one_that_does_not_parse_is_named() -> None:
+    read = Example.from_config({"url": "https://x", "since": "2025-04-01T05:30:00"})
+    assert read.since == dt.datetime(2025, 4, 1, 5, 30, tzinfo=dt.timezone.utc)
+    read = Example.from_config({"url": "https://x", "since": "2025-04-01T05:30:00+02:00"})
+    assert read.since == dt.datetime(2025, 4, 1, 3, 30, tzinfo=dt.timezone.utc)
+    with pytest.raises(SettingError, match=r"since 'yesterday' is not a date and time: use "
+                       r"ISO 8601, e.g\. 2025-04-01T00:00:00Z"):
+        Example.from_config({"url": "https://x", "since": "yesterday"})
+
+
 def test_number_options_are_refused() -> None:
     """Meltano refuses TARGET_X_LEVEL=2 as "not a valid choice" of options [1, 2]."""
     with pytest.raises(TypeError, match="options must be strings"):
@@ -104,13 +116,14 @@ def test_number_options_are_refused() -> None:
 
 
 @pytest.mark.parametrize("cls", [MixpanelSettings, BrazeSettings, CohortSettings,
-                                 ReceiverSettings])
+                                 ReceiverSettings, CurrentsSettings])
 def test_each_plugin_reads_the_defaults_its_schema_publishes(
         cls: type[DeclaredSettings]) -> None:
     for name, prop in cls.schema()["properties"].items():
         if "default" in prop:
             default: Any = cls.default_of(name)
             published = prop["default"]
+            jsonschema.validate(published, prop)  # a value the setting accepts
             assert (list(default) if isinstance(default, tuple) else default) == published, name
         assert prop["description"], name
     numbers = [name for name, prop in cls.schema()["properties"].items()

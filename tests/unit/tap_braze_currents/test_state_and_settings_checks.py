@@ -8,7 +8,7 @@ import pytest
 
 from plugin_support.config_errors import SettingError
 from tap_braze_currents.batch_files import MAX_NAME_PART, file_name_part
-from tap_braze_currents.settings import check_settings, latest_hour
+from tap_braze_currents.settings import CurrentsSettings
 from tap_braze_currents.state_check import StateError, check_state, parse_state_text
 
 
@@ -30,8 +30,8 @@ def test_hours_within_the_tolerance_are_kept() -> None:
 
 def test_latest_hour_is_now_plus_the_tolerance() -> None:
     now = dt.datetime(2025, 4, 1, 22, 59, tzinfo=dt.timezone.utc)
-    assert latest_hour({"future_hours_tolerance": 3}, now) == "2025-04-02-01"
-    assert latest_hour({"future_hours_tolerance": 0}, now) == "2025-04-01-22"
+    assert CurrentsSettings(future_hours_tolerance=3).latest_hour(now) == "2025-04-02-01"
+    assert CurrentsSettings(future_hours_tolerance=0).latest_hour(now) == "2025-04-01-22"
 
 
 @pytest.mark.parametrize("read", [{"2025-04-01-00": "abc"}, {"2025-04-01-00": 5},
@@ -50,10 +50,12 @@ def test_a_state_file_that_is_not_json_is_named() -> None:
 
 def test_dates_must_parse_and_leave_an_hour_to_read() -> None:
     with pytest.raises(SettingError, match=r"start_date 'yesterday'.*ISO 8601"):
-        check_settings({"start_date": "yesterday"})
+        CurrentsSettings.from_config({"start_date": "yesterday"})
     with pytest.raises(SettingError, match=r"end_date .* start_date"):
-        check_settings({"start_date": "2025-04-01T05:00:00Z", "end_date": "2025-04-01T05:30:00"})
-    check_settings({"start_date": "2025-04-01T05:00:00Z", "end_date": "2025-04-01T06:00:00Z"})
+        CurrentsSettings.from_config({"start_date": "2025-04-01T05:00:00Z",
+                                      "end_date": "2025-04-01T05:30:00"})
+    CurrentsSettings.from_config({"start_date": "2025-04-01T05:00:00Z",
+                                  "end_date": "2025-04-01T06:00:00Z"})
 
 
 def test_long_stream_names_are_cut_in_file_names_and_stay_distinct() -> None:

@@ -1,14 +1,16 @@
-"""CurrentsSettings: defaults from the schema alone, typed values, read when a run needs them."""
+"""CurrentsSettings: the defaults the schema publishes, typed values, read when a run needs them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from tap_braze_currents.settings import CurrentsSettings, tap_properties
+import jsonschema
+
+from tap_braze_currents.settings import CurrentsSettings
 from tap_braze_currents.tap import TapBrazeCurrents
 
-DEFAULTS = {name: prop["default"] for name, prop in tap_properties().to_dict()["properties"].items()
+DEFAULTS = {name: prop["default"] for name, prop in CurrentsSettings.schema()["properties"].items()
             if "default" in prop}
 
 
@@ -17,15 +19,19 @@ def settings(folder: Path, **config: Any) -> CurrentsSettings:
     return TapBrazeCurrents(config={"storage_url": str(folder), **config}).settings
 
 
-def test_every_default_comes_from_the_schema(tmp_path: Path) -> None:
+def test_every_default_is_valid_and_read_as_the_schema_publishes_it(tmp_path: Path) -> None:
+    """A declared default is a value its own setting accepts (range, options, type), and a run
+    reads the default that --about, meltano.yml and docs/settings.md show."""
+    properties = CurrentsSettings.schema()["properties"]
+    assert set(DEFAULTS) == {"lookback_hours", "future_hours_tolerance", "on_corrupt_file",
+                             "prefetch_files", "prefetch_megabytes", "state_interval_seconds"}
+    for name, default in DEFAULTS.items():
+        jsonschema.validate({name: default}, {"type": "object",
+                                              "properties": {name: properties[name]}})
     read = settings(tmp_path)
-    assert (read.lookback_hours, read.future_hours_tolerance, read.on_corrupt_file,
-            read.prefetch_files, read.prefetch_megabytes) == (
-        DEFAULTS["lookback_hours"], DEFAULTS["future_hours_tolerance"],
-        DEFAULTS["on_corrupt_file"], DEFAULTS["prefetch_files"], DEFAULTS["prefetch_megabytes"])
-    assert read.state_interval_seconds == float(DEFAULTS["state_interval_seconds"])
+    assert {name: getattr(read, name) for name in DEFAULTS} == DEFAULTS
     assert (read.storage_url, read.storage_options, read.event_types) == (str(tmp_path), {}, ())
-    assert (read.start_hour, read.end_hour) == (None, None)
+    assert (read.start_date, read.end_date, read.start_hour, read.end_hour) == (None,) * 4
 
 
 def test_values_are_typed_once(tmp_path: Path) -> None:
