@@ -1,7 +1,7 @@
 """Seeded fault trials of the whole pipeline: `python bench/fault_campaign.py --trials 200`.
 
 The campaign itself lives in testkit/fault_campaign.py, which CI's short form
-(tests/test_fault_campaign.py) runs too; see docs/performance.md for what it does.
+(tests/pipelines/test_fault_campaign.py) runs too; see docs/performance.md for what it does.
 """
 
 from __future__ import annotations

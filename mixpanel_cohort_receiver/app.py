@@ -12,9 +12,11 @@ import asyncio
 import base64
 import binascii
 import hmac
+import json
 import logging
 import sys
 from collections import Counter
+from importlib import metadata
 
 from aiohttp import web
 
@@ -28,6 +30,7 @@ from plugin_support.cohort_webhook_messages import (
     answer,
     read_message,
 )
+from plugin_support.distribution import DISTRIBUTION
 from plugin_support.redaction import Redactor
 from plugin_support.storage_location import StorageLocationError, option_secrets
 from plugin_support.webhook_spool import WebhookSpool
@@ -113,13 +116,31 @@ class Receiver:
                 f"({self.settings.max_body_megabytes} MB): raise it on the receiver")
 
 
+NAME = "mixpanel-cohort-receiver"
+
+
+def describe(argv: list[str]) -> str | None:
+    """What `--version` or `--about` print (as the Singer plugins answer them); else None."""
+    version = metadata.version(DISTRIBUTION)
+    if "--version" in argv:
+        return f"{NAME} v{version}"
+    if "--about" in argv:
+        return json.dumps({"name": NAME, "version": version, "description": __doc__.split("\n")[0],
+                           "settings": ReceiverSettings.schema()}, indent=2)
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: read the settings, open the spool, serve until SIGTERM/SIGINT."""
+    about = describe(sys.argv[1:] if argv is None else argv)
+    if about is not None:
+        print(about)
+        return
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = ReceiverSettings.from_sources(argv)
-        spool = WebhookSpool(settings.spool_url, settings.spool_options)
+        spool = WebhookSpool(settings.spool_url, dict(settings.spool_options or {}))
     except (SettingError, StorageLocationError) as exc:
         logger.error("%s", exc)
         raise SystemExit(2) from None

@@ -1,90 +1,70 @@
-"""Settings every loader has, declared once: retries, timeout, dead letters, dry run, progress.
+"""The settings every HTTP plugin shares, declared once: retries, timeout, dead letters, ...
 
-Both targets splice these properties into their config schema and read the values with
-`retry_policy_from`; the defaults and ranges live here only. `delivery_setting_errors` checks
-what a schema cannot (jitter's order, a dead-letter file that could not be written); the
-plugins' config check (plugin_support.config_errors) runs it at start.
+`HttpSettings` (retries, timeout: the taps and the targets) and `DeliverySettings` (also dead
+letters, dry run and progress: the targets) are plugin_support.declared_settings classes a
+plugin's settings inherit; the defaults and ranges live here only. A plugin names its own
+files and outcome through `setting_words` ({"prefix": "braze", "delivered": "applied"}).
+`delivery_setting_errors` checks what a schema cannot (jitter's order, a dead-letter file
+that could not be written); the plugins' config check (plugin_support.config_errors) runs it
+at start.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from singer_sdk import typing as th
-
 from plugin_support.dead_letter import unwritable_reason
+from plugin_support.declared_settings import DeclaredSettings, setting
 from plugin_support.retry import RetryPolicy
 
-# Durations: a number, or a string holding one. Meltano (4.4) turns a "decimal" setting given
-# by an environment variable into a Decimal it then cannot write as JSON, so meltano.yml
-# declares these as strings and the targets read both.
-SECONDS = th.CustomType({"type": ["number", "string"], "pattern": r"^[0-9]+(\.[0-9]+)?$"})
 HOUR, DAY = 3600, 86400
 
 
-def seconds(*, maximum: float, minimum: float = 0, exclusive: bool = False) -> th.CustomType:
-    """A duration in seconds within a range (`exclusive`: above `minimum`, not at it).
+@dataclass(frozen=True, kw_only=True)
+class HttpSettings(DeclaredSettings):
+    """How a plugin's HTTP requests are retried and timed out."""
 
-    A numeric string is held to the same range by plugin_support.setting_checks.
-    """
-    return th.CustomType({**SECONDS.type_dict, "maximum": maximum,
-                          "exclusiveMinimum" if exclusive else "minimum": minimum})
+    max_retry_seconds: float = setting(
+        900, minimum=0, maximum=DAY,
+        description="Total time one request (a batch, a query) may spend retrying 429/5xx/"
+        "network errors before the run fails.")
+    retry_first_delay_seconds: float = setting(
+        2.0, minimum=0, maximum=HOUR,
+        description="First backoff delay (doubles up to retry_max_delay_seconds).")
+    retry_max_delay_seconds: float = setting(60.0, minimum=0, maximum=HOUR,
+                                             description="Longest backoff delay.")
+    retry_jitter_seconds: tuple[float, float] = setting(
+        (1.0, 5.0), item_minimum=0, item_maximum=HOUR,
+        description="Random jitter added to each delay: [min, max] seconds.")
+    request_timeout_seconds: float = setting(120, exclusive_minimum=0, maximum=HOUR,
+                                             description="Timeout of one HTTP request.")
 
-
-def retry_properties() -> list[th.Property]:
-    """The retry settings: budget, first and longest delay, jitter."""
-    return [
-        th.Property("max_retry_seconds", seconds(maximum=DAY), default=900,
-                    description="Total time one batch may spend retrying 429/5xx/network "
-                    "errors before the run fails."),
-        th.Property("retry_first_delay_seconds", seconds(maximum=HOUR), default=2.0,
-                    description="First backoff delay (doubles up to retry_max_delay_seconds)."),
-        th.Property("retry_max_delay_seconds", seconds(maximum=HOUR), default=60.0,
-                    description="Longest backoff delay."),
-        th.Property("retry_jitter_seconds",
-                    th.CustomType({"type": ["array", "null"], "minItems": 2, "maxItems": 2,
-                                   "items": {"type": "number", "minimum": 0,
-                                             "maximum": HOUR}}),
-                    default=[1.0, 5.0],
-                    description="Random jitter added to each delay: [min, max] seconds."),
-    ]
-
-
-def request_timeout_property() -> th.Property:
-    """The timeout of one HTTP request."""
-    return th.Property("request_timeout_seconds", seconds(maximum=HOUR, exclusive=True),
-                       default=120,
-                       description="Timeout of one HTTP request.")
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy these settings describe."""
+        low, high = self.retry_jitter_seconds
+        return RetryPolicy(first_delay=self.retry_first_delay_seconds,
+                           max_delay=self.retry_max_delay_seconds,
+                           jitter_min=low, jitter_max=high,
+                           budget_seconds=self.max_retry_seconds)
 
 
-def progress_property() -> th.Property:
-    """How often a progress line is logged."""
-    return th.Property("progress_interval_seconds", seconds(maximum=DAY, exclusive=True),
-                       default=10,
-                       description="How often a progress line is logged.")
 
+@dataclass(frozen=True, kw_only=True)
+class DeliverySettings(HttpSettings):
+    """A loader's: its HTTP settings, and where records not delivered and dry runs go."""
 
-def output_properties(prefix: str, outcome: str) -> list[th.Property]:
-    """Where records not `outcome` go (dead letters), and the dry run: files named `prefix`-."""
-    return [
-        th.Property("dead_letter_path", th.StringType, default=f"{prefix}-dead-letters.jsonl",
-                    description=f"Newline-delimited JSON file of records not {outcome}, with "
-                    "the reason."),
-        th.Property("dry_run", th.BooleanType, default=False,
-                    description="Send nothing; write the request bodies to dry_run_path."),
-        th.Property("dry_run_path", th.StringType, default=f"{prefix}-dry-run",
-                    description="Folder for dry-run request bodies."),
-    ]
-
-
-def retry_policy_from(config: Mapping[str, Any]) -> RetryPolicy:
-    """The retry policy the (validated, defaults filled) settings describe."""
-    jitter = [*list(config["retry_jitter_seconds"] or [0.0, 0.0]), 0.0, 0.0]
-    return RetryPolicy(first_delay=float(config["retry_first_delay_seconds"]),
-                       max_delay=float(config["retry_max_delay_seconds"]),
-                       jitter_min=float(jitter[0]), jitter_max=float(jitter[1]),
-                       budget_seconds=float(config["max_retry_seconds"]))
+    dead_letter_path: str = setting(
+        "{prefix}-dead-letters.jsonl",
+        description="Newline-delimited JSON file of records not {delivered}, with the reason.")
+    dry_run: bool = setting(False,
+                            description="Send nothing; write the request bodies to dry_run_path.")
+    dry_run_path: str = setting("{prefix}-dry-run",
+                                description="Folder for dry-run request bodies.")
+    progress_interval_seconds: float = setting(10, exclusive_minimum=0, maximum=DAY,
+                                               description="How often a progress line is logged.")
 
 
 def delivery_setting_errors(config: Mapping[str, Any]) -> list[str]:

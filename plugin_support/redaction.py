@@ -49,12 +49,19 @@ def secret_forms(secret: str) -> set[str]:
 class Redactor:
     """Replaces every form of the given secrets, and credential-shaped text, with ***."""
 
-    def __init__(self, secrets: Iterable[object] = ()):
+    def __init__(self, secrets: Iterable[object] = (),
+                 credential_patterns: Iterable[re.Pattern[str]] = ()):
+        """Mask `secrets` (strings; others are ignored) and text the patterns find.
+
+        `credential_patterns` are a vendor's own shapes of credentials (e.g. a key its answers
+        echo): each match is replaced by its first group followed by ***.
+        """
         forms: set[str] = set()
         for secret in secrets:
             if isinstance(secret, str):
                 forms |= secret_forms(secret)
         self._forms = sorted(forms, key=len, reverse=True)  # longest first: no partial leftovers
+        self._patterns = list(credential_patterns)
 
     def __call__(self, text: str) -> str:
         """`text` with secrets and credential-shaped parts masked."""
@@ -62,7 +69,10 @@ class Redactor:
             text = text.replace(form, MASK)
         text = _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
         text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{MASK}@", text)
-        return _SECRET_PARAMETER.sub(lambda m: f"{m.group(1)}={MASK}", text)
+        text = _SECRET_PARAMETER.sub(lambda m: f"{m.group(1)}={MASK}", text)
+        for pattern in self._patterns:
+            text = pattern.sub(lambda m: f"{m.group(1)}{MASK}", text)
+        return text
 
 
 def redact(text: str, secrets: Iterable[object]) -> str:

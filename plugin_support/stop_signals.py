@@ -1,6 +1,8 @@
-"""Stop signals in a target: read on to the next STATE, deliver, emit it, exit 0.
+"""Stop signals: one setup for every plugin; in a target, read on to the next STATE and exit 0.
 
-Mixed in before the SDK's Target by a target whose reader is a `FastReader`.
+`StopSignalSetup` is mixed in before the SDK's Tap or Target by every plugin, which gives only
+what it does on a signal (`_handle_termination`). `StopAtNextState` is that for a target whose
+reader is a `FastReader`.
 """
 
 from __future__ import annotations
@@ -19,16 +21,20 @@ logger = logging.getLogger(__name__)
 STATE_WAIT_SECONDS = 30
 
 
-class StopAtNextState:
-    """Mixin: SIGTERM/SIGINT end the run at the next STATE (the SDK's hooks, overridden)."""
-
-    message_reader: Any
+class StopSignalSetup:
+    """Mixin: the SDK's signal handlers, none once exiting, and whole writes to stdout."""
 
     def _setup_signal_handlers(self) -> None:
-        """The SDK's (ours: `_handle_termination`), none once exiting; whole writes to stdout."""
+        """The SDK's (the plugin's `_handle_termination`); SIGTERM ignored once exiting."""
         super()._setup_signal_handlers()  # type: ignore[misc]
         ignore_stop_signal_while_exiting()
         complete_stdout_writes()  # a signal must not cut a write to stdout short
+
+
+class StopAtNextState(StopSignalSetup):
+    """Mixin: SIGTERM/SIGINT end the run at the next STATE (the SDK's hooks, overridden)."""
+
+    message_reader: Any
 
     def _handle_termination(self, signum: int, frame: Any) -> None:
         """SIGTERM/SIGINT: read on to the next STATE, deliver, emit that state, exit 0.

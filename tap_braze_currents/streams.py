@@ -1,16 +1,14 @@
-"""One Singer stream per Currents event type: list new files, decode them, emit records, state."""
+"""One Singer stream per Currents event type: its new files decoded, printed, marked read."""
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from singer_sdk import Stream
+from singer_sdk import Stream, Tap
 from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
 
 try:
@@ -25,12 +23,8 @@ from tap_braze_currents.file_groups import FileGroup
 from tap_braze_currents.file_ledger import FileLedger
 from tap_braze_currents.json_schema import merge_json_schemas, record_fields_schema
 from tap_braze_currents.line_format import FileLines
-from tap_braze_currents.prefetch import fetch_ahead
-from tap_braze_currents.settings import hour_setting
+from tap_braze_currents.run import CurrentsRun, StreamFiles
 from tap_braze_currents.storage import CurrentsFile
-
-if TYPE_CHECKING:
-    from tap_braze_currents.tap import TapBrazeCurrents
 
 
 class CorruptFileError(Exception):
@@ -50,16 +44,21 @@ def stream_schema(avro_record: dict[str, Any], event_type: str) -> dict[str, Any
 
 
 @dataclass
-class ReadAhead:
-    """A stream's new files, listed while the stream before it ran, and reads of the first ones.
+class _BatchOutput:
+    """BATCH mode's open batch file: records of file groups in, a BATCH message per full file."""
 
-    Remote, each stream starts reading the next one's first files when its own leave room
-    under `prefetch_files` and `prefetch_megabytes`: an hourly run has about 12 files a stream,
-    and without this every stream began with a round trip of its own.
-    """
+    files: BatchFileWriter
+    announce: Callable[[list[str]], None]  # prints a BATCH message for a finished file
 
-    files: list[CurrentsFile]
-    reads: dict[str, Future[bytes]]  # by path
+    def write(self, group: FileGroup, lines_of: Callable[[AvroFile], FileLines]) -> None:
+        for manifest in self.files.write(group, lines_of):
+            self.announce(manifest)
+
+    def close(self) -> None:
+        """Finish the open batch file, if any, and print its BATCH message."""
+        manifest = self.files.close()
+        if manifest is not None:
+            self.announce(manifest)
 
 
 class CurrentsStream(Stream):
@@ -68,13 +67,15 @@ class CurrentsStream(Stream):
     primary_keys = ("id",)
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE  # Avro records already match the schema
 
-    def __init__(self, tap: TapBrazeCurrents, event_type: str, avro_record: dict[str, Any]):
-        """A stream for `event_type`, its schema built from an Avro record schema."""
+    def __init__(self, tap: Tap, run: CurrentsRun, event_type: str, avro_record: dict[str, Any]):
+        """A stream for `event_type` in `run`, its schema built from an Avro record schema."""
         self.event_type = event_type
         self._seen_writer_schemas: set[str] = set()
         super().__init__(tap, schema=stream_schema(avro_record, event_type),
                          name=stream_name(event_type))
-        self._currents_tap = tap
+        self._run = run
+        self.stream_files = StreamFiles(self.name, event_type, self.logger)
+        self._batches: _BatchOutput | None = None  # BATCH mode, while syncing
         # Incremental by the stream's own file ledger (its state), not by a replication key:
         # the catalog says INCREMENTAL, a rerun reads only files not read yet.
         self.forced_replication_method = REPLICATION_INCREMENTAL
@@ -85,95 +86,6 @@ class CurrentsStream(Stream):
 
     # -- files ---------------------------------------------------------------------------
 
-    def _hour_setting(self, name: str) -> str | None:
-        return hour_setting(self.config, name)
-
-    def _ledger(self) -> FileLedger:
-        return FileLedger(self.stream_state, int(self.config["lookback_hours"]))
-
-    def listing_range(self) -> tuple[str | None, str | None, str]:
-        """The `date=` hours this stream lists: (first, end, latest); end excluded, None open.
-
-        Hours after `latest` (now plus future_hours_tolerance) are reported and left for later.
-        """
-        return (self._ledger().window_start(self._hour_setting("start_date")),
-                self._hour_setting("end_date"), self._currents_tap.latest_hour)
-
-    def _new_files(self, ledger: FileLedger) -> list[CurrentsFile]:
-        first = ledger.window_start(self._hour_setting("start_date"))
-        listed = self._currents_tap.listing(self)
-        new = [f for f in listed if not ledger.is_read(f)]
-        self.logger.info("%s: %d files listed from hour %s on, %d not read yet",
-                         self.name, len(listed), first or "(first)", len(new))
-        return new
-
-    def _files_to_read(self, ledger: FileLedger) -> ReadAhead:
-        """The new files, as the stream before listed them (some being read) or listed now."""
-        ahead = self._currents_tap.take_read_ahead(self)
-        return ahead if ahead is not None else ReadAhead(self._new_files(ledger), {})
-
-    def _sources(self, files: list[CurrentsFile], started: dict[str, Future[bytes]]
-                 ) -> Iterator[tuple[CurrentsFile, BinaryIO | None]]:
-        """Each file opened for decoding; remote ones fetched ahead in the background.
-
-        `started`: reads of some of the files begun by the stream before (ReadAhead).
-        """
-        storage = self._currents_tap.storage
-        if storage.is_local:
-            for file in files:
-                yield file, self._guard(file, lambda f=file: storage.open(f.path))
-            return
-        in_flight = int(self.config["prefetch_files"])
-        max_bytes = int(self.config["prefetch_megabytes"]) << 20
-        with storage.reader(threads=in_flight) as start:
-
-            def read(file: CurrentsFile) -> Future[bytes]:
-                begun = started.pop(file.path, None)
-                return begun if begun is not None else start(file.path)
-
-            if storage.reads_on_event_loop:
-                self._read_next_stream_ahead(start, files, in_flight, max_bytes)
-            prefetched = fetch_ahead(files, read, lambda f: f.size, max_items=in_flight,
-                                     max_bytes=max_bytes)
-            for file, future in prefetched:
-                data = self._guard(file, future.result)
-                yield file, None if data is None else io.BytesIO(data)
-
-    def _read_next_stream_ahead(self, start: Callable[[str], Future[bytes]],
-                                files: list[CurrentsFile], in_flight: int,
-                                max_bytes: int) -> None:
-        """Start reading the next stream's first files in the room this stream's leave."""
-        tap = self._currents_tap
-        room = in_flight - len(files)
-        if room <= 0:
-            return
-        room_bytes = max_bytes - sum(file.size for file in files)
-        following = tap.stream_after(self)
-        if (room_bytes <= 0 or following is None or tap.stop_requested
-                or not tap.listing_done(following)):
-            return
-        upcoming = following._new_files(following._ledger())
-        reads: dict[str, Future[bytes]] = {}
-        for file in upcoming[:room]:
-            if file.size > room_bytes:
-                break
-            reads[file.path] = start(file.path)
-            room_bytes -= file.size
-        tap.keep_read_ahead(following, ReadAhead(upcoming, reads))
-
-    def _guard(self, file: CurrentsFile, fetch: Any) -> Any:
-        try:
-            return fetch()
-        except FileNotFoundError:
-            self.logger.warning("%s: %s vanished after listing; it will be read when it is back",
-                                self.name, self._currents_tap.storage.url_of(file.path))
-            return None
-        except Exception as exc:
-            storage = self._currents_tap.storage
-            msg = (f"{self.name}: could not read {storage.url_of(file.path)}: "
-                   f"{storage.describe_error(exc)}")
-            raise OSError(msg) from None
-
     def _decoded_files(self) -> Iterator[FileGroup]:
         """The new files' decoders in groups (file_groups.py), in hour order.
 
@@ -181,18 +93,16 @@ class CurrentsStream(Stream):
         them, see `_before_checkpoint`) before asking for the next one; a file enters the
         state only then. A STATE is printed every `state_interval_seconds` and at the end.
         """
-        if self._currents_tap.stop_requested:
+        run = self._run
+        if run.stop_requested:
             if self._schema_printed:  # the signal came right after it: a STATE ends the output
-                self._currents_tap.checkpoints.write(even_unchanged=True)
+                run.checkpoints.write(even_unchanged=True)
             return
-        self._currents_tap.check_storage()
-        ledger = self._ledger()
-        checkpoints = self._currents_tap.checkpoints
+        checkpoints = run.checkpoints
         group = FileGroup()
-        ahead = self._files_to_read(ledger)
-        for file, source in self._sources(ahead.files, ahead.reads):
-            if source is None:
-                continue
+        sources = run.sources(self.stream_files)
+        ledger = run.ledger(self.stream_files)
+        for file, source in sources:
             avro = self._open(file, source)
             if avro is None:  # not Avro at all: reported, nothing to print
                 source.close()
@@ -209,15 +119,13 @@ class CurrentsStream(Stream):
                 source.close()
             else:
                 avro.source = source
-            stop = self._currents_tap.stop_requested
+            stop = run.stop_requested
             if group.full or stop:
                 yield group
                 self._group_done(ledger, group)
                 group = FileGroup()
             if stop:
-                self.logger.info("%s: stopped on request after %s", self.name,
-                                 self._currents_tap.storage.url_of(file.path))
-                self._currents_tap.cancel_listings()
+                run.stop_reading(self.stream_files, file)
                 break
             if checkpoints.due():
                 self._checkpoint()
@@ -233,15 +141,15 @@ class CurrentsStream(Stream):
         run printing one per stream printed the whole state 58 times (45% of its bytes). The
         run's last STATE is printed even when nothing was read, so every run ends with one.
         """
-        selected = self._currents_tap.selected_streams()
-        if not selected or selected[-1] is self:  # the last stream the SDK syncs
+        run = self._run
+        if run.is_last(self.stream_files):
             self._before_checkpoint()
-            self._currents_tap.checkpoints.write(even_unchanged=True)
-        elif self._currents_tap.stop_requested or self._currents_tap.checkpoints.due():
+            run.checkpoints.write(even_unchanged=True)
+        elif run.stop_requested or run.checkpoints.due():
             self._checkpoint()
 
     def _open(self, file: CurrentsFile, source: BinaryIO) -> AvroFile | None:
-        url = self._currents_tap.storage.url_of(file.path)
+        url = self._run.storage.url_of(file.path)
         try:
             return AvroFile(source, self.event_type, url)
         except Exception as exc:
@@ -264,38 +172,40 @@ class CurrentsStream(Stream):
     def _done(self, ledger: FileLedger, file: CurrentsFile) -> None:
         ledger.mark_read(file)
         self.files_read += 1
-        self._currents_tap.checkpoints.changed()
+        self._run.checkpoints.changed()
 
     def _checkpoint(self) -> None:
         """Print what is held back (an open batch file's BATCH message), then a STATE."""
-        checkpoints = self._currents_tap.checkpoints
+        checkpoints = self._run.checkpoints
         if checkpoints.pending:
             self._before_checkpoint()
             checkpoints.write()
 
     def _before_checkpoint(self) -> None:
-        """Print what the next STATE covers and is not printed yet (BATCH mode sets this)."""
+        """Print what the next STATE covers and is not printed yet (BATCH mode: the open file)."""
+        if self._batches is not None:
+            self._batches.close()
 
     def _abort_sync(self, abort_reason: Exception) -> None:
         """A record limit or an error: a STATE of the files done, then the SDK's handling."""
         self._before_checkpoint()
-        self._currents_tap.checkpoints.write(even_unchanged=True)
+        self._run.checkpoints.write(even_unchanged=True)
         super()._abort_sync(abort_reason)
 
     def _write_schema_message(self) -> None:
         """The SDK's, except for streams left to the next run by a stop signal."""
-        if not self._currents_tap.stop_requested:
+        if not self._run.stop_requested:
             super()._write_schema_message()
             self._schema_printed = True
 
     def _write_state_message(self) -> None:
         """The SDK's checkpoints (every N records, end of a sync) follow the interval too."""
-        if self._currents_tap.checkpoints.due():
+        if self._run.checkpoints.due():
             self._checkpoint()
 
     def _report_damage(self, url: str, exc: BaseException, count: int) -> None:
-        detail = self._currents_tap.storage.describe_error(exc)
-        if self.config["on_corrupt_file"] == "fail":
+        detail = self._run.storage.describe_error(exc)
+        if self._run.settings.on_corrupt_file == "fail":
             msg = (f"{url} is damaged after {count} records ({detail}). Set on_corrupt_file "
                    "to 'skip' to read what can be read and go on.")
             raise CorruptFileError(msg)
@@ -355,7 +265,7 @@ class CurrentsStream(Stream):
             message = {"type": "RECORD", "stream": self.name, "time_extracted": extracted}
             return FileLines(message, self._shared_fields(avro))
 
-        checkpoints = self._currents_tap.checkpoints
+        checkpoints = self._run.checkpoints
 
         def write(group: FileGroup) -> None:
             for _, chunk in group.lines(lines_of):
@@ -371,28 +281,19 @@ class CurrentsStream(Stream):
         if not self._can_write_directly(write_messages=True):
             super()._sync_batches(batch_config, context)
             return
-        files = BatchFileWriter(batch_config, self._tap.name, self.name)
+        files = BatchFileWriter(batch_config, self.tap_name, self.name)
         with self.get_batch_counter() as batches:
 
             def announce(manifest: list[str]) -> None:
                 self._write_batch_message(batch_config.encoding, manifest)
                 batches.increment()
 
-            def write(group: FileGroup) -> None:
-                for manifest in files.write(group, self._batch_lines):
-                    announce(manifest)
-
-            def before_checkpoint() -> None:
-                manifest = files.close()
-                if manifest is not None:
-                    announce(manifest)
-
-            self._before_checkpoint = before_checkpoint  # type: ignore[method-assign]
+            output = self._batches = _BatchOutput(files, announce)
             try:
-                self._write_directly(write)
-                before_checkpoint()
+                self._write_directly(lambda group: output.write(group, self._batch_lines))
+                output.close()
             finally:
-                del self._before_checkpoint
+                self._batches = None
 
     def _batch_lines(self, avro: AvroFile) -> FileLines:
         return FileLines({}, self._shared_fields(avro))
@@ -410,11 +311,11 @@ class CurrentsStream(Stream):
                     write(group)
                     counter.increment(sum(avro.count for _, avro in group.members))
         except BrokenPipeError:
-            if not self._currents_tap.stop_requested:
+            if not self._run.stop_requested:
                 raise
             # stopped by a signal too, the target read up to a STATE and left; what follows
             # it is read again by the next run
-            self._currents_tap.discard_output()
+            self._run.discard_output()
             return
         self._log_summary()
 

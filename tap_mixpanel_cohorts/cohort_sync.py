@@ -23,7 +23,7 @@ from tap_mixpanel_cohorts.mixpanel_query_api import (
     ENGAGE_PAGE_SIZE,
 )
 from tap_mixpanel_cohorts.query_budget import QueryBudget, describe_duration
-from tap_mixpanel_cohorts.query_client import Credentials, QueryClient, RetryPolicy
+from tap_mixpanel_cohorts.query_client import Credentials, QueryClient
 from tap_mixpanel_cohorts.settings import Settings
 from tap_mixpanel_cohorts.snapshots import SnapshotStore
 
@@ -80,11 +80,9 @@ class CohortSync:
                                   settings.max_concurrent_queries)
         self.client = QueryClient(
             settings.base_url,
-            Credentials(settings.username, settings.secret, settings.project_id,
-                        settings.workspace_id),
-            self.budget,
-            RetryPolicy(first_delay=settings.retry_first_delay_seconds,
-                        budget_seconds=settings.max_retry_seconds))
+            Credentials(settings.service_account_username, settings.service_account_secret,
+                        settings.project_id, settings.workspace_id),
+            self.budget, settings.retry)
         self.store = SnapshotStore(settings.snapshot_url, settings.snapshot_options)
         self.summary = Summary()
         self.written: dict[int, str] = {}  # cohort id -> this run's snapshot name

@@ -15,11 +15,12 @@ from singer_sdk import Stream, Tap
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from plugin_support import redacted_output
-from plugin_support.clean_exit import ignore_stop_signal_while_exiting, wait_until_stdout_is_read
-from plugin_support.complete_stdout import WholeMessageWriter, complete_stdout_writes
+from plugin_support.clean_exit import wait_until_stdout_is_read
+from plugin_support.complete_stdout import WholeMessageWriter
 from plugin_support.config_errors import SecretSafeConfig
 from plugin_support.distribution import DISTRIBUTION
 from plugin_support.redaction import Redactor
+from plugin_support.stop_signals import StopSignalSetup
 from tap_mixpanel_cohorts.cohort_sync import CohortSettingError, CohortSync
 from tap_mixpanel_cohorts.membership import SessionExpiredError
 from tap_mixpanel_cohorts.query_client import QuerySettingError
@@ -47,7 +48,7 @@ DELIVERED_STREAMS = (UserCohortsStream.name, CohortMembershipChangesStream.name)
 assert set(DELIVERED_STREAMS) == set(STATE_STREAMS)
 
 
-class TapMixpanelCohorts(SecretSafeConfig, Tap):
+class TapMixpanelCohorts(StopSignalSetup, SecretSafeConfig, Tap):
     """Mixpanel cohorts, their members, and the membership changes since the last sync."""
 
     name = "tap-mixpanel-cohorts"
@@ -75,12 +76,6 @@ class TapMixpanelCohorts(SecretSafeConfig, Tap):
             raise SystemExit(128 + signum)
         atexit.register(wait_until_stdout_is_read)
         writer.between_messages(partial(super()._handle_termination, signum, frame))
-
-    def _setup_signal_handlers(self) -> None:
-        """The SDK's (ours: `_handle_termination`), none once exiting; whole writes to stdout."""
-        super()._setup_signal_handlers()
-        ignore_stop_signal_while_exiting()
-        complete_stdout_writes()  # a signal must not cut a write to stdout short
 
     @classmethod
     def invoke(cls, *, state: Any = None, **kwargs: Any) -> None:

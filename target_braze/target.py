@@ -125,7 +125,7 @@ class TargetBraze(RunEnd, StopAtNextState, SecretSafeConfig, Target):
 
     def _maybe_progress(self) -> None:
         now = time.monotonic()
-        if now - self._last_progress < self.settings.progress_seconds:
+        if now - self._last_progress < self.settings.progress_interval_seconds:
             return
         self._last_progress = now
         s = self.delivery.summary()

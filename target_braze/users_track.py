@@ -1,7 +1,8 @@
 """Braze's /users/track over HTTP: one request of attributes objects, every object accounted for.
 
-429: wait for X-RateLimit-Reset and send again; 202 ("queued"), any 5xx and network errors:
-backoff with jitter within max_retry_seconds; 401/403: stop, naming api_key and rest_endpoint;
+429: wait for X-RateLimit-Reset (or a Retry-After, if Braze sends one) and send again; 202
+("queued"), any 5xx and network errors: backoff with jitter within max_retry_seconds; 401/403:
+stop, naming api_key and rest_endpoint;
 400: split the request, a single object refused is dead-lettered (a 400 is never resent as is);
 per-object `errors` of a success answer fail those objects with Braze's message. Answer text is
 redacted before it reaches a log, an error or a dead letter.
@@ -12,18 +13,23 @@ of requests' session, which matters at hundreds of requests a second).
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import urllib3
 
-from plugin_support.rate_headers import HeaderPace
-from plugin_support.redaction import redact as redact_secrets
-from plugin_support.retry import AuthError, Counters, RetriesExhausted, RetrySchedule, TlsError
+from plugin_support.dry_run import RequestBodyFiles
+from plugin_support.redaction import Redactor
+from plugin_support.retry import (
+    AuthError,
+    Counters,
+    RetriesExhausted,
+    Retry,
+    RetrySchedule,
+    TlsError,
+)
 from plugin_support.run_stamp import run_stamp
 from target_braze.braze_rules import (
     AUTH_STATUSES,
@@ -35,6 +41,7 @@ from target_braze.braze_rules import (
     classify_object_error,
     is_retryable,
 )
+from target_braze.rate_headers import HeaderPace
 from target_braze.settings import BrazeSettings
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
@@ -58,11 +65,6 @@ def request_body(objects: list[dict[str, Any]]) -> bytes:
     return _encode({"attributes": objects})
 
 
-def redact(text: str, api_key: str) -> str:
-    """Answer text without the key (in any form), nor anything Braze echoes as a key."""
-    return ECHOED_KEY.sub(lambda m: m.group(1) + "***", redact_secrets(text, [api_key]))
-
-
 def _header_number(response: urllib3.BaseHTTPResponse, name: str) -> float | None:
     value = response.headers.get(name)
     try:
@@ -78,13 +80,13 @@ class UsersTrackClient:
                  pace: HeaderPace | None):
         """A client; `pace` (adaptive sending) spaces every attempt."""
         self.url = settings.users_track_url
-        self._key = settings.api_key
+        self._redact = Redactor([settings.api_key], [ECHOED_KEY])  # Braze may echo a key
         self._retry = settings.retry
         self.counters = counters
         self._pace = pace
         self._http = urllib3.PoolManager(maxsize=settings.max_concurrency, retries=False,
-                                         timeout=urllib3.Timeout(total=settings.request_timeout))
-        self._headers = {"Authorization": f"Bearer {self._key}",
+                                         timeout=urllib3.Timeout(total=settings.request_timeout_seconds))
+        self._headers = {"Authorization": f"Bearer {settings.api_key}",
                          "Content-Type": "application/json"}
         self._bulk_headers = {**self._headers, BULK_HEADER: "true"}
 
@@ -132,52 +134,55 @@ class UsersTrackClient:
             if error.get("input_array", "attributes") != "attributes" or \
                     not isinstance(index, int) or not 0 <= index < count:
                 continue
-            message = redact(str(error.get("type") or error.get("message") or ""), self._key)
+            message = self._redact(str(error.get("type") or error.get("message") or ""))
             reason, hint = classify_object_error(message)
             found.append(ObjectFailure(offset + index, reason, f"{message} ({hint})"))
         return found
 
     def _post_with_retries(self, body: bytes,
                            request_headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
-        schedule = RetrySchedule(self._retry, self.counters, "Braze")
-        while True:
-            self.counters.add(requests=1)
+        return RetrySchedule(self._retry, "Braze", self.counters).run(
+            lambda: self._attempt(body, request_headers))
+
+    def _attempt(self, body: bytes,
+                 request_headers: dict[str, str]) -> urllib3.BaseHTTPResponse | Retry:
+        """One POST: the answer to take, or why (and after how long) to send it again."""
+        if self._pace is not None:
+            self._pace.acquire()
+        headers: tuple[Any, Any, Any] = (None, None, None)
+        try:
+            response = self._http.request("POST", self.url, body=body, headers=request_headers)
+        except urllib3.exceptions.SSLError as exc:
+            msg = (f"The TLS certificate of {self.url} could not be verified "
+                   f"({type(exc).__name__}); check rest_endpoint")
+            raise TlsError(msg) from None
+        except urllib3.exceptions.HTTPError as exc:
+            self.counters.add(network_errors=1)
+            return Retry(f"network error: {type(exc).__name__}")
+        else:
+            headers = (_header_number(response, RATE_LIMIT_HEADER),
+                       _header_number(response, RATE_REMAINING_HEADER),
+                       _header_number(response, RATE_RESET_HEADER))
+            status = response.status
+            if status in AUTH_STATUSES:
+                msg = (f"Braze refused the key ({status}: {self._text(response)}). Check "
+                       "api_key (a REST API key with the users.track permission) and "
+                       "rest_endpoint (a key of another instance gets 401).")
+                raise AuthError(msg)
+            if not is_retryable(status):
+                return response
+            throttled = self.counters.count_retryable(status)
+            retry = Retry.answered(status, response.headers, throttled)
+            if throttled and headers[2] is not None:  # the pace holds until the reset
+                hold = self._hold_for(headers[2])
+                if retry.delay is None:  # a Retry-After, if Braze sends one, comes first
+                    retry = Retry(retry.problem, hold, throttled)
+            return retry
+        finally:
             if self._pace is not None:
-                self._pace.acquire()
-            delay: float | None = None
-            headers: tuple[Any, Any, Any] = (None, None, None)
-            try:
-                response = self._http.request("POST", self.url, body=body,
-                                              headers=request_headers)
-            except urllib3.exceptions.SSLError as exc:
-                msg = (f"The TLS certificate of {self.url} could not be verified "
-                       f"({type(exc).__name__}); check rest_endpoint")
-                raise TlsError(msg) from None
-            except urllib3.exceptions.HTTPError as exc:
-                self.counters.add(network_errors=1)
-                problem = f"network error: {type(exc).__name__}"
-            else:
-                headers = (_header_number(response, RATE_LIMIT_HEADER),
-                           _header_number(response, RATE_REMAINING_HEADER),
-                           _header_number(response, RATE_RESET_HEADER))
-                status = response.status
-                if status in AUTH_STATUSES:
-                    msg = (f"Braze refused the key ({status}: {self._text(response)}). Check "
-                           "api_key (a REST API key with the users.track permission) and "
-                           "rest_endpoint (a key of another instance gets 401).")
-                    raise AuthError(msg)
-                if not is_retryable(status):
-                    return response
-                throttled = self.counters.count_retryable(status)
-                problem = f"HTTP {status}"
-                if throttled and headers[2] is not None:
-                    delay = self._hold_for(headers[2])
-            finally:
-                if self._pace is not None:
-                    limit, remaining, reset = headers
-                    self._pace.release(None if limit is None else int(limit),
-                                       None if remaining is None else int(remaining), reset)
-            schedule.wait(problem, delay)
+                limit, remaining, reset = headers
+                self._pace.release(None if limit is None else int(limit),
+                                   None if remaining is None else int(remaining), reset)
 
     def _hold_for(self, reset: float) -> float:
         """Seconds until the window resets (every sender holds when pacing)."""
@@ -186,7 +191,7 @@ class UsersTrackClient:
         return max(0.02, reset - time.time())
 
     def _text(self, response: urllib3.BaseHTTPResponse) -> str:
-        return redact(response.data[:300].decode("utf-8", "replace").strip(), self._key)
+        return self._redact(response.data[:300].decode("utf-8", "replace").strip())
 
 
 class DryRunClient:
@@ -197,22 +202,13 @@ class DryRunClient:
 
         <run> (plugin_support.run_stamp) keeps runs sharing the folder from overwriting files.
         """
-        self.folder = Path(settings.dry_run_path)
-        self.folder.mkdir(parents=True, exist_ok=True)
         self.counters = counters
-        self._next = 0
-        self._lock = threading.Lock()
-        self._stamp = run_stamp()
-        (self.folder / "endpoint.txt").write_text(settings.users_track_url + "\n")
+        self._files = RequestBodyFiles(settings.dry_run_path, settings.users_track_url,
+                                       f"request-{run_stamp()}-", counters)
 
     def send(self, objects: list[dict[str, Any]], bulk: bool = False) -> list[ObjectFailure]:
         """Write the body; every object counts as would-be applied."""
-        with self._lock:
-            self._next += 1
-            number = self._next
-        body = request_body(objects)
-        (self.folder / f"request-{self._stamp}-{number:06d}.json").write_bytes(body)
-        self.counters.add(requests=1)
+        self._files.write(request_body(objects))
         return []
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from plugin_support.dead_letter import DeadLetterFile
-from plugin_support.rate_headers import HeaderPace
 from plugin_support.retry import Counters
 from target_braze.delivery import Delivery
+from target_braze.rate_headers import HeaderPace
 from target_braze.settings import BrazeSettings
 from target_braze.user_changes import UserChanges
 from target_braze.users_track import DryRunClient, UsersTrackClient

@@ -1,7 +1,8 @@
 """The delivery pipeline: records in, batches out, every record accounted for.
 
-One runs in each worker process (target_mixpanel.workers). A STATE (there: a chunk marker) is
-released only when everything before it is imported, skipped by rule or dead-lettered.
+One runs in each worker process (target_mixpanel.worker_process). A STATE (there: a chunk
+marker) is released only when everything before it is imported, skipped by rule or
+dead-lettered.
 
 The reading thread maps, checks and encodes events and fills a batch; full batches go to a
 pool of sending threads (at most `max_concurrency` requests in flight). Results are collected

@@ -16,7 +16,6 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -24,16 +23,18 @@ import requests
 import requests.adapters
 from isal import igzip  # ISA-L gzip: 4x zlib's speed at level 1, same format
 
-from plugin_support.pacing import AdaptivePace
+from plugin_support.dry_run import RequestBodyFiles
 from plugin_support.redaction import Redactor
 from plugin_support.retry import (
     AuthError,
     Counters,
     RetriesExhausted,
+    Retry,
     RetryPolicy,
     RetrySchedule,
     TlsError,
 )
+from target_mixpanel.pacing import AdaptivePace
 
 logger = logging.getLogger(__name__)
 
@@ -202,46 +203,51 @@ class ImportClient:
 
     def _post_with_retries(self, events: Sequence[bytes]) -> requests.Response:
         body, headers = self._body(events)
-        schedule = RetrySchedule(self._retry, self.counters, "Mixpanel")
         paced_retries = 0
-        while True:
-            self.counters.add(requests=1)
-            problem: str
-            retry_after: float | None = None
-            started = self._pace.acquire(len(events)) if self._pace is not None else 0.0
-            throttled = False
-            try:
-                # verify per request: a session's verify=False loses to REQUESTS_CA_BUNDLE
-                response = self._session().post(self.url, params=self._params, data=body,
-                                                headers=headers, timeout=self._timeout,
-                                                verify=self._verify)
-            except requests.exceptions.SSLError as exc:
-                msg = (f"The TLS certificate of {self.url} could not be verified ({exc}). Fix "
-                       "the certificate or the api_url/region setting; verify_tls: false "
-                       "turns the check off (not advised).")
-                raise TlsError(msg) from None
-            except requests.RequestException as exc:
-                self.counters.add(network_errors=1)
-                problem = f"network error: {type(exc).__name__}"
-            else:
-                status = response.status_code
-                if status in (401, 403):
-                    msg = (f"Mixpanel refused the credentials ({status}: "
-                           f"{self._redact(_text(response))}). Check {self._describe_auth}.")
-                    raise AuthError(msg)
-                if status not in RETRYABLE_STATUSES:
-                    return response
-                throttled = self.counters.count_retryable(status)
-                problem = f"HTTP {status}"
-                retry_after = _retry_after(response)
-            finally:
-                if self._pace is not None:
-                    self._pace.release(started, events=len(events), throttled=throttled)
-            if (retry_after is None and throttled and self._pace is not None
-                    and self._pace.rate is not None and paced_retries < PACED_RETRIES):
-                paced_retries += 1
-                retry_after = 0.0  # the pace, cut by the 429, gives the retry its slot
-            schedule.wait(problem, retry_after)
+
+        def attempt() -> requests.Response | Retry:
+            nonlocal paced_retries
+            outcome = self._attempt(body, headers, len(events))
+            if (isinstance(outcome, Retry) and outcome.delay is None and outcome.throttled
+                    and self._pace is not None and self._pace.rate is not None
+                    and paced_retries < PACED_RETRIES):
+                paced_retries += 1  # the pace, cut by the 429, gives the retry its slot
+                return Retry(outcome.problem, 0.0, throttled=True)
+            return outcome
+
+        return RetrySchedule(self._retry, "Mixpanel", self.counters).run(attempt)
+
+    def _attempt(self, body: bytes, headers: dict[str, str],
+                 events: int) -> requests.Response | Retry:
+        """One POST: the answer to take, or why (and after how long) to send it again."""
+        started = self._pace.acquire(events) if self._pace is not None else 0.0
+        throttled = False
+        try:
+            # verify per request: a session's verify=False loses to REQUESTS_CA_BUNDLE
+            response = self._session().post(self.url, params=self._params, data=body,
+                                            headers=headers, timeout=self._timeout,
+                                            verify=self._verify)
+        except requests.exceptions.SSLError as exc:
+            msg = (f"The TLS certificate of {self.url} could not be verified ({exc}). Fix "
+                   "the certificate or the api_url/region setting; verify_tls: false "
+                   "turns the check off (not advised).")
+            raise TlsError(msg) from None
+        except requests.RequestException as exc:
+            self.counters.add(network_errors=1)
+            return Retry(f"network error: {type(exc).__name__}")
+        else:
+            status = response.status_code
+            if status in (401, 403):
+                msg = (f"Mixpanel refused the credentials ({status}: "
+                       f"{self._redact(_text(response))}). Check {self._describe_auth}.")
+                raise AuthError(msg)
+            if status not in RETRYABLE_STATUSES:
+                return response
+            throttled = self.counters.count_retryable(status)
+            return Retry.answered(status, response.headers, throttled)
+        finally:
+            if self._pace is not None:
+                self._pace.release(started, events=events, throttled=throttled)
 
 
 def result_count(body: Any) -> int:
@@ -267,14 +273,6 @@ def _text(response: requests.Response) -> str:
     return response.text[:300].strip()
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
 class DryRunClient:
     """Sends nothing: writes each request body it would send to a folder, numbered."""
 
@@ -283,14 +281,9 @@ class DryRunClient:
 
         The prefix names the run and the worker, so runs sharing the folder keep their files.
         """
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
         self.url = api_url.rstrip("/") + "/import"
         self.counters = counters
-        self._next = 0
-        self._lock = threading.Lock()
-        self._prefix = prefix
-        (self.folder / "endpoint.txt").write_text(self.url + "\n")
+        self._files = RequestBodyFiles(folder, self.url, f"batch-{prefix}", counters)
 
     def batch_events(self, configured: int) -> int:
         """The configured batch size: a dry run is not paced."""
@@ -298,10 +291,5 @@ class DryRunClient:
 
     def send(self, events: Sequence[bytes], insert_ids: Sequence[str]) -> BatchResult:
         """Write the body; count every event as would-be imported."""
-        with self._lock:
-            self._next += 1
-            number = self._next
-        (self.folder / f"batch-{self._prefix}{number:06d}.json").write_bytes(json_array(events))
-        self.counters.add(requests=1)
+        self._files.write(json_array(events))
         return BatchResult(imported=len(events))
-

@@ -14,18 +14,20 @@ are sent once per process unless they change. Off by default.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import requests
 
 from plugin_support.redaction import redact
-from plugin_support.retry import AuthError, Counters, RetriesExhausted, RetryPolicy, RetrySchedule
-from target_mixpanel.import_client import BatchResult
+from plugin_support.retry import AuthError, Counters, RetriesExhausted, Retry, RetrySchedule
+from target_mixpanel.import_client import RETRYABLE_STATUSES, BatchResult
+
+if TYPE_CHECKING:
+    from plugin_support.retry import RetryPolicy
 
 ENGAGE_PATH = "/engage"                  # profile-batch-update: a JSON list of updates
 MAX_UPDATES_PER_REQUEST = 2000           # Mixpanel's limit per request
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class EventSender(Protocol):
@@ -111,32 +113,33 @@ class ProfileUpdatingSender:
 
     def _post(self, updates: list[dict[str, Any]]) -> None:
         body = msgspec.json.encode(updates)
-        schedule = RetrySchedule(self._retry, self._counters, "Mixpanel /engage")
-        while True:
-            self._counters.add(requests=1)
-            try:
-                response = self._session.post(self.url, data=body, timeout=self._timeout,
-                                              verify=self._verify, params={"verbose": "1"},
-                                              headers={"Content-Type": "application/json"})
-            except requests.RequestException as exc:
-                self._counters.add(network_errors=1)
-                schedule.wait(f"network error: {type(exc).__name__}")
-                continue
-            status = response.status_code
-            if status in RETRYABLE_STATUSES:
-                self._counters.count_retryable(status)
-                schedule.wait(f"HTTP {status}")
-                continue
-            text = self._clean(response.text[:300].strip())
-            if status in (401, 403):
-                msg = (f"Mixpanel refused the profile updates ({status}: {text}). Check "
-                       "project_token (profile_properties writes profiles with it).")
-                raise AuthError(msg)
-            if status != 200 or _refused(response):
-                msg = (f"Mixpanel did not apply {len(updates)} profile updates ({status}: "
-                       f"{text}); check profile_properties")
-                raise RetriesExhausted(msg)
-            return
+        response = RetrySchedule(self._retry, "Mixpanel /engage", self._counters).run(
+            lambda: self._attempt(body))
+        status = response.status_code
+        text = self._clean(response.text[:300].strip())
+        if status in (401, 403):
+            msg = (f"Mixpanel refused the profile updates ({status}: {text}). Check "
+                   "project_token (profile_properties writes profiles with it).")
+            raise AuthError(msg)
+        if status != 200 or _refused(response):
+            msg = (f"Mixpanel did not apply {len(updates)} profile updates ({status}: "
+                   f"{text}); check profile_properties")
+            raise RetriesExhausted(msg)
+
+    def _attempt(self, body: bytes) -> requests.Response | Retry:
+        """One POST: the answer to take, or why (and after how long) to send it again."""
+        try:
+            response = self._session.post(self.url, data=body, timeout=self._timeout,
+                                          verify=self._verify, params={"verbose": "1"},
+                                          headers={"Content-Type": "application/json"})
+        except requests.RequestException as exc:
+            self._counters.add(network_errors=1)
+            return Retry(f"network error: {type(exc).__name__}")
+        status = response.status_code
+        if status in RETRYABLE_STATUSES:
+            throttled = self._counters.count_retryable(status)
+            return Retry.answered(status, response.headers, throttled)
+        return response
 
 
 def _refused(response: requests.Response) -> bool:

@@ -19,7 +19,7 @@ from plugin_support.stop_signals import StopAtNextState
 from target_mixpanel.batch_manifest import BatchRoots
 from target_mixpanel.settings import CONFIG_SCHEMA, MixpanelSettings, SettingError
 from target_mixpanel.sinks import MixpanelSink
-from target_mixpanel.workers import WorkerPool
+from target_mixpanel.worker_pool import WorkerPool
 
 logger = logging.getLogger("target-mixpanel")
 _decode_line = msgspec.json.Decoder().decode

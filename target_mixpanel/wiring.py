@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from plugin_support.dead_letter import DeadLetterFile
-from plugin_support.pacing import AdaptivePace, SharedPace
 from plugin_support.redaction import Redactor
 from plugin_support.retry import Counters
 from target_mixpanel.delivery import Delivery
 from target_mixpanel.event_mapping import BrazeCurrentsMapping, GenericMapping
 from target_mixpanel.import_client import DryRunClient, ImportClient
+from target_mixpanel.pacing import AdaptivePace, SharedPace
 from target_mixpanel.pii import PiiPolicy
 from target_mixpanel.profile_updates import ProfileUpdatingSender
 from target_mixpanel.settings import MixpanelAuth, MixpanelSettings
@@ -34,25 +34,26 @@ def sender_for(settings: MixpanelSettings, counters: Counters, name: str,
     With adaptive sending it paces itself by `pace` (shared by the worker processes), or alone.
     """
     if settings.dry_run:
-        return DryRunClient(settings.dry_run_path, settings.api_url, counters, prefix=name)
+        return DryRunClient(settings.dry_run_path, settings.base_url, counters, prefix=name)
     auth = settings.auth
     assert isinstance(auth, MixpanelAuth)  # from_config requires it unless dry_run
     params = {**auth.params, "ip": "0"}
     if settings.strict:
         params["strict"] = "1"
-    client = ImportClient(settings.api_url, auth.basic, params,
+    client = ImportClient(settings.base_url, auth.basic, params,
                           gzip_level=settings.gzip_level if settings.gzip else None,
-                          timeout=settings.request_timeout, retry=settings.retry,
+                          timeout=settings.request_timeout_seconds, retry=settings.retry,
                           verify=settings.verify_tls, counters=counters,
                           describe_auth=auth.describe, redact=Redactor(settings.secrets),
                           pace=(AdaptivePace(concurrency, pace)
                                 if settings.adaptive_sending else None))
     if not settings.profile_properties:
         return client
-    return ProfileUpdatingSender(client, api_url=settings.api_url, token=settings.profile_token,
+    return ProfileUpdatingSender(client, api_url=settings.base_url, token=settings.project_token,
                                  properties=dict(settings.profile_properties),
                                  retry=settings.retry, counters=counters,
-                                 timeout=settings.request_timeout, verify=settings.verify_tls)
+                                 timeout=settings.request_timeout_seconds,
+                                 verify=settings.verify_tls)
 
 
 def build_delivery(settings: MixpanelSettings, emit_state: Callable[[dict], None], *,

@@ -55,12 +55,18 @@ KINDS = {"string": "string", "integer": "integer", "boolean": "boolean", "object
          "array": "array"}
 
 
-class DecimalSettingError(ValueError):
-    """A setting Meltano would declare `kind: decimal`, which it cannot pass on."""
+class UnpassableSettingError(ValueError):
+    """A setting Meltano cannot pass on from the environment (`kind: decimal`, number options)."""
 
 
 def _kind(schema: dict[str, Any], name: str = "") -> str:
     if "enum" in schema:
+        if not all(isinstance(value, str) for value in schema["enum"]):
+            # Meltano compares a value set through the environment (a string) with each option
+            msg = (f"setting {name!r} has options that are not strings: Meltano refuses "
+                   "TAP_X_SETTING=2 as \"not a valid choice\" of [1, 2]. Declare a number with "
+                   "a minimum and maximum instead")
+            raise UnpassableSettingError(msg)
         return "options"
     types = schema.get("type", "string")
     types = [types] if isinstance(types, str) else types
@@ -73,7 +79,7 @@ def _kind(schema: dict[str, Any], name: str = "") -> str:
         msg = (f"setting {name!r} is a plain number: Meltano cannot pass a decimal set through "
                "the environment. Declare it as a number or numeric string (type "
                "[\"number\", \"string\"] with a pattern), as meltano.yml then says kind: string")
-        raise DecimalSettingError(msg)
+        raise UnpassableSettingError(msg)
     main = next(t for t in types if t != "null")
     if main == "string" and schema.get("format") == "date-time":
         return "date_iso8601"
@@ -229,7 +235,7 @@ def pinned_requirement(executable: str) -> str:
 def apply_third_party_loaders(project: dict[str, Any]) -> None:
     """target-jsonl after our own loaders, for `meltano run` with another project's plugin.
 
-    Its pip requirement is the one the tests pin (tests/test_third_party_plugins.py).
+    Its pip requirement is the one the tests pin (tests/pipelines/test_third_party_plugins.py).
     """
     jsonl = {
         "name": "target-jsonl",
