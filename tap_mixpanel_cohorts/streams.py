@@ -10,7 +10,7 @@ state moves cohort by cohort.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk import Stream
@@ -25,23 +25,24 @@ from tap_mixpanel_cohorts.membership_diff import CohortSide, membership_changes,
 from tap_mixpanel_cohorts.user_sets import SyncedCohort, changed_users, user_sets
 
 if TYPE_CHECKING:
+    from singer_sdk import Tap
+
     from tap_mixpanel_cohorts.cohort_sync import CohortSync
-    from tap_mixpanel_cohorts.tap import TapMixpanelCohorts
 
 class CohortStream(Stream):
     """A stream of this tap: simple records, already of their schema's types."""
 
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
-    def __init__(self, tap: TapMixpanelCohorts):
-        """A stream of `tap`."""
+    def __init__(self, tap: Tap, sync_run: Callable[[], CohortSync]):
+        """A stream of `tap`, reading the run `sync_run()` gives (made on first use)."""
         super().__init__(tap)
-        self._cohort_tap = tap
+        self._sync_run = sync_run
 
     @property
     def sync_run(self) -> CohortSync:
         """The run's cohorts and memberships."""
-        return self._cohort_tap.sync_run
+        return self._sync_run()
 
 
 class CohortsStream(CohortStream):

@@ -140,8 +140,12 @@ class TapMixpanelCohorts(StopSignalSetup, SecretSafeConfig, Tap):
 
     def discover_streams(self) -> list[Stream]:
         """The four streams."""
-        return [CohortsStream(self), CohortMembersStream(self), UserCohortsStream(self),
-                CohortMembershipChangesStream(self)]
+        def sync_run() -> CohortSync:
+            return self.sync_run
+
+        return [stream(self, sync_run) for stream in (
+            CohortsStream, CohortMembersStream, UserCohortsStream,
+            CohortMembershipChangesStream)]
 
     def sync_all(self) -> None:  # type: ignore[misc]  # final in the SDK; extended, not replaced
         """Sync the streams, then drop snapshots no state names and log the run's summary.
