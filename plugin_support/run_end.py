@@ -5,7 +5,9 @@ or before failing at a bad input line, the delivery finishes; a run in which a s
 every record from being delivered fails naming it, with no state emitted (the target says
 which setting, and how, in `_setting_at_fault` and `_fail_if_a_setting_delivered_nothing`);
 otherwise the state held back while that was unclear is emitted and the summary logged. An
-error on the way abandons the delivery: no state past it is released.
+error on the way abandons the delivery: no state past it is released. An error whose message
+says what to do (refused credentials, a certificate, retries spent, a setting: `ACTIONABLE`)
+ends the run with that message and exit 1, not a traceback after it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ import msgspec
 
 from plugin_support.clean_exit import wait_until_stdout_is_read
 from plugin_support.line_reader import FastReader
+from plugin_support.retry import AuthError, RetriesExhausted, TlsError
+from plugin_support.setting_checks import SettingError
+
+ACTIONABLE: tuple[type[Exception], ...] = (AuthError, TlsError, RetriesExhausted, SettingError)
 
 
 class Delivering(Protocol):
@@ -59,6 +65,15 @@ class RunEnd:
         """Runs once a finished delivery's summary is logged."""
 
     # -- the end -------------------------------------------------------------------------
+
+    @classmethod
+    def invoke(cls, **kwargs: Any) -> None:
+        """The SDK's; an `ACTIONABLE` error ends the run with its message alone (exit 1)."""
+        try:
+            super().invoke(**kwargs)  # type: ignore[misc]
+        except ACTIONABLE as exc:
+            logging.getLogger(cls.name).error("%s", exc)  # masked by the log redaction
+            raise SystemExit(1) from None
 
     def process_endofpipe(self) -> None:
         """Deliver what is left, emit the last state, log the summary; fail a useless run."""

@@ -206,6 +206,7 @@ def test_a_refused_key_stops_at_once_naming_api_key_and_rest_endpoint(
     assert "api_key" in run.stderr
     assert "rest_endpoint" in run.stderr
     assert key not in run.stderr + run.stdout        # Braze echoes the key: redacted
+    assert "Traceback" not in run.stderr  # the message says what to do; no stack after it
     assert run.states == []
     assert sum(braze.state.statuses.values()) <= 8   # stopped at once: no retries
     assert braze.state.profiles == {}

@@ -232,6 +232,7 @@ def test_wrong_secret_stops_with_the_auth_settings_named(mixpanel, run_target,
     assert run.returncode != 0
     assert "service_account_secret" in run.stderr
     assert wrong not in run.stderr
+    assert "Traceback" not in run.stderr  # the message says what to do; no stack after it
     assert wrong not in run.stdout
     assert run.states == []
     assert mixpanel.state.unique_events == []
