@@ -28,6 +28,7 @@ from target_mixpanel.event_mapping import SkippedByRule
 from target_mixpanel.import_client import BatchResult
 from target_mixpanel.mixpanel_rules import MAX_EVENT_BYTES, Refused, check_event
 from target_mixpanel.pii import PiiPolicy
+from target_mixpanel.profile_updates import ProfileUpdatingSender
 
 
 class Mapping(Protocol):
@@ -205,5 +206,8 @@ class Delivery(RecordDelivery[Batch, BatchResult]):
             "imported_by_event": dict(tally.imported_by_event.most_common()),
             "received_by_stream": dict(tally.received_by_stream),
             "refused_by_setting": dict(tally.refused_by_setting),
+            # profile_properties: the user profiles written (profile_updates.py)
+            **({"profiles_updated": self._sender.profiles_updated}
+               if isinstance(self._sender, ProfileUpdatingSender) else {}),
             "seconds": self.seconds(),
         }

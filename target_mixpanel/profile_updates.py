@@ -8,7 +8,9 @@ properties, written with `$set` through `POST {api_url}/engage#profile-batch-upd
 `$token` in each update, at most 2000 updates a request: Mixpanel docs
 `reference/profile-batch-update`, `reference/user-profile-limits`) before the batch counts as
 delivered, so no STATE passes events whose users' profiles were not written. A user's values
-are sent once per process unless they change. Off by default.
+are sent once per process unless they change. Off by default. In a dry run the request
+bodies go to `dry_run_path`/engage/ instead (plugin_support.dry_run); either way the run's
+summary counts the profiles written as `profiles_updated`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 import requests
 
+from plugin_support.dry_run import RequestBodyFiles
 from plugin_support.redaction import redact
 from plugin_support.retry import AuthError, Counters, RetriesExhausted, Retry, RetrySchedule
 from target_mixpanel.import_client import RETRYABLE_STATUSES, BatchResult
@@ -72,8 +75,11 @@ class ProfileUpdatingSender:
 
     def __init__(self, inner: EventSender, *, api_url: str, token: str,
                  properties: Mapping[str, str], retry: RetryPolicy, counters: Counters,
-                 timeout: float, verify: bool):
-        """Nothing is sent yet; `properties`: {profile property: event property}."""
+                 timeout: float, verify: bool, dry_run: RequestBodyFiles | None = None):
+        """Nothing is sent yet; `properties`: {profile property: event property}.
+
+        With `dry_run`, each request body is written there instead of sent.
+        """
         self._inner = inner
         self.url = api_url.rstrip("/") + ENGAGE_PATH
         self._token = token
@@ -84,6 +90,7 @@ class ProfileUpdatingSender:
         self._verify = verify
         self._sent: dict[str, dict[str, Any]] = {}  # what each user's profile was given
         self._session = requests.Session()
+        self._dry_run = dry_run
         self.profiles_updated = 0
 
     def batch_events(self, configured: int) -> int:
@@ -113,6 +120,9 @@ class ProfileUpdatingSender:
 
     def _post(self, updates: list[dict[str, Any]]) -> None:
         body = msgspec.json.encode(updates)
+        if self._dry_run is not None:
+            self._dry_run.write(body)
+            return
         response = RetrySchedule(self._retry, "Mixpanel /engage", self._counters).run(
             lambda: self._attempt(body))
         status = response.status_code

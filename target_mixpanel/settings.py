@@ -100,7 +100,8 @@ class MixpanelSettings(DeliverySettings):
         {}, description="Optional (off by default): {profile property: event property} set on "
         "each user's Mixpanel profile with $set after their events are imported, e.g. "
         "{\"$braze_external_id\": \"distinct_id\"}, so profile-based cohorts and Mixpanel's "
-        "Braze export match users known only from events. Needs project_token.")
+        "Braze export match users known only from events. Needs project_token (a dry run "
+        "writes the /engage bodies to dry_run_path/engage/ instead).")
 
     @cached_property
     def base_url(self) -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from plugin_support.dead_letter import DeadLetterFile
+from plugin_support.dry_run import RequestBodyFiles
 from plugin_support.redaction import Redactor
 from plugin_support.retry import Counters
 from target_mixpanel.delivery import Delivery
@@ -12,7 +14,7 @@ from target_mixpanel.event_mapping import BrazeCurrentsMapping, GenericMapping
 from target_mixpanel.import_client import DryRunClient, ImportClient
 from target_mixpanel.pacing import AdaptivePace, SharedPace
 from target_mixpanel.pii import PiiPolicy
-from target_mixpanel.profile_updates import ProfileUpdatingSender
+from target_mixpanel.profile_updates import ENGAGE_PATH, ProfileUpdatingSender
 from target_mixpanel.settings import MixpanelAuth, MixpanelSettings
 
 __all__ = ["build_delivery"]
@@ -34,7 +36,8 @@ def sender_for(settings: MixpanelSettings, counters: Counters, name: str,
     With adaptive sending it paces itself by `pace` (shared by the worker processes), or alone.
     """
     if settings.dry_run:
-        return DryRunClient(settings.dry_run_path, settings.base_url, counters, prefix=name)
+        dry_run = DryRunClient(settings.dry_run_path, settings.base_url, counters, prefix=name)
+        return _with_profiles(settings, dry_run, counters, name)
     auth = settings.auth
     assert isinstance(auth, MixpanelAuth)  # from_config requires it unless dry_run
     params = {**auth.params, "ip": "0"}
@@ -47,13 +50,28 @@ def sender_for(settings: MixpanelSettings, counters: Counters, name: str,
                           describe_auth=auth.describe, redact=Redactor(settings.secrets),
                           pace=(AdaptivePace(concurrency, pace)
                                 if settings.adaptive_sending else None))
+    return _with_profiles(settings, client, counters, name)
+
+
+def _with_profiles(settings: MixpanelSettings, sender: DryRunClient | ImportClient,
+                   counters: Counters, name: str,
+                   ) -> DryRunClient | ImportClient | ProfileUpdatingSender:
+    """`sender`, writing profile_properties after each batch when that setting is given.
+
+    A dry run writes the /engage bodies to dry_run_path/engage/.
+    """
     if not settings.profile_properties:
-        return client
-    return ProfileUpdatingSender(client, api_url=settings.base_url, token=settings.project_token,
+        return sender
+    dry_run = None
+    if settings.dry_run:
+        dry_run = RequestBodyFiles(Path(settings.dry_run_path) / "engage",
+                                   settings.base_url.rstrip("/") + ENGAGE_PATH,
+                                   f"profiles-{name}", counters)
+    return ProfileUpdatingSender(sender, api_url=settings.base_url, token=settings.project_token,
                                  properties=dict(settings.profile_properties),
                                  retry=settings.retry, counters=counters,
                                  timeout=settings.request_timeout_seconds,
-                                 verify=settings.verify_tls)
+                                 verify=settings.verify_tls, dry_run=dry_run)
 
 
 def build_delivery(settings: MixpanelSettings, emit_state: Callable[[dict], None], *,
