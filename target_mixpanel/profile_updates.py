@@ -16,6 +16,7 @@ summary counts the profiles written as `profiles_updated`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -75,10 +76,12 @@ class ProfileUpdatingSender:
 
     def __init__(self, inner: EventSender, *, api_url: str, token: str,
                  properties: Mapping[str, str], retry: RetryPolicy, counters: Counters,
-                 timeout: float, verify: bool, dry_run: RequestBodyFiles | None = None):
+                 timeout: float, verify: bool, dry_run_folder: Path | None = None,
+                 dry_run_name: str = "profiles-"):
         """Nothing is sent yet; `properties`: {profile property: event property}.
 
-        With `dry_run`, each request body is written there instead of sent.
+        With `dry_run_folder`, each request body is written there (`dry_run_name`000001.json,
+        ...) instead of sent.
         """
         self._inner = inner
         self.url = api_url.rstrip("/") + ENGAGE_PATH
@@ -90,7 +93,8 @@ class ProfileUpdatingSender:
         self._verify = verify
         self._sent: dict[str, dict[str, Any]] = {}  # what each user's profile was given
         self._session = requests.Session()
-        self._dry_run = dry_run
+        self._dry_run = (RequestBodyFiles(dry_run_folder, self.url, dry_run_name, counters)
+                         if dry_run_folder is not None else None)
         self.profiles_updated = 0
 
     def batch_events(self, configured: int) -> int:

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from plugin_support.dead_letter import DeadLetterFile
-from plugin_support.dry_run import RequestBodyFiles
 from plugin_support.redaction import Redactor
 from plugin_support.retry import Counters
 from target_mixpanel.delivery import Delivery
@@ -14,7 +13,7 @@ from target_mixpanel.event_mapping import BrazeCurrentsMapping, GenericMapping
 from target_mixpanel.import_client import DryRunClient, ImportClient
 from target_mixpanel.pacing import AdaptivePace, SharedPace
 from target_mixpanel.pii import PiiPolicy
-from target_mixpanel.profile_updates import ENGAGE_PATH, ProfileUpdatingSender
+from target_mixpanel.profile_updates import ProfileUpdatingSender
 from target_mixpanel.settings import MixpanelAuth, MixpanelSettings
 
 __all__ = ["build_delivery"]
@@ -62,16 +61,14 @@ def _with_profiles(settings: MixpanelSettings, sender: DryRunClient | ImportClie
     """
     if not settings.profile_properties:
         return sender
-    dry_run = None
-    if settings.dry_run:
-        dry_run = RequestBodyFiles(Path(settings.dry_run_path) / "engage",
-                                   settings.base_url.rstrip("/") + ENGAGE_PATH,
-                                   f"profiles-{name}", counters)
     return ProfileUpdatingSender(sender, api_url=settings.base_url, token=settings.project_token,
                                  properties=dict(settings.profile_properties),
                                  retry=settings.retry, counters=counters,
                                  timeout=settings.request_timeout_seconds,
-                                 verify=settings.verify_tls, dry_run=dry_run)
+                                 verify=settings.verify_tls,
+                                 dry_run_folder=(Path(settings.dry_run_path) / "engage"
+                                                 if settings.dry_run else None),
+                                 dry_run_name=f"profiles-{name}")
 
 
 def build_delivery(settings: MixpanelSettings, emit_state: Callable[[dict], None], *,
